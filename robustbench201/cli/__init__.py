@@ -1,0 +1,91 @@
+"""The ``rb201`` command line: a thin click group over the library.
+
+Subcommands live in small modules (one owner each) and are imported only when they run, so ``rb201 --help`` is
+instant. No subcommand module imports torch or pandas at module level.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+
+import click
+
+from .._version import __version__
+
+# command name -> ("module:attribute", one-line help shown by ``rb201 --help`` without importing the module)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "arch": ("robustbench201.cli.arch_cmd:arch", "Describe an NB201 cell: index, string, ops, class, params, FLOPs."),
+    "query": ("robustbench201.cli.table_cmds:query", "Look up one architecture's robustness results."),
+    "table": ("robustbench201.cli.table_cmds:table", "Select columns and rows of the results table."),
+    "import-jung": ("robustbench201.cli.table_cmds:import_jung", "Convert the original Jung et al. dataset layout."),
+    "download": ("robustbench201.cli.fetch_cmds:download", "Download published dataset shards (hash-checked)."),
+    "publish": ("robustbench201.cli.fetch_cmds:publish", "Write the shard registry for a built dataset."),
+    "fetch-data": ("robustbench201.cli.build_cmds:fetch_data", "Download an official dataset archive (CIFAR)."),
+    "train": ("robustbench201.cli.build_cmds:train", "Train NB201 networks with the NB201 protocol."),
+    "evaluate": ("robustbench201.cli.build_cmds:evaluate", "Evaluate a range of architectures into shards."),
+    "launch": ("robustbench201.cli.build_cmds:launch", "Submit evaluation shards to Slurm (submitit)."),
+    "merge": ("robustbench201.cli.build_cmds:merge", "Merge shards into a dataset."),
+    "validate": ("robustbench201.cli.build_cmds:validate", "Check a built dataset's integrity and coverage."),
+    "demo": ("robustbench201.cli.demo_cmd:demo", "End-to-end CPU demo: query, train, evaluate, merge, query."),
+    "search": ("robustbench201.cli.search_cmds:search", "Architecture search: DSRNA or NAS on the table."),
+    "analyze": ("robustbench201.cli.analyze_cmds:analyze", "Reproduce the analyses of Jung et al. from a table."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS:
+            target, _ = COMMANDS[cmd_name]
+            module, attr = target.split(":")
+            try:
+                return getattr(importlib.import_module(module), attr)
+            except ModuleNotFoundError as exc:
+                if exc.name and exc.name.startswith("robustbench201"):
+                    return None  # command not built into this version
+                raise
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in COMMANDS:
+                module = COMMANDS[name][0].split(":")[0]
+                if importlib.util.find_spec(module) is None:
+                    continue
+                rows.append((name, COMMANDS[name][1]))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rb201")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """rb201: NAS-Bench-201 robustness dataset builder and query API.
+
+    \b
+    Examples:
+      rb201 arch 1462
+      rb201 query 13433 --dataset cifar10
+      rb201 evaluate --arch-range 0:128 --dataset cifar10 --preset jung2023 --out shards/
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def run_library(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Call a library function and turn rb201's user errors into a clean CLI error (no traceback)."""
+    from ..errors import Rb201Error
+
+    try:
+        return fn(*args, **kwargs)
+    except Rb201Error as exc:
+        raise click.ClickException(str(exc)) from None
