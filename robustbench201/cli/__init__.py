@@ -22,8 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-jung": ("robustbench201.cli.table_cmds:import_jung", "Convert the original Jung et al. dataset layout."),
     "download": ("robustbench201.cli.fetch_cmds:download", "Download published dataset shards (hash-checked)."),
     "publish": ("robustbench201.cli.fetch_cmds:publish", "Write the shard registry for a built dataset."),
-    "fetch-data": ("robustbench201.cli.build_cmds:fetch_data", "Download an official dataset archive (CIFAR)."),
-    "train": ("robustbench201.cli.build_cmds:train", "Train NB201 networks with the NB201 protocol."),
+    "fetch-data": ("robustbench201.cli.data_cmds:fetch_data", "Download an official dataset archive (CIFAR)."),
+    "train": ("robustbench201.cli.data_cmds:train", "Train NB201 networks with the NB201 protocol."),
     "evaluate": ("robustbench201.cli.build_cmds:evaluate", "Evaluate a range of architectures into shards."),
     "launch": ("robustbench201.cli.build_cmds:launch", "Submit evaluation shards to Slurm (submitit)."),
     "merge": ("robustbench201.cli.build_cmds:merge", "Merge shards into a dataset."),
@@ -35,14 +35,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands (``commands_map``: name -> ("module:attr", help)) are imported on use."""
+
+    commands_map: dict[str, tuple[str, str]] = COMMANDS
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
+        return sorted(set(self.commands_map) | set(super().list_commands(ctx)))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in COMMANDS:
-            target, _ = COMMANDS[cmd_name]
+        if cmd_name in self.commands_map:
+            target, _ = self.commands_map[cmd_name]
             module, attr = target.split(":")
             try:
                 return getattr(importlib.import_module(module), attr)
@@ -55,11 +57,11 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
-            if name in COMMANDS:
-                module = COMMANDS[name][0].split(":")[0]
+            if name in self.commands_map:
+                module = self.commands_map[name][0].split(":")[0]
                 if importlib.util.find_spec(module) is None:
                     continue
-                rows.append((name, COMMANDS[name][1]))
+                rows.append((name, self.commands_map[name][1]))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

@@ -1,0 +1,208 @@
+"""Schema v1 of rb201 results: the single source of truth for every Parquet and HDF5 file rb201 writes or reads.
+
+Scalars are tidy rows (one value per row) with explicit columns. Units: ``epsilon`` is in pixel units of 1/255
+(so ``epsilon=1.0`` means an L-inf radius of 1/255 on [0, 1] images; ``255.0`` is the whole box); NaN where the row has
+no epsilon. ``severity`` is 1..5 for corruptions, 0 otherwise. Arrays (confusion matrices, per-sample flags) live
+in HDF5 files at the path :func:`array_path` builds from the same key columns.
+
+Wide form: per dataset, one row per architecture and one column per (key, epsilon/severity, measure), named by
+:func:`wide_name`: ``clean``, ``fgsm@1``, ``pgd@0.5``, ``fog:3``, ``jacobian``, ``nb201_test_accuracy``, with a
+``/measure`` suffix when the measure is not ``accuracy`` (or ``value``), e.g. ``pgd@1/confidence_pred``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import DataIntegrityError, Rb201Error, check_choice
+
+SCHEMA_VERSION = "1"
+#: Parquet key-value metadata keys.
+META_SCHEMA_VERSION = "rb201.schema_version"
+META_SPEC = "rb201.spec"  # JSON of the evaluation spec(s) the file holds (may be "{}")
+META_KIND = "rb201.kind"  # "results" for tidy rows
+
+FAMILIES: tuple[str, ...] = (
+    "clean",
+    "adversarial",
+    "corruption",
+    "surrogate",
+    "certified",
+    "nb201-training",
+    "hardware",
+    "cost",
+    "zero-cost",
+)
+NORMS: tuple[str, ...] = ("", "Linf", "L2")
+#: How a per-epsilon value was obtained (PROTOCOL.md section 6). "" for rows without an epsilon.
+SEMANTICS: tuple[str, ...] = ("", "per-epsilon", "cumulative")
+
+#: Column name -> pyarrow type name, in file order. ``key`` columns identify a value; the rest is provenance.
+COLUMNS: dict[str, str] = {
+    "arch_index": "int32",  # NB201 index of the evaluated architecture (the isomorphism representative for Jung data)
+    "dataset": "string",  # canonical dataset name (cifar10, cifar100, ImageNet16-120, mnist5k, ...)
+    "seed": "int32",  # training seed of the weights; -1 = not a single seed (mean over seeds or unknown)
+    "weights": "string",  # weights source: e.g. 'nb201-200ep' (official), 'train-200ep', 'init', 'unknown'
+    "family": "string",  # one of FAMILIES
+    "key": "string",  # attack / corruption / measure name: clean, fgsm, pgd, aa_apgd-ce, aa_square, fog, jacobian...
+    "norm": "string",  # one of NORMS
+    "epsilon": "float64",  # in 1/255 units; NaN if not applicable
+    "severity": "int8",  # 1..5 for corruptions; 0 if not applicable
+    "semantics": "string",  # one of SEMANTICS
+    "measure": "string",  # accuracy, confidence_pred, confidence_true, value, margin_lb, ...
+    "value": "float64",
+    "n": "int32",  # number of samples the value is computed over; -1 if unknown
+    "source": "string",  # who produced the number: jung2023, nats-bench, hw-nas-bench, nb-suite-zero, rb201
+    "spec_hash": "string",  # hash of the evaluation spec ('' for imported data)
+    "code_version": "string",  # rb201 version that wrote the row (or the importer's version)
+}
+#: Columns that identify one value; two rows with equal key columns are duplicates (conflicting if values differ).
+KEY_COLUMNS: tuple[str, ...] = (
+    "arch_index",
+    "dataset",
+    "seed",
+    "weights",
+    "family",
+    "key",
+    "norm",
+    "epsilon",
+    "severity",
+    "semantics",
+    "measure",
+)
+#: Sort order of a merged dataset.
+SORT_COLUMNS: tuple[str, ...] = ("dataset", "arch_index", "family", "key", "epsilon", "severity", "measure")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One scalar result (see the module docstring for units)."""
+
+    arch_index: int
+    dataset: str
+    family: str
+    key: str
+    measure: str
+    value: float
+    seed: int = -1
+    weights: str = "unknown"
+    norm: str = ""
+    epsilon: float = math.nan
+    severity: int = 0
+    semantics: str = ""
+    n: int = -1
+    source: str = "rb201"
+    spec_hash: str = ""
+    code_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_choice("result family", self.family, FAMILIES)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("semantics", self.semantics, SEMANTICS)
+        if not 0 <= self.severity <= 5:
+            raise Rb201Error(f"severity {self.severity} out of range; allowed: 0 (none) or 1..5")
+        if not (math.isnan(self.epsilon) or 0.0 <= self.epsilon <= 255.0):
+            raise Rb201Error(f"epsilon {self.epsilon} out of range; allowed: 0..255 (units of 1/255) or NaN")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("extra")
+        return d
+
+
+def pa_schema():  # type: ignore[no-untyped-def]
+    """The pyarrow schema of tidy result files (imports pyarrow)."""
+    import pyarrow as pa
+
+    types = {"int32": pa.int32(), "int8": pa.int8(), "float64": pa.float64(), "string": pa.string()}
+    return pa.schema([pa.field(name, types[t], nullable=False) for name, t in COLUMNS.items()])
+
+
+def rows_to_table(rows: list[Row] | list[dict[str, Any]], spec_json: str = "{}"):  # type: ignore[no-untyped-def]
+    """Rows (``Row`` objects or dicts with all columns) -> a pyarrow Table with schema v1 and its metadata."""
+    import pyarrow as pa
+
+    dicts = [r.as_dict() if isinstance(r, Row) else r for r in rows]
+    columns = {name: [d[name] for d in dicts] for name in COLUMNS}
+    table = pa.Table.from_pydict(columns, schema=pa_schema())
+    return table.replace_schema_metadata(table_metadata(spec_json))
+
+
+def table_metadata(spec_json: str = "{}") -> dict[str, str]:
+    return {META_SCHEMA_VERSION: SCHEMA_VERSION, META_SPEC: spec_json, META_KIND: "results"}
+
+
+def check_table_schema(table_schema, path: str) -> None:  # type: ignore[no-untyped-def]
+    """Raise :class:`DataIntegrityError` unless a file's arrow schema is rb201 schema v1 (version and columns)."""
+    meta = {k.decode(): v.decode() for k, v in (table_schema.metadata or {}).items()}
+    version = meta.get(META_SCHEMA_VERSION)
+    if version is None:
+        raise DataIntegrityError(f"{path} is not an rb201 results file (no {META_SCHEMA_VERSION} metadata)")
+    if version != SCHEMA_VERSION:
+        raise DataIntegrityError(
+            f"{path} has rb201 schema version {version!r}; this rb201 reads version {SCHEMA_VERSION!r}"
+        )
+    names = list(table_schema.names)
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        raise DataIntegrityError(f"{path} lacks schema v1 columns {missing}")
+
+
+# ---- names ---------------------------------------------------------------------------------------------------
+_PLAIN_MEASURES = ("accuracy", "value")
+
+
+def format_eps(epsilon: float) -> str:
+    """``1.0 -> '1'``, ``0.5 -> '0.5'``, ``255.0 -> '255'`` (epsilon in 1/255 units)."""
+    return f"{epsilon:g}"
+
+
+def wide_name(key: str, epsilon: float = math.nan, severity: int = 0, measure: str = "accuracy") -> str:
+    """Column name in the wide form (see module docstring)."""
+    if not math.isnan(epsilon):
+        base = f"{key}@{format_eps(epsilon)}"
+    elif severity:
+        base = f"{key}:{severity}"
+    else:
+        base = key
+    return base if measure in _PLAIN_MEASURES else f"{base}/{measure}"
+
+
+_WIDE_RE = re.compile(r"^(?P<key>[^@:/]+)(?:@(?P<eps>[0-9.]+)|:(?P<sev>[1-5]))?(?:/(?P<measure>.+))?$")
+
+
+def parse_wide_name(name: str) -> tuple[str, float, int, str | None]:
+    """Inverse of :func:`wide_name`: ``'pgd@1' -> ('pgd', 1.0, 0, None)`` (measure None = the plain one)."""
+    m = _WIDE_RE.match(name.strip())
+    if not m:
+        raise Rb201Error(
+            f"cannot read column name {name!r}; expected 'key', 'key@eps' (eps in 1/255), 'key:severity' "
+            "with an optional '/measure', e.g. 'fgsm@1', 'fog:3', 'pgd@2/confidence_pred'"
+        )
+    eps = float(m.group("eps")) if m.group("eps") else math.nan
+    sev = int(m.group("sev")) if m.group("sev") else 0
+    return m.group("key"), eps, sev, m.group("measure")
+
+
+def array_path(
+    dataset: str,
+    arch_index: int,
+    family: str,
+    key: str,
+    measure: str,
+    epsilon: float = math.nan,
+    severity: int = 0,
+    seed: int = -1,
+    weights: str = "unknown",
+    semantics: str = "",
+) -> str:
+    """HDF5 dataset path of an array keyed like a scalar row, e.g.
+    ``cifar10/arch_00042/nb201-200ep/seed_-1/adversarial/pgd/eps_1/per-epsilon/correct``."""
+    where = f"eps_{format_eps(epsilon)}" if not math.isnan(epsilon) else (f"sev_{severity}" if severity else "none")
+    sem = semantics or "none"
+    parts = [dataset, f"arch_{arch_index:05d}", weights, f"seed_{seed}", family, key, where, sem, measure]
+    return "/".join(p.replace("/", "-") for p in parts)
