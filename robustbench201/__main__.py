@@ -1,0 +1,5 @@
+"""``python -m robustbench201`` runs the ``rb201`` CLI."""
+
+from .cli import main
+
+main()
