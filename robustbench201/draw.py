@@ -17,7 +17,7 @@ _COLORS = {"skip_connect": "#555555", "nor_conv_1x1": "#1f77b4", "nor_conv_3x3":
 
 
 def draw_cell(arch: object, path: str | Path | None = None, ax=None, title: str | None = None):  # type: ignore[no-untyped-def]
-    """Draw ``arch``; save a PNG to ``path`` if given. Returns the matplotlib figure. Needs matplotlib (extra ``plot``)."""
+    """Draw ``arch``; save a PNG to ``path`` if given. Returns the figure. Needs matplotlib (extra ``plot``)."""
     try:
         import matplotlib
 
@@ -57,8 +57,16 @@ def draw_cell(arch: object, path: str | Path | None = None, ax=None, title: str 
         mx = (pos[src][0] + pos[dst][0]) / 2
         span = dst - src
         my = -rad * span / 2 if span > 1 else 0.0
-        ax.text(mx, my + (0.07 if span == 1 else 0.0), _LABELS[name], ha="center", va="bottom", fontsize=9,
-                color=_COLORS[name], bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+        ax.text(
+            mx,
+            my + (0.07 if span == 1 else 0.0),
+            _LABELS[name],
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            color=_COLORS[name],
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+        )
     for n, (x, y) in pos.items():
         label = {0: "in", 3: "out"}.get(n, str(n))
         ax.add_patch(plt.Circle((x, y), 0.16, color="#f2f2f2", ec="black", lw=1.5, zorder=3))

@@ -18,7 +18,9 @@ SAMPLE = [0, 1462, 12645, 42, 7, 13433, 655, 13714] + random.Random(0).sample(ra
 
 def _official_keys(arch: Arch, n_cells: int = 5) -> set[str]:
     """The official key layout, written out from PROTOCOL.md section 2 (independent of our module tree)."""
-    keys = {"stem.0.weight"} | {f"stem.1.{s}" for s in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    keys = {"stem.0.weight"} | {
+        f"stem.1.{s}" for s in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    }
     bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
     c = 0
     for stage in range(3):
@@ -125,8 +127,14 @@ def test_reference_state_dict_loads_strictly_and_gives_the_same_logits(index):
 
 
 def test_small_configurations_run_on_cpu():
-    model = create_model("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|",
-                         dataset=None, num_classes=10, channels=8, n_cells=1, in_channels=1)
+    model = create_model(
+        "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|",
+        dataset=None,
+        num_classes=10,
+        channels=8,
+        n_cells=1,
+        in_channels=1,
+    )
     out = model(torch.rand(3, 1, 28, 28))
     assert out.shape == (3, 10)
     assert len(model.cells) == 5

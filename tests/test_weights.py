@@ -61,9 +61,11 @@ def _state(arch: Arch, dataset: str, seed: int) -> dict:
 
 @pytest.fixture()
 def archives(tmp_path: Path) -> dict[str, Path]:
-    full = {("cifar10", 777): _run(ARCH, "cifar10", 777, _state(ARCH, "cifar10", 777)),
-            ("cifar10", 888): _run(ARCH, "cifar10", 888, _state(ARCH, "cifar10", 888)),
-            ("cifar100", 777): _run(ARCH, "cifar100", 777, _state(ARCH, "cifar100", 777))}
+    full = {
+        ("cifar10", 777): _run(ARCH, "cifar10", 777, _state(ARCH, "cifar10", 777)),
+        ("cifar10", 888): _run(ARCH, "cifar10", 888, _state(ARCH, "cifar10", 888)),
+        ("cifar100", 777): _run(ARCH, "cifar100", 777, _state(ARCH, "cifar100", 777)),
+    }
     less = {("cifar10", 777): _run(ARCH, "cifar10", 777, _state(ARCH, "cifar10", 12))}
     nats = tmp_path / f"{ARCH.index:06d}.pickle.pbz2"
     with bz2.open(nats, "wb") as fh:

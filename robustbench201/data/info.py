@@ -25,12 +25,8 @@ def _scale(v: tuple[float, ...]) -> tuple[float, ...]:
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "cifar10": DatasetInfo(
-        "cifar10", 10, 3, 32, _scale((125.3, 123.0, 113.9)), _scale((63.0, 62.1, 66.7)), 10000
-    ),
-    "cifar100": DatasetInfo(
-        "cifar100", 100, 3, 32, _scale((129.3, 124.1, 112.4)), _scale((68.2, 65.4, 70.4)), 10000
-    ),
+    "cifar10": DatasetInfo("cifar10", 10, 3, 32, _scale((125.3, 123.0, 113.9)), _scale((63.0, 62.1, 66.7)), 10000),
+    "cifar100": DatasetInfo("cifar100", 100, 3, 32, _scale((129.3, 124.1, 112.4)), _scale((68.2, 65.4, 70.4)), 10000),
     "ImageNet16-120": DatasetInfo(
         "ImageNet16-120", 120, 3, 16, _scale((122.68, 116.66, 104.01)), _scale((63.22, 61.26, 65.09)), 6000
     ),

@@ -17,9 +17,7 @@ def _check(resolution: int) -> None:
         raise Rb201Error(f"input resolution must be a positive multiple of 4 (two stride-2 stages), got {resolution}")
 
 
-def param_count(
-    arch: object, num_classes: int = 10, channels: int = 16, n_cells: int = 5, in_channels: int = 3
-) -> int:
+def param_count(arch: object, num_classes: int = 10, channels: int = 16, n_cells: int = 5, in_channels: int = 3) -> int:
     """Number of learnable parameters of the network (an integer)."""
     a = Arch.parse(arch)
     total = in_channels * channels * 9 + 2 * channels  # stem conv + BN
