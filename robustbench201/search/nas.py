@@ -20,6 +20,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,8 @@ from .objective import Constraint, Objective, feasible_mask, parse_constraints, 
 
 log = logging.getLogger(__name__)
 
-#: Algorithm names: random search, regularized evolution, local search, and BANANAS-like (needs scikit-learn).
-ALGORITHMS: tuple[str, ...] = ("rs", "re", "ls", "bananas")
+#: Algorithm names: random search, regularized evolution, local search.
+ALGORITHMS: tuple[str, ...] = ("rs", "re", "ls")
 
 
 class InfeasibleError(Rb201Error):
@@ -361,14 +362,9 @@ def run_search(
     elif algo == "re":
         params.update(population=population, sample_size=sample_size)
         _run_re(tr, rng, pool, limit, population, sample_size)
-    elif algo == "ls":
+    else:
         params.update(n_init=n_init)
         _run_ls(tr, rng, pool, limit, n_init)
-    else:
-        from .bananas import run_bananas
-
-        params.update(n_init=n_init)
-        run_bananas(tr, rng, pool, n_init)
     if not tr.done:
         log.warning("%s stopped after %d steps with %s queries (budget %d)", algo, limit, tr.count.min(), budget)
         for r in np.flatnonzero(tr.count < budget):  # pad: the best found stays the best
@@ -405,13 +401,26 @@ def search_table(
     return run_search(TableSurrogate(df, objective, constraints), algo, budget, n_runs, seed, **params)
 
 
-def load_table(dataset: str = "cifar10", source: str | None = None):  # type: ignore[no-untyped-def]
-    """The wide table of ``dataset`` through :func:`robustbench201.query.table` (embedded, or from ``source``)."""
+def load_table(dataset: str = "cifar10", source: str | Path | None = None):  # type: ignore[no-untyped-def]
+    """The wide table of ``dataset``: a wide file (``.parquet``, ``.csv``: rows = NB201 indices in the first or an
+    ``arch_index`` column) when ``source`` is one, else :func:`robustbench201.query.table` (embedded or ``source``)."""
     from ..data.info import canonical_dataset
 
     name = canonical_dataset(dataset)
+    if source is not None and Path(source).suffix.lower() in (".parquet", ".csv"):
+        import pandas as pd
+
+        path = Path(source)
+        if not path.is_file():
+            raise Rb201Error(f"table file {str(path)!r} does not exist")
+        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+        if "arch_index" in df.columns:
+            df = df.set_index("arch_index")
+        elif path.suffix.lower() == ".csv":
+            df = df.set_index(df.columns[0])
+        return df
     try:
         from .. import query
-    except ImportError as exc:  # pragma: no cover - depends on the installed version
+    except ImportError as exc:  # depends on the installed version
         raise Rb201Error(f"the table query API is not available in this installation ({exc})") from None
     return query.table(name, form="wide", source=source)

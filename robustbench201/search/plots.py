@@ -1,0 +1,123 @@
+"""Figures for the NAS baselines and the analyses (PNG, matplotlib with the Agg backend). Epsilons in 1/255 units."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Rb201Error
+
+
+def _plt():  # type: ignore[no-untyped-def]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise Rb201Error("figures need matplotlib: pip install 'robustbench201[plot]'") from None
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:  # type: ignore[no-untyped-def]
+    plt = _plt()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def regret(results: Sequence, path: str | Path, title: str | None = None, log: bool = True) -> Path:  # type: ignore[type-arg]
+    """Mean regret (+- one std band) against the number of queries, one line per :class:`SearchResult`."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        reg = r.regret
+        x = np.arange(1, reg.shape[1] + 1)
+        mean, std = np.nanmean(reg, axis=0), np.nanstd(reg, axis=0)
+        floor = 1e-4 if log else 0.0
+        ax.plot(x, np.maximum(mean, floor), label=f"{r.algo} (final {np.nanmean(r.trajectories[:, -1]):.4f})")
+        ax.fill_between(x, np.maximum(mean - std, floor), np.maximum(mean + std, floor), alpha=0.2)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("queries (distinct cells)")
+    ax.set_ylabel("regret to the table optimum")
+    first = results[0]
+    ax.set_title(title or f"{first.objective}: optimum {first.optimum:.4f}, {first.n_runs} runs")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def eps_curves(
+    df,  # type: ignore[no-untyped-def]
+    path: str | Path,
+    attacks: Sequence[str] | None = None,
+    archs: Sequence[int] | None = None,
+) -> Path:
+    """Robust accuracy vs epsilon per attack: median and 10-90% band over all rows, plus a few cells' curves
+    (default: the best and the median cell by clean accuracy)."""
+    from ..store.schema import parse_wide_name
+    from .analysis import ATTACKS, attack_columns
+
+    attacks = [a for a in (attacks or ATTACKS) if attack_columns(df, a, (255.0,))]
+    if not attacks:
+        raise Rb201Error("the table has no attack columns to plot")
+    if archs is None and "clean" in df.columns:
+        clean = df["clean"].dropna().sort_values()
+        archs = [int(clean.index[-1]), int(clean.index[len(clean) // 2])]
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(attacks), figsize=(3.4 * len(attacks), 3.2), sharey=True, squeeze=False)
+    for ax, a in zip(axes[0], attacks, strict=True):
+        cols = attack_columns(df, a, (255.0,))
+        eps = np.array([parse_wide_name(c)[1] for c in cols])
+        v = df[cols].to_numpy(dtype=np.float64)
+        q10, q50, q90 = np.nanpercentile(v, [10, 50, 90], axis=0)
+        ax.fill_between(eps, q10, q90, alpha=0.25, label="10-90% of cells")
+        ax.plot(eps, q50, "k-", label="median")
+        for i in archs or ():
+            if i in df.index:
+                ax.plot(eps, df.loc[i, cols].to_numpy(dtype=float), "o-", ms=3, label=f"#{i}")
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_title(a)
+        ax.set_xlabel("epsilon (1/255)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def heatmap(matrix, path: str | Path, title: str = "Kendall tau") -> Path:  # type: ignore[no-untyped-def]
+    """A square correlation matrix (DataFrame) as an annotated heatmap."""
+    plt = _plt()
+    n = len(matrix)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * n, 0.8 + 0.45 * n))
+    im = ax.imshow(matrix.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(n), labels=list(matrix.columns), rotation=90, fontsize=7)
+    ax.set_yticks(range(n), labels=list(matrix.index), fontsize=7)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{matrix.iat[i, j]:.2f}", ha="center", va="center", fontsize=6)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def pareto(df, objective: str, cost: str, path: str | Path) -> Path:  # type: ignore[no-untyped-def]
+    """Scatter of ``objective`` vs ``cost`` over all rows with the Pareto front (max objective, min cost)."""
+    from .analysis import pareto_front
+
+    front = pareto_front(df, objective, cost)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter(df[cost], df[objective], s=3, alpha=0.3, color="gray", label="cells")
+    ax.step(df.loc[front, cost], df.loc[front, objective], "r.-", where="post", label=f"Pareto front ({len(front)})")
+    ax.set_xlabel(cost)
+    ax.set_ylabel(objective)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
