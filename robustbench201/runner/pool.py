@@ -1,0 +1,137 @@
+"""Local pool: one worker process per device pulling architectures from a shared queue.
+
+Each worker builds its evaluator once (``factory(device)``), then evaluates and writes per-architecture files
+straight into the shared shard directory (per-architecture atomic files make concurrent writers safe). The
+coordinating process only collects messages, updates the manifest and the progress bar. Workers are started with
+the ``spawn`` method (safe with CUDA and with torch's thread pools) and use ``threads`` torch threads each.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import Rb201Error
+from .job import EvaluatorFactory, process_arch
+
+log = logging.getLogger(__name__)
+
+
+class WorkerError(Rb201Error):
+    """A pool worker could not start (e.g. missing data files) or could not write its results."""
+
+
+def _worker(
+    wid: int,
+    device: str,
+    factory: EvaluatorFactory,
+    tasks: Any,
+    results: Any,
+    shard_dir: str,
+    retries: int,
+    threads: int,
+) -> None:
+    parent = os.getppid()
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        if device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(device))
+        evaluator = factory(device)
+    except Exception as exc:
+        results.put({"status": "fatal", "worker": wid, "error_type": type(exc).__name__, "message": str(exc)})
+        return
+    while True:
+        idx = tasks.get()
+        if idx is None or os.getppid() != parent:  # sentinel, or the coordinator is gone
+            return
+        results.put({"status": "start", "worker": wid, "arch": idx})
+        try:
+            msg = process_arch(evaluator, Path(shard_dir), idx, factory.spec_hash, factory.spec_json, device, retries)
+        except Exception as exc:  # write errors end the job
+            results.put({"status": "fatal", "worker": wid, "error_type": type(exc).__name__, "message": str(exc)})
+            return
+        msg["device"] = device
+        msg["worker"] = wid
+        results.put(msg)
+
+
+def run_pool(
+    todo: list[int],
+    shard_dir: Path,
+    factory: EvaluatorFactory,
+    devices: list[str],
+    retries: int = 2,
+    threads: int = 1,
+) -> Iterator[dict[str, Any]]:
+    """Evaluate ``todo`` with one worker per entry of ``devices``; yield one message per architecture.
+
+    A worker that dies mid-architecture (killed, segfault) turns that architecture into a recorded failure
+    (``WorkerDied``); the other workers go on. A worker that cannot start raises :class:`WorkerError`."""
+    ctx = mp.get_context("spawn")
+    tasks = ctx.Queue()
+    results = ctx.Queue()
+    for idx in todo:
+        tasks.put(idx)
+    for _ in devices:
+        tasks.put(None)
+    procs = [
+        ctx.Process(
+            target=_worker,
+            args=(w, dev, factory, tasks, results, str(shard_dir), retries, threads),
+            name=f"rb201-worker-{w}-{dev}",
+            daemon=True,
+        )
+        for w, dev in enumerate(devices)
+    ]
+    for p in procs:
+        p.start()
+    current: dict[int, int] = {}
+    pending = set(todo)
+    try:
+        while pending:
+            try:
+                msg = results.get(timeout=1.0)
+            except queue.Empty:
+                for w, p in enumerate(procs):
+                    if not p.is_alive() and w in current:
+                        idx = current.pop(w)
+                        pending.discard(idx)
+                        yield {
+                            "status": "failed",
+                            "arch": idx,
+                            "error_type": "WorkerDied",
+                            "message": f"worker on {devices[w]} exited with code {p.exitcode}",
+                            "device": devices[w],
+                            "attempts": 1,
+                        }
+                if pending and not any(p.is_alive() for p in procs):
+                    raise WorkerError(
+                        f"all {len(procs)} workers exited with {len(pending)} architectures left "
+                        f"(exit codes {[p.exitcode for p in procs]})"
+                    ) from None
+                continue
+            status = msg["status"]
+            if status == "fatal":
+                raise WorkerError(f"worker on {devices[msg['worker']]}: {msg['error_type']}: {msg['message']}")
+            if status == "start":
+                current[msg["worker"]] = msg["arch"]
+                continue
+            current.pop(msg.get("worker", -1), None)
+            pending.discard(msg["arch"])
+            yield msg
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.join(timeout=5 if not pending else 0.1)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+        tasks.close()
+        results.close()
