@@ -1,0 +1,175 @@
+"""Shared pieces of the corruption generator: per-image random streams, array backends and the helpers that several
+corruption types use (clipped zoom, plasma fractal, line-kernel motion blur).
+
+Internal layout: every corruption function takes float32 images ``x`` of shape N x H x W x C with values in [0, 1]
+(the layout of the original generator, which works on H x W x C arrays), the severity (1..5) and one
+``numpy.random.Generator`` per image, and returns an array of the same shape (values may leave [0, 1]; the caller
+clips and quantizes). Corruptions listed in ``DEVICE_CAPABLE`` also accept a ``torch.Tensor`` on any device: their
+random draws still come from the per-image numpy generators, so results do not depend on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+Array = Any  # numpy.ndarray or torch.Tensor (torch is imported lazily)
+Rngs = Sequence[np.random.Generator]
+CorruptionFn = Callable[[Array, int, Rngs], Array]
+
+
+def is_torch(x: Array) -> bool:
+    """True when ``x`` is a torch tensor (checked without importing torch)."""
+    return type(x).__module__.startswith("torch")
+
+
+def like(a: np.ndarray, ref: Array) -> Array:
+    """``a`` (numpy) on the backend, device and dtype of ``ref``."""
+    if not is_torch(ref):
+        return np.asarray(a, dtype=ref.dtype)
+    import torch
+
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=ref.dtype).to(ref.device)
+
+
+def to_numpy(x: Array) -> np.ndarray:
+    """Host numpy copy of ``x``."""
+    if is_torch(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def amax(x: Array, axis: int | tuple[int, ...]) -> Array:
+    """Maximum over ``axis`` with the reduced axes kept, on either backend."""
+    if is_torch(x):
+        return x.amax(dim=axis, keepdim=True)
+    return x.max(axis=axis, keepdims=True)
+
+
+def where(cond: Array, a: Array, b: Array) -> Array:
+    """Element-wise ``a if cond else b`` on either backend."""
+    if is_torch(cond):
+        import torch
+
+        return torch.where(cond, a, b)
+    return np.where(cond, a, b)
+
+
+def einsum(spec: str, *ops: Array) -> Array:
+    """``einsum`` on the backend of the last operand (the image batch)."""
+    if is_torch(ops[-1]):
+        import torch
+
+        return torch.einsum(spec, *ops)
+    return np.einsum(spec, *ops, optimize=True)
+
+
+def stack_draws(rngs: Rngs, draw: Callable[[np.random.Generator], np.ndarray]) -> np.ndarray:
+    """Stack one draw per image: ``draw(rng_i)`` for every image's generator, along a new first axis."""
+    return np.stack([draw(g) for g in rngs])
+
+
+def per_image_rngs(seed: int, corruption_id: int, severity: int, image_ids: np.ndarray) -> list[np.random.Generator]:
+    """One independent generator per image, keyed by (seed, corruption, severity, image id).
+
+    Keying by the image id (its position in the full split) makes the corruption of an image independent of the
+    batch it is generated in and of the subset that was taken."""
+    return [np.random.default_rng([seed, corruption_id, severity, int(i)]) for i in image_ids]
+
+
+def clipped_zoom(x: np.ndarray, zoom_factor: float) -> np.ndarray:
+    """Zoom N x H x W x C images about their centre and crop back to H x W (``clipped_zoom`` of make_cifar_c.py).
+
+    Crops the central ceil(H / z) x ceil(W / z) window and enlarges it with ``scipy.ndimage.zoom`` (order 1), as the
+    original does per image; the zoom factor along the batch and channel axes is 1, so the batch is done at once."""
+    from scipy.ndimage import zoom
+
+    _, h, w, _ = x.shape
+    ch, cw = int(np.ceil(h / zoom_factor)), int(np.ceil(w / zoom_factor))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    out = zoom(x[:, top : top + ch, left : left + cw], (1, zoom_factor, zoom_factor, 1), order=1)
+    trim_top, trim_left = (out.shape[1] - h) // 2, (out.shape[2] - w) // 2
+    return out[:, trim_top : trim_top + h, trim_left : trim_left + w]
+
+
+def plasma_size(h: int, w: int) -> int:
+    """Side of the plasma map used for an H x W image: the smallest power of two >= max(H, W)."""
+    return 1 << max(1, (max(h, w) - 1).bit_length())
+
+
+def plasma_draws(mapsize: int) -> int:
+    """Number of uniform draws one plasma map of side ``mapsize`` consumes."""
+    n, step = 0, mapsize
+    while step >= 2:
+        n += 3 * (mapsize // step) ** 2
+        step //= 2
+    return n
+
+
+def plasma_fractal(u: np.ndarray, mapsize: int, wibbledecay: float) -> np.ndarray:
+    """Diamond-square height maps in [0, 1], N x mapsize x mapsize (``plasma_fractal`` of make_cifar_c.py).
+
+    ``u`` (N x ``plasma_draws(mapsize)``) holds each map's uniform draws in [-1, 1); the original draws
+    ``uniform(-wibble, wibble)`` and multiplies by ``wibble`` again, which is kept (``wibble ** 2 * u``)."""
+    n = u.shape[0]
+    m = np.zeros((n, mapsize, mapsize), dtype=np.float64)
+    step, wibble, pos = mapsize, 100.0, 0
+
+    def wibbled_mean(a: np.ndarray) -> np.ndarray:
+        nonlocal pos
+        k = a[0].size
+        r = u[:, pos : pos + k].reshape(a.shape)
+        pos += k
+        return a / 4 + wibble * wibble * r
+
+    while step >= 2:
+        half = step // 2
+        corners = m[:, 0:mapsize:step, 0:mapsize:step]
+        sq = corners + np.roll(corners, -1, axis=1)
+        sq = sq + np.roll(sq, -1, axis=2)
+        m[:, half:mapsize:step, half:mapsize:step] = wibbled_mean(sq)
+        dr = m[:, half:mapsize:step, half:mapsize:step]
+        ul = m[:, 0:mapsize:step, 0:mapsize:step]
+        lt = dr + np.roll(dr, 1, axis=1) + ul + np.roll(ul, -1, axis=2)
+        m[:, 0:mapsize:step, half:mapsize:step] = wibbled_mean(lt)
+        tt = dr + np.roll(dr, 1, axis=2) + ul + np.roll(ul, -1, axis=1)
+        m[:, half:mapsize:step, 0:mapsize:step] = wibbled_mean(tt)
+        step //= 2
+        wibble /= wibbledecay
+    m -= m.min(axis=(1, 2), keepdims=True)
+    return m / m.max(axis=(1, 2), keepdims=True)
+
+
+def motion_blur(x: np.ndarray, radius: int, sigma: float, angles_deg: np.ndarray) -> np.ndarray:
+    """Line-kernel motion blur of N x H x W x C images, one angle (degrees) per image.
+
+    Our re-implementation of ImageMagick's ``MotionBlurImage`` (used by the original through Wand): width
+    2 * radius + 1 taps with one-sided Gaussian weights exp(-i^2 / (2 sigma^2)) (normalized), tap i reading the
+    pixel at offset (ceil(i cos a - 0.5), ceil(i sin a - 0.5)) in (x, y), with edge pixels repeated outside the image
+    (ImageMagick's default virtual-pixel method). Integer offsets, so no interpolation."""
+    n, h, w, _ = x.shape
+    width = 2 * int(radius) + 1
+    taps = np.arange(width, dtype=np.float64)
+    kernel = np.exp(-(taps**2) / (2.0 * sigma * sigma))
+    kernel /= kernel.sum()
+    a = np.deg2rad(np.asarray(angles_deg, dtype=np.float64)).reshape(n, 1)
+    ox = np.ceil(taps * np.cos(a) - 0.5).astype(np.int64)  # N x width
+    oy = np.ceil(taps * np.sin(a) - 0.5).astype(np.int64)
+    rows0, cols0 = np.arange(h), np.arange(w)
+    out = np.zeros_like(x)
+    for i in range(width):
+        rows = np.clip(rows0[None, :] + oy[:, i : i + 1], 0, h - 1)
+        cols = np.clip(cols0[None, :] + ox[:, i : i + 1], 0, w - 1)
+        shifted = np.take_along_axis(x, rows[:, :, None, None], axis=1)
+        shifted = np.take_along_axis(shifted, cols[:, None, :, None], axis=2)
+        out += np.float32(kernel[i]) * shifted
+    return out
+
+
+def gray(x: Array) -> Array:
+    """Luma of N x H x W x C images, N x H x W x 1 (OpenCV's RGB2GRAY weights; a 1-channel image is its own luma)."""
+    if x.shape[-1] == 1:
+        return x
+    return 0.299 * x[..., 0:1] + 0.587 * x[..., 1:2] + 0.114 * x[..., 2:3]
