@@ -31,7 +31,10 @@ def like(a: np.ndarray, ref: Array) -> Array:
         return np.asarray(a, dtype=ref.dtype)
     import torch
 
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=ref.dtype).to(ref.device)
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:
+        a = a.copy()
+    return torch.as_tensor(a, dtype=ref.dtype).to(ref.device)
 
 
 def to_numpy(x: Array) -> np.ndarray:

@@ -30,7 +30,7 @@ ZOOM_BLUR_END = (1.06, 1.11, 1.16, 1.21, 1.26)
 def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     """Anti-aliased disk kernel of make_cifar_c.py ``disk``: the 17 x 17 aliased disk x^2 + y^2 <= r^2, normalized,
     blurred by a 3 x 3 Gaussian of sigma ``alias_blur`` (OpenCV GaussianBlur, reflect-101 border), then cropped to
-    its non-zero support (the crop changes nothing in the filtered image)."""
+    its support (values above 1e-12 of the peak: the crop changes no output level)."""
     from scipy.ndimage import correlate1d
 
     half = 8 if radius <= 8 else int(radius)
@@ -43,7 +43,7 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     g = np.exp(-(t**2) / (2.0 * alias_blur**2))
     g /= g.sum()
     k = correlate1d(correlate1d(disk, g, axis=0, mode="mirror"), g, axis=1, mode="mirror")
-    nz_r, nz_c = np.nonzero(k > 0)
+    nz_r, nz_c = np.nonzero(k > 1e-12 * k.max())
     k = k[nz_r.min() : nz_r.max() + 1, nz_c.min() : nz_c.max() + 1]
     k.setflags(write=False)
     return k
