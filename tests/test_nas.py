@@ -232,3 +232,9 @@ def test_cli_search_table_prints_checkpoints_and_plots(synthetic_file: Path, tmp
 def test_cli_search_table_bad_input(synthetic_file: Path, extra: list[str], needle: str) -> None:
     res = CliRunner().invoke(main, ["search", "table", "--source", str(synthetic_file), *extra])
     assert res.exit_code != 0 and needle in res.output
+
+
+def test_embedded_table_matches_the_published_optimum() -> None:
+    """Through robustbench201.query (the embedded table): the fgsm@1 optimum is #655 at 0.692."""
+    sur = TableSurrogate(load_table("cifar10"), "fgsm@1")
+    assert sur.optimum == pytest.approx(0.692) and sur.optimum_index == 655

@@ -419,8 +419,10 @@ def load_table(dataset: str = "cifar10", source: str | Path | None = None):  # t
         elif path.suffix.lower() == ".csv":
             df = df.set_index(df.columns[0])
         return df
+    import importlib
+
     try:
-        from .. import query
+        query = importlib.import_module("robustbench201.query")  # the package attribute is the query function
     except ImportError as exc:  # depends on the installed version
         raise Rb201Error(f"the table query API is not available in this installation ({exc})") from None
     return query.table(name, form="wide", source=source)
