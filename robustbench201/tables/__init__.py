@@ -1,0 +1,1 @@
+"""Loading, indexing and writing results tables (dataset directories, wide matrices)."""
