@@ -1,0 +1,401 @@
+"""Training with the NAS-Bench-201 protocol (PROTOCOL.md section 3), resumable, and our checkpoint layout.
+
+Protocol: SGD (lr 0.1, momentum 0.9, Nesterov, weight decay 5e-4 on all parameters), batch 256, plain
+cross-entropy, cosine schedule from 0.1 to 0 set once per epoch over the run's epochs (200 for the full protocol,
+12 for the short one, any count for CPU demos), PyTorch default initialisation, no cutout, no label smoothing.
+
+Augmentation runs batched on the device instead of per-image PIL transforms: random crop with zero padding 4
+(2 for 16 x 16 inputs) and a random horizontal flip (none for MNIST-5k, whose digits are not mirror-symmetric).
+Images stay uint8 until they reach the device. Randomness is explicit: the initial weights come from a CPU
+``torch.Generator`` seeded with ``seed``; data order and augmentation from a device generator seeded with
+``seed + DATA_SEED_OFFSET``. Nothing reseeds torch's global generator.
+
+A training checkpoint (model, optimizer, scheduler, generator states, history, epoch) is written atomically after
+every epoch; resuming from it gives bit-identical weights to an uninterrupted run on the same device and
+thread count. Finished networks go to ``DIR/{dataset}/{arch_index:05d}-seed{seed}-ep{epochs}.pt``
+(:func:`checkpoint_file`), a ``torch.save`` dict of tensors and plain metadata read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.base import ImageSet
+from .data.info import canonical_dataset, dataset_info
+from .errors import CheckpointError, Rb201Error
+from .models.counting import param_count
+from .models.network import NB201Network, create_model
+from .models.weights import load_state_dict_strict
+from .space import Arch
+from .store.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+LR = 0.1
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+BATCH_SIZE = 256
+#: The NB201 training seeds.
+SEEDS = (777, 888, 999)
+DATA_SEED_OFFSET = 1_000_003
+TRAINED_FORMAT = "rb201-trained-v1"
+PARTIAL_FORMAT = "rb201-train-state-v1"
+#: Datasets trained without horizontal flips.
+NO_FLIP = frozenset({"mnist5k"})
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch: mean training loss and accuracy (on augmented batches), optional test accuracy, seconds, lr."""
+
+    epoch: int
+    loss: float
+    train_acc: float
+    lr: float
+    seconds: float
+    test_acc: float | None = None
+
+
+@dataclass
+class TrainResult:
+    """A trained network (in eval mode) with its per-epoch history."""
+
+    model: NB201Network
+    arch: Arch
+    dataset: str
+    seed: int
+    epochs: int
+    history: list[EpochStats] = field(default_factory=list)
+    wall_time_s: float = 0.0  # time spent in this call (excludes epochs restored from a checkpoint)
+    resumed_from: int = 0  # epochs already done in the checkpoint this call resumed from
+    images_per_s: float = 0.0  # training throughput of this call
+
+    @property
+    def final_test_acc(self) -> float | None:
+        return self.history[-1].test_acc if self.history else None
+
+
+# ---- building blocks ---------------------------------------------------------------------------------------------
+def init_default_(model: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default initialisation of conv, linear and BN layers, drawn from ``generator`` (no global RNG)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        elif isinstance(m, nn.BatchNorm2d):
+            m.reset_parameters()
+
+
+def augment(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random crop (zero padding ``pad``) and optional horizontal flip of a uint8 N x C x H x W batch, batched.
+
+    Returns float32 in [0, 1]. One gather does both: each sample reads its crop window, column order reversed if
+    flipped. Random draws come from ``generator`` (on ``x``'s device)."""
+    n, _, h, w = x.shape
+    dev = x.device
+    if pad > 0:
+        x = nn.functional.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
+    rows = oy[:, None] + torch.arange(h, device=dev)
+    cols = torch.arange(w, device=dev).expand(n, w)
+    if flip:
+        flipped = torch.rand(n, generator=generator, device=dev) < 0.5
+        cols = torch.where(flipped[:, None], cols.flip(1), cols)
+    cols = ox[:, None] + cols
+    out = x[torch.arange(n, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # N x H x W x C
+    return out.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def crop_padding(resolution: int) -> int:
+    """NB201 crop padding: 4 for 32 x 32 (and 28 x 28 MNIST), 2 for 16 x 16."""
+    return 2 if resolution <= 16 else 4
+
+
+def make_optimizer(model: nn.Module, epochs: int) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LRScheduler]:
+    """The NB201 optimizer and a cosine schedule to 0 over ``epochs``, stepped once per epoch."""
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _CosineFactor(epochs))
+    return opt, sched
+
+
+class _CosineFactor:
+    """Closed-form cosine factor ``(1 + cos(pi * epoch / epochs)) / 2`` (picklable, no lambda)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def __call__(self, epoch: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: ImageSet, device: str | torch.device = "cpu", batch_size: int = 512) -> float:
+    """Clean top-1 accuracy of ``model`` on ``data`` (the model is put in eval mode and left there)."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(data), batch_size):
+        x = torch.from_numpy(data.images[i : i + batch_size]).to(device).float().div_(255.0)
+        y = torch.from_numpy(data.labels[i : i + batch_size]).to(device)
+        correct += int((model(x).argmax(1) == y).sum())
+    return correct / len(data)
+
+
+# ---- the training loop ---------------------------------------------------------------------------------------------
+def _check_args(epochs: int, seed: int, batch_size: int, train_set: ImageSet, num_classes: int) -> None:
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise Rb201Error(f"epochs must be an integer >= 1 (200 full protocol, 12 short), got {epochs!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise Rb201Error(f"seed must be a non-negative integer (NB201 uses {SEEDS}), got {seed!r}")
+    if batch_size < 1:
+        raise Rb201Error(f"batch_size must be >= 1 (NB201: {BATCH_SIZE}), got {batch_size}")
+    lo, hi = int(train_set.labels.min()), int(train_set.labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise Rb201Error(f"{train_set.name} labels span {lo}..{hi}; allowed 0..{num_classes - 1}")
+
+
+def _run_meta(model: NB201Network, dataset: str, seed: int, epochs: int, n_train: int, batch_size: int) -> dict:
+    return {
+        "arch": model.arch.string,
+        "dataset": dataset,
+        "seed": seed,
+        "epochs": epochs,
+        "channels": model.channels,
+        "n_cells": model.n_cells,
+        "num_classes": model.num_classes,
+        "n_train": n_train,
+        "batch_size": batch_size,
+    }
+
+
+def train_model(
+    arch: object,
+    train_set: ImageSet,
+    epochs: int = 200,
+    seed: int = 777,
+    device: str | torch.device = "cpu",
+    channels: int = 16,
+    n_cells: int = 5,
+    batch_size: int = BATCH_SIZE,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    test_set: ImageSet | None = None,
+    on_epoch_end: Callable[[EpochStats], None] | None = None,
+) -> TrainResult:
+    """Train the NB201 network of ``arch`` on ``train_set`` with the NB201 protocol; return it in eval mode.
+
+    With ``checkpoint_path``, the full training state is saved atomically after every epoch and, if the file
+    already exists (same arch, dataset, seed, epochs, size and data), training resumes from it. ``test_set``
+    adds a test accuracy to every epoch's stats. ``on_epoch_end`` is called after each epoch's checkpoint.
+    """
+    a = Arch.parse(arch)
+    dataset = canonical_dataset(train_set.name)
+    info = dataset_info(dataset)
+    _check_args(epochs, seed, batch_size, train_set, info.num_classes)
+    device = torch.device(device)
+    model = create_model(a, dataset, channels=channels, n_cells=n_cells)
+    init_default_(model, torch.Generator().manual_seed(seed))
+    model.to(device)
+    opt, sched = make_optimizer(model, epochs)
+    gen = torch.Generator(device=device).manual_seed(seed + DATA_SEED_OFFSET)
+    meta = _run_meta(model, dataset, seed, epochs, len(train_set), batch_size)
+    history: list[EpochStats] = []
+    start = 0
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    if ckpt is not None and ckpt.exists():
+        start, history = _restore(ckpt, meta, model, opt, sched, gen, device)
+        log.info("resuming %s from %s after epoch %d", a.string, ckpt, start)
+
+    x_all = torch.from_numpy(np.ascontiguousarray(train_set.images)).to(device)  # uint8 until here
+    y_all = torch.from_numpy(np.ascontiguousarray(train_set.labels)).to(device)
+    n = len(train_set)
+    pad, flip = crop_padding(info.resolution), dataset not in NO_FLIP
+    loss_fn = nn.CrossEntropyLoss()
+    t_call = time.perf_counter()
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        model.train()
+        lr = opt.param_groups[0]["lr"]
+        order = torch.randperm(n, generator=gen, device=device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        for i in range(0, n, batch_size):
+            idx = order[i : i + batch_size]
+            x = augment(x_all[idx], pad, flip, gen)
+            y = y_all[idx]
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == y).sum()
+        sched.step()
+        test_acc = accuracy(model, test_set, device) if test_set is not None else None
+        stats = EpochStats(epoch + 1, float(loss_sum) / n, int(correct) / n, lr, time.perf_counter() - t0, test_acc)
+        history.append(stats)
+        log.info("%s epoch %d/%d: %s", a.string, epoch + 1, epochs, stats)
+        if ckpt is not None:
+            _save_state(ckpt, meta, epoch + 1, model, opt, sched, gen, history)
+        if on_epoch_end is not None:
+            on_epoch_end(stats)
+    wall = time.perf_counter() - t_call
+    model.eval()
+    done = epochs - start
+    ips = done * n / wall if wall > 0 and done else 0.0
+    return TrainResult(model, a, dataset, seed, epochs, history, wall, start, ips)
+
+
+def _save_state(path: Path, meta: dict, epoch: int, model, opt, sched, gen, history) -> None:  # type: ignore[no-untyped-def]
+    state = {
+        "format": PARTIAL_FORMAT,
+        "meta": meta,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": gen.get_state(),
+        "history": [asdict(h) for h in history],
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _restore(path: Path, meta: dict, model, opt, sched, gen, device) -> tuple[int, list[EpochStats]]:  # type: ignore[no-untyped-def]
+    state = _load_weights_only(path)
+    if state.get("format") != PARTIAL_FORMAT:
+        raise CheckpointError(f"{path} is not an rb201 training checkpoint (format {state.get('format')!r})")
+    if state.get("meta") != meta:
+        diff = {k: (state["meta"].get(k), v) for k, v in meta.items() if state["meta"].get(k) != v}
+        raise CheckpointError(
+            f"{path} belongs to another run; differences (checkpoint, requested): {diff}. "
+            "Delete it or choose another checkpoint path"
+        )
+    load_state_dict_strict(model, state["model"], str(path))
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    gen.set_state(state["generator"])
+    return int(state["epoch"]), [EpochStats(**h) for h in state["history"]]
+
+
+def _load_weights_only(path: Path) -> dict[str, Any]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises a variety of errors for corrupt or foreign files
+        raise CheckpointError(f"cannot read {path} as an rb201 checkpoint: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected an rb201 checkpoint dict")
+    return obj
+
+
+# ---- the on-disk layout of trained networks -------------------------------------------------------------------------
+def checkpoint_file(directory: str | os.PathLike[str], dataset: str, arch_index: int, seed: int, epochs: int) -> Path:
+    """``DIR/{dataset}/{arch_index:05d}-seed{seed}-ep{epochs}.pt`` (canonical dataset name)."""
+    a = Arch.from_index(arch_index)
+    return Path(directory) / canonical_dataset(dataset) / f"{a.index:05d}-seed{int(seed)}-ep{int(epochs)}.pt"
+
+
+def partial_file(final: str | os.PathLike[str]) -> Path:
+    """Where the resumable training state of ``final`` lives while it trains."""
+    final = Path(final)
+    return final.with_name(final.name + ".partial")
+
+
+def save_trained(
+    directory: str | os.PathLike[str],
+    model: NB201Network,
+    dataset: str,
+    seed: int,
+    epochs: int,
+    history: list[EpochStats] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save a trained network atomically at :func:`checkpoint_file` with its metadata; return the path."""
+    dataset = canonical_dataset(dataset)
+    path = checkpoint_file(directory, dataset, model.arch.index, seed, epochs)
+    meta = {
+        "arch": model.arch.string,
+        "arch_index": model.arch.index,
+        "dataset": dataset,
+        "seed": int(seed),
+        "epochs": int(epochs),
+        "channels": model.channels,
+        "n_cells": model.n_cells,
+        "num_classes": model.num_classes,
+        "in_channels": model.in_channels,
+        "params": param_count(model.arch, model.num_classes, model.channels, model.n_cells, model.in_channels),
+        **(extra or {}),
+    }
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    obj = {"format": TRAINED_FORMAT, "meta": meta, "state_dict": state, "history": [asdict(h) for h in history or []]}
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return path
+
+
+def read_trained_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata dict of a trained-network file."""
+    obj = _load_weights_only(Path(path))
+    if obj.get("format") != TRAINED_FORMAT:
+        raise CheckpointError(f"{path} is not an rb201 trained-network file (format {obj.get('format')!r})")
+    return dict(obj["meta"])
+
+
+def load_trained(
+    directory: str | os.PathLike[str],
+    arch: object,
+    dataset: str,
+    seed: int,
+    epochs: int,
+    *,
+    channels: int | None = None,
+    n_cells: int | None = None,
+    device: str | torch.device = "cpu",
+) -> NB201Network:
+    """Load our own trained network from the :func:`checkpoint_file` layout, in eval mode on ``device``.
+
+    Refuses (:class:`CheckpointError`) a file whose architecture, dataset, seed, epochs, size (``channels`` /
+    ``n_cells`` when given) or parameter count does not match the request."""
+    a = Arch.parse(arch)
+    dataset = canonical_dataset(dataset)
+    path = checkpoint_file(directory, dataset, a.index, seed, epochs)
+    if not path.is_file():
+        raise CheckpointError(f"no trained network for arch {a.index} {dataset} seed {seed} ep {epochs}: {path}")
+    obj = _load_weights_only(path)
+    if obj.get("format") != TRAINED_FORMAT or not isinstance(obj.get("meta"), dict):
+        raise CheckpointError(f"{path} is not an rb201 trained-network file (format {obj.get('format')!r})")
+    meta = obj["meta"]
+    want = {"arch": a.string, "dataset": dataset, "seed": int(seed), "epochs": int(epochs)}
+    if channels is not None:
+        want["channels"] = channels
+    if n_cells is not None:
+        want["n_cells"] = n_cells
+    bad = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
+    if bad:
+        raise CheckpointError(f"{path} does not hold the requested network; mismatches (file, requested): {bad}")
+    info = dataset_info(dataset)
+    model = create_model(
+        a,
+        dataset,
+        num_classes=int(meta.get("num_classes", info.num_classes)),
+        channels=int(meta["channels"]),
+        n_cells=int(meta["n_cells"]),
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    if meta.get("params") != n_params:
+        raise CheckpointError(f"{path} records {meta.get('params')} parameters but {a.string} has {n_params}")
+    load_state_dict_strict(model, obj["state_dict"], str(path))
+    return model.to(device).eval()
