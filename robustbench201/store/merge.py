@@ -1,0 +1,319 @@
+"""Merge evaluation shards (and/or dataset directories) into one compact, validated dataset directory.
+
+Inputs are checked (schema version, per-architecture HDF5 hashes, one spec per dataset unless mixed specs are
+allowed); identical duplicate rows are dropped; conflicting duplicates (same key columns, different value) are
+refused unless ``on_conflict="first"``. The output is written in a temporary directory beside the target and
+renamed into place, so a crash never leaves a half-written dataset under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import code_version
+from ..errors import DataIntegrityError, Rb201Error, check_choice
+from .atomic import TMP_SUFFIX, WriteError
+from .schema import KEY_COLUMNS, META_SPEC, SCHEMA_VERSION, SORT_COLUMNS, check_table_schema, pa_schema, table_metadata
+from .validate import DATASET_FORMAT, MANIFEST, Coverage, compute_coverage, file_sha256, validate_dataset
+
+log = logging.getLogger(__name__)
+
+ON_CONFLICT = ("error", "first")
+_ARRAY_COMPRESS_MIN = 64  # elements; smaller arrays are stored uncompressed
+
+
+class MergeConflictError(Rb201Error):
+    """Rows or arrays with the same key but different values, or shards of different specs."""
+
+
+@dataclass
+class MergeReport:
+    """What :func:`merge_datasets` read, dropped and wrote."""
+
+    out: Path
+    inputs: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    identical_dropped: int = 0
+    conflicts: int = 0
+    conflict_examples: list[str] = field(default_factory=list)
+    arrays: int = 0
+    specs: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    coverage: Coverage | None = None
+
+    def lines(self) -> list[str]:
+        out = [
+            f"merged {self.inputs} input files ({self.rows_in} rows) into {self.out}: {self.rows_out} rows, "
+            f"{self.arrays} arrays in {len(self.files)} files",
+            f"  dropped {self.identical_dropped} identical duplicate rows; {self.conflicts} conflicting keys"
+            + (" (kept the first)" if self.conflicts else ""),
+            f"  specs: {', '.join(self.specs) or '(none)'}",
+        ]
+        if self.coverage is not None:
+            out += self.coverage.lines()
+        return out
+
+
+@dataclass
+class _Source:
+    parquet: Path
+    arrays: list[Path]
+    specs: dict[str, Any]
+
+
+def _collect(inputs: list[Path]) -> list[_Source]:
+    """Per-architecture shard files (verified) and dataset-directory files, in input order."""
+    from ..runner.shard import verify_arch_file
+
+    sources: list[_Source] = []
+    for d in inputs:
+        if not d.is_dir():
+            raise Rb201Error(f"merge input {d} is not a directory; give shard directories or dataset directories")
+        if (d / MANIFEST).is_file() and '"rb201-dataset"' in (d / MANIFEST).read_text():
+            rep = validate_dataset(d, coverage=False)
+            rep.raise_if_bad()
+            manifest = json.loads((d / MANIFEST).read_text())
+            specs = manifest.get("specs", {})
+            arrays = [d / f["path"] for f in manifest["files"] if f.get("kind") == "arrays"]
+            results = [d / f["path"] for f in manifest["files"] if f.get("kind") == "results"]
+            sources += [_Source(p, arrays if i == 0 else [], specs) for i, p in enumerate(results)]
+            continue
+        files = sorted(d.glob("arch-*.parquet")) + sorted(d.glob("shard-*/arch-*.parquet"))
+        if not files:
+            raise Rb201Error(f"merge input {d} holds no shard files (arch-*.parquet) and no dataset manifest")
+        for p in files:
+            if p.name.endswith(TMP_SUFFIX):
+                continue
+            try:
+                info = verify_arch_file(p)
+            except DataIntegrityError as exc:
+                raise DataIntegrityError(f"{exc}; re-run the evaluate command of that shard to recompute it") from None
+            spec = _file_spec(p)
+            specs = {h: spec for h in info.spec_hashes if h}
+            sources.append(_Source(p, [p.parent / info.arrays_file] if info.arrays_file else [], specs))
+    return sources
+
+
+def _file_spec(path: Path) -> Any:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    try:
+        return json.loads(meta.get(META_SPEC.encode(), b"{}").decode())
+    except json.JSONDecodeError:
+        return {}
+
+
+def merge_datasets(
+    inputs: list[str | Path],
+    out: str | Path,
+    *,
+    allow_mixed_specs: bool = False,
+    on_conflict: str = "error",
+    max_rows_per_file: int = 2_000_000,
+    max_array_bytes: int = 1 << 30,
+    name: str | None = None,
+    overwrite: bool = False,
+) -> MergeReport:
+    """Merge shard directories (``OUT`` of ``rb201 evaluate`` or single ``shard-*`` dirs) and dataset directories
+    into the dataset directory ``out``: results split per dataset into files of at most ``max_rows_per_file``
+    rows, arrays into HDF5 files of about ``max_array_bytes`` each, a manifest with sha256, bytes and rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    check_choice("on-conflict policy", on_conflict, ON_CONFLICT)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise WriteError(f"{out} already exists; choose another --out or allow overwriting it")
+    sources = _collect([Path(p) for p in inputs])
+    report = MergeReport(out, inputs=len(sources))
+    tables = []
+    specs: dict[str, Any] = {}
+    for order, src in enumerate(sources):
+        t = pq.read_table(src.parquet)
+        check_table_schema(t.schema, str(src.parquet))
+        t = t.select(list(pa_schema().names)).replace_schema_metadata(None)
+        tables.append(t.append_column("_order", pa.array(np.full(t.num_rows, order, dtype=np.int64))))
+        specs.update(src.specs)
+    df = pa.concat_tables(tables).to_pandas()
+    report.rows_in = len(df)
+    used = sorted(set(df["spec_hash"].unique()) - {""})
+    for ds, part in df.groupby("dataset"):
+        hashes = sorted(set(part["spec_hash"].unique()) - {""})
+        if len(hashes) > 1 and not allow_mixed_specs:
+            raise MergeConflictError(
+                f"dataset {ds!r} mixes evaluation specs {hashes}; merge one spec at a time or allow mixed specs"
+            )
+    report.specs = used
+    keys = list(KEY_COLUMNS)
+    before = len(df)
+    df = df.drop_duplicates(subset=keys + ["value"], keep="first")
+    report.identical_dropped = before - len(df)
+    clash = df.duplicated(subset=keys, keep=False)
+    if clash.any():
+        bad = df[clash]
+        groups = bad.groupby(keys, dropna=False, sort=True)
+        report.conflicts = groups.ngroups
+        for k, g in list(groups)[:5]:
+            desc = ", ".join(f"{c}={v}" for c, v in zip(keys, k))
+            report.conflict_examples.append(f"{desc}: values {sorted(g['value'].tolist())}")
+        if on_conflict == "error":
+            raise MergeConflictError(
+                f"{report.conflicts} keys have conflicting values, e.g. {report.conflict_examples[0]}; "
+                "fix the inputs or keep the first occurrence (on-conflict 'first')"
+            )
+        df = df.drop_duplicates(subset=keys, keep="first")
+    sort_cols = list(SORT_COLUMNS) + [c for c in keys if c not in SORT_COLUMNS]
+    df = df.sort_values(sort_cols, kind="mergesort", na_position="first").drop(columns="_order")
+    report.rows_out = len(df)
+    report.coverage = compute_coverage(df)
+
+    array_sources = [p for s in sources for p in s.arrays]
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=TMP_SUFFIX, dir=_make_parent(out)))
+    try:
+        tmp.chmod(0o755)
+        files = _write_results(df, tmp, specs, max_rows_per_file)
+        arr_files, report.arrays, n_conf = _write_arrays(array_sources, tmp, on_conflict, max_array_bytes)
+        report.conflicts += n_conf
+        files += arr_files
+        manifest = {
+            "format": DATASET_FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "name": name or out.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "code_version": code_version(),
+            "specs": {h: specs.get(h, {}) for h in used},
+            "files": files,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        report.files = [f["path"] for f in files]
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _make_parent(out: Path) -> Path:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"cannot create {out.parent}: {exc.strerror or exc}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise WriteError(f"{out.parent} is not writable")
+    return out.parent
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old{TMP_SUFFIX}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_results(df: Any, tmp: Path, specs: dict[str, Any], max_rows: int) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = []
+    meta = table_metadata(json.dumps({h: specs.get(h, {}) for h in sorted(set(df["spec_hash"]) - {""})}))
+    n = 0
+    for dataset, part in df.groupby("dataset", sort=True):
+        for lo in range(0, len(part), max_rows):
+            chunk = part.iloc[lo : lo + max_rows]
+            schema = pa_schema()
+            cols = [pa.array(chunk[f.name].to_numpy(), type=f.type, from_pandas=False) for f in schema]
+            table = pa.Table.from_arrays(cols, schema=schema)
+            rel = f"results-{n:03d}.parquet"
+            pq.write_table(table.replace_schema_metadata(meta), tmp / rel, compression="zstd")
+            files.append(_entry(tmp, rel, "results", dataset=str(dataset), rows=len(chunk)))
+            n += 1
+    return files
+
+
+def _entry(tmp: Path, rel: str, kind: str, **extra: Any) -> dict[str, Any]:
+    p = tmp / rel
+    return {"path": rel, "kind": kind, "sha256": file_sha256(p), "bytes": p.stat().st_size, **extra}
+
+
+def _dataset_names(fh: Any) -> list[str]:
+    import h5py
+
+    names: list[str] = []
+    fh.visititems(lambda n, obj: names.append(n) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
+
+def _write_arrays(
+    sources: list[Path], tmp: Path, on_conflict: str, max_bytes: int
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Copy every array once into ``arrays-NNN.h5`` (per dataset, split by size); return (entries, count, conflicts)."""
+    if not sources:
+        return [], 0, 0
+    import h5py
+
+    where: dict[str, Path] = {}
+    conflicts = 0
+    for src in sources:
+        with h5py.File(src, "r") as fh:
+            for name in _dataset_names(fh):
+                if name not in where:
+                    where[name] = src
+                    continue
+                with h5py.File(where[name], "r") as first:
+                    same = np.array_equal(first[name][()], fh[name][()])
+                if not same:
+                    conflicts += 1
+                    if on_conflict == "error":
+                        raise MergeConflictError(
+                            f"array {name} differs between {where[name]} and {src}; keep the first with on-conflict"
+                            " 'first'"
+                        )
+    files: list[dict[str, Any]] = []
+    out_fh = None
+    cur_ds, cur_bytes, count, n = None, 0, 0, 0
+    open_src: dict[Path, Any] = {}
+    try:
+        for name in sorted(where):
+            dataset = name.split("/", 1)[0]
+            src = where[name]
+            if src not in open_src:
+                for fh in open_src.values():
+                    fh.close()
+                open_src = {src: h5py.File(src, "r")}
+            data = open_src[src][name][()]
+            if out_fh is None or dataset != cur_ds or cur_bytes >= max_bytes:
+                if out_fh is not None:
+                    out_fh.close()
+                    files.append(_entry(tmp, f"arrays-{n - 1:03d}.h5", "arrays", dataset=cur_ds, arrays=count))
+                out_fh = h5py.File(tmp / f"arrays-{n:03d}.h5", "w")
+                cur_ds, cur_bytes, count, n = dataset, 0, 0, n + 1
+            big = np.ndim(data) > 0 and np.size(data) >= _ARRAY_COMPRESS_MIN
+            out_fh.create_dataset(name, data=data, **({"compression": "gzip", "shuffle": True} if big else {}))
+            cur_bytes += int(np.asarray(data).nbytes)
+            count += 1
+        if out_fh is not None:
+            out_fh.close()
+            out_fh = None
+            files.append(_entry(tmp, f"arrays-{n - 1:03d}.h5", "arrays", dataset=cur_ds, arrays=count))
+    finally:
+        for fh in open_src.values():
+            fh.close()
+        if out_fh is not None:
+            out_fh.close()
+    return files, len(where), conflicts

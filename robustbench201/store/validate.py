@@ -1,0 +1,223 @@
+"""Integrity and coverage of a dataset directory (the format in docs/ARCHITECTURE.md).
+
+:func:`validate_dataset` checks the manifest (format, schema version), every listed file's size, sha256, schema
+and row count, files present but not listed (or listed but missing), duplicate keys across result files, and
+summarises coverage: which isomorphism representatives x datasets x result columns are missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataIntegrityError
+from .atomic import TMP_SUFFIX
+from .schema import KEY_COLUMNS, SCHEMA_VERSION, check_table_schema
+
+log = logging.getLogger(__name__)
+
+DATASET_FORMAT = "rb201-dataset"
+MANIFEST = "manifest.json"
+#: Columns that together name one result column of the wide table (with dataset and architecture as the rows).
+COLUMN_KEYS: tuple[str, ...] = tuple(c for c in KEY_COLUMNS if c not in ("arch_index", "dataset"))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_dataset_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of a dataset directory; DataIntegrityError if missing, unreadable or of another format."""
+    mpath = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise DataIntegrityError(f"{path} has no {MANIFEST}; not an rb201 dataset directory") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataIntegrityError(f"{mpath} cannot be read: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != DATASET_FORMAT:
+        raise DataIntegrityError(f"{mpath} is not an {DATASET_FORMAT!r} manifest")
+    if str(manifest.get("schema_version")) != SCHEMA_VERSION:
+        raise DataIntegrityError(
+            f"{mpath} has schema version {manifest.get('schema_version')!r}; this rb201 reads {SCHEMA_VERSION!r}"
+        )
+    return manifest
+
+
+# ---- coverage -----------------------------------------------------------------------------------------------
+@dataclass
+class DatasetCoverage:
+    """Coverage of one dataset: architectures present, representatives missing, incomplete result columns."""
+
+    dataset: str
+    archs: int
+    representatives_missing: list[int]
+    non_representatives: int
+    columns: int
+    incomplete: list[tuple[str, int, str]] = field(default_factory=list)  # (column, n missing, indices text)
+
+
+@dataclass
+class Coverage:
+    datasets: list[DatasetCoverage] = field(default_factory=list)
+
+    def lines(self, max_columns: int = 8) -> list[str]:
+        """Human-readable summary (a few lines per dataset)."""
+        from ..runner.plan import format_indices
+        from ..space import NUM_UNIQUE
+
+        out = []
+        for d in self.datasets:
+            have = NUM_UNIQUE - len(d.representatives_missing)
+            out.append(
+                f"{d.dataset}: {have}/{NUM_UNIQUE} representatives, {d.columns} result columns"
+                + (f", {d.non_representatives} non-representative archs" if d.non_representatives else "")
+            )
+            if d.representatives_missing:
+                out.append(f"  missing representatives: {format_indices(d.representatives_missing, 8)}")
+            for col, n, where in d.incomplete[:max_columns]:
+                out.append(f"  column {col}: missing for {n} of its dataset's archs ({where})")
+            if len(d.incomplete) > max_columns:
+                out.append(f"  ... {len(d.incomplete) - max_columns} more incomplete columns")
+        return out
+
+
+def _column_label(values: tuple[Any, ...]) -> str:
+    d = dict(zip(COLUMN_KEYS, values))
+    where = f"@{d['epsilon']:g}" if d["epsilon"] == d["epsilon"] else (f":{d['severity']}" if d["severity"] else "")
+    sem = f"[{d['semantics']}]" if d["semantics"] else ""
+    return f"{d['weights']}/s{d['seed']}/{d['family']}/{d['key']}{where}{sem}/{d['measure']}"
+
+
+def compute_coverage(df: Any) -> Coverage:
+    """Coverage of a DataFrame holding at least :data:`store.schema.KEY_COLUMNS`."""
+    from ..runner.plan import format_indices
+    from ..space import representative_indices, unique_indices
+
+    reps = representative_indices()
+    unique = set(unique_indices())
+    cov = Coverage()
+    for dataset, part in df.groupby("dataset", sort=True):
+        archs = set(part["arch_index"].unique().tolist())
+        per_col = part.groupby(list(COLUMN_KEYS), dropna=False, sort=True)["arch_index"].unique()
+        incomplete = []
+        for col_key, col_archs in per_col.items():
+            missing = archs - set(col_archs.tolist())
+            if missing:
+                incomplete.append((_column_label(col_key), len(missing), format_indices(missing, 5)))
+        incomplete.sort(key=lambda t: (-t[1], t[0]))
+        cov.datasets.append(
+            DatasetCoverage(
+                dataset=str(dataset),
+                archs=len(archs),
+                representatives_missing=sorted(unique - archs),
+                non_representatives=sum(1 for a in archs if reps[a] != a),
+                columns=len(per_col),
+                incomplete=incomplete,
+            )
+        )
+    return cov
+
+
+# ---- validation ---------------------------------------------------------------------------------------------
+@dataclass
+class ValidationReport:
+    """Outcome of :func:`validate_dataset`; ``ok`` when ``problems`` is empty."""
+
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    files: int = 0
+    rows: int = 0
+    duplicates: int = 0
+    coverage: Coverage | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        head = f"{self.path}: {'OK' if self.ok else 'INVALID'} ({self.files} files, {self.rows} rows)"
+        out = [head] + [f"  problem: {p}" for p in self.problems]
+        if self.coverage is not None:
+            out += self.coverage.lines()
+        return out
+
+    def raise_if_bad(self) -> None:
+        if self.problems:
+            raise DataIntegrityError(f"{self.path} failed validation: " + "; ".join(self.problems[:5]))
+
+
+def validate_dataset(path: str | Path, coverage: bool = True) -> ValidationReport:
+    """Check a dataset directory; never raises for a damaged dataset (problems are listed in the report)."""
+    import pyarrow.parquet as pq
+
+    root = Path(path)
+    report = ValidationReport(root)
+    try:
+        manifest = read_dataset_manifest(root)
+    except DataIntegrityError as exc:
+        report.problems.append(str(exc))
+        return report
+    listed: set[str] = set()
+    good_results: list[Path] = []
+    for entry in manifest.get("files", []):
+        rel = str(entry.get("path", ""))
+        listed.add(rel)
+        p = root / rel
+        if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            report.problems.append(f"manifest lists an unsafe path {rel!r}")
+            continue
+        if not p.is_file():
+            report.problems.append(f"{rel} is listed in the manifest but missing")
+            continue
+        report.files += 1
+        size = p.stat().st_size
+        if size != entry.get("bytes"):
+            report.problems.append(f"{rel} has {size} bytes, the manifest says {entry.get('bytes')} (truncated?)")
+            continue
+        if file_sha256(p) != entry.get("sha256"):
+            report.problems.append(f"{rel} does not match its sha256 in the manifest (modified)")
+            continue
+        if entry.get("kind") == "results":
+            try:
+                meta = pq.ParquetFile(p).metadata
+                check_table_schema(pq.read_schema(p), rel)
+            except DataIntegrityError as exc:
+                report.problems.append(str(exc))
+                continue
+            except Exception as exc:
+                report.problems.append(f"{rel} cannot be read as Parquet: {exc}")
+                continue
+            if meta.num_rows != entry.get("rows"):
+                report.problems.append(f"{rel} has {meta.num_rows} rows, the manifest says {entry.get('rows')}")
+                continue
+            report.rows += meta.num_rows
+            good_results.append(p)
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and rel != MANIFEST and rel not in listed:
+            why = "a leftover temporary file" if rel.endswith(TMP_SUFFIX) else "not listed in the manifest"
+            report.problems.append(f"{rel} is {why}")
+    if good_results:
+        import pandas as pd
+
+        df = pd.concat([pq.read_table(p, columns=list(KEY_COLUMNS) + ["spec_hash"]).to_pandas() for p in good_results])
+        dup = int(df.duplicated(subset=list(KEY_COLUMNS)).sum())
+        report.duplicates = dup
+        if dup:
+            report.problems.append(f"{dup} duplicate rows (same key columns)")
+        unknown = sorted(set(df["spec_hash"].unique()) - set(manifest.get("specs", {})) - {""})
+        if unknown:
+            report.problems.append(f"rows carry spec hashes not in the manifest: {unknown[:5]}")
+        if coverage:
+            report.coverage = compute_coverage(df)
+    return report
