@@ -10,6 +10,7 @@ random draws still come from the per-image numpy generators, so results do not d
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -82,19 +83,49 @@ def per_image_rngs(seed: int, corruption_id: int, severity: int, image_ids: np.n
     return [np.random.default_rng([seed, corruption_id, severity, int(i)]) for i in image_ids]
 
 
-def clipped_zoom(x: np.ndarray, zoom_factor: float) -> np.ndarray:
-    """Zoom N x H x W x C images about their centre and crop back to H x W (``clipped_zoom`` of make_cifar_c.py).
-
-    Crops the central ceil(H / z) x ceil(W / z) window and enlarges it with ``scipy.ndimage.zoom`` (order 1), as the
-    original does per image; the zoom factor along the batch and channel axes is 1, so the batch is done at once."""
+@functools.lru_cache(maxsize=128)
+def zoom_matrix(n_in: int, zoom_factor: float) -> np.ndarray:
+    """The round(n_in * z) x n_in matrix of ``scipy.ndimage.zoom(..., order=1)`` along one axis, read off scipy
+    itself by zooming the identity (order-1 zoom is linear, so it is exactly this matrix product)."""
     from scipy.ndimage import zoom
 
-    _, h, w, _ = x.shape
-    ch, cw = int(np.ceil(h / zoom_factor)), int(np.ceil(w / zoom_factor))
-    top, left = (h - ch) // 2, (w - cw) // 2
-    out = zoom(x[:, top : top + ch, left : left + cw], (1, zoom_factor, zoom_factor, 1), order=1)
-    trim_top, trim_left = (out.shape[1] - h) // 2, (out.shape[2] - w) // 2
-    return out[:, trim_top : trim_top + h, trim_left : trim_left + w]
+    m = zoom(np.eye(n_in, dtype=np.float64), (zoom_factor, 1), order=1)
+    m.setflags(write=False)
+    return m
+
+
+def zoom_operators(h: int, w: int, zoom_factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(R, C), H x H and W x W: ``clipped_zoom`` of an H x W image X is R @ X @ C.T.
+
+    The original crops the central ceil(H / z) x ceil(W / z) window, enlarges it with ``scipy.ndimage.zoom``
+    (order 1) and trims the centre back to H x W; R and C are scipy's own order-1 coefficients
+    (``zoom_matrix``) restricted to the surviving rows and placed on the crop's columns."""
+    ops = []
+    for n in (h, w):
+        c = int(np.ceil(n / zoom_factor))
+        start = (n - c) // 2
+        z = zoom_matrix(c, zoom_factor)
+        t = (z.shape[0] - n) // 2
+        full = np.zeros((n, n))
+        full[:, start : start + c] = z[t : t + n]
+        ops.append(full)
+    return ops[0], ops[1]
+
+
+def zoom_hwk(xt: np.ndarray, zoom_factor: float) -> np.ndarray:
+    """``clipped_zoom`` of images stored as H x W x K (K = batch x channels): two BLAS products."""
+    h, w, k = xt.shape
+    r, c = (m.astype(xt.dtype) for m in zoom_operators(h, w, zoom_factor))
+    t = (r @ xt.reshape(h, w * k)).reshape(h, w, k)
+    return np.matmul(c, t)
+
+
+def clipped_zoom(x: np.ndarray, zoom_factor: float) -> np.ndarray:
+    """Zoom N x H x W x C images about their centre and crop back to H x W (``clipped_zoom`` of make_cifar_c.py,
+    same result as the original's per-image ``scipy.ndimage.zoom``, see ``zoom_operators``)."""
+    n, h, w, ch = x.shape
+    xt = np.ascontiguousarray(x.transpose(1, 2, 0, 3)).reshape(h, w, n * ch)
+    return zoom_hwk(xt, zoom_factor).reshape(h, w, n, ch).transpose(2, 0, 1, 3)
 
 
 def plasma_size(h: int, w: int) -> int:
@@ -161,13 +192,14 @@ def motion_blur(x: np.ndarray, radius: int, sigma: float, angles_deg: np.ndarray
     ox = np.ceil(taps * np.cos(a) - 0.5).astype(np.int64)  # N x width
     oy = np.ceil(taps * np.sin(a) - 0.5).astype(np.int64)
     rows0, cols0 = np.arange(h), np.arange(w)
-    out = np.zeros_like(x)
+    flat = x.reshape(n, h * w, -1)
+    out = np.zeros_like(flat)
     for i in range(width):
         rows = np.clip(rows0[None, :] + oy[:, i : i + 1], 0, h - 1)
         cols = np.clip(cols0[None, :] + ox[:, i : i + 1], 0, w - 1)
-        shifted = np.take_along_axis(x, rows[:, :, None, None], axis=1)
-        shifted = np.take_along_axis(shifted, cols[:, None, :, None], axis=2)
-        out += np.float32(kernel[i]) * shifted
+        idx = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, h * w, 1)
+        out += np.float32(kernel[i]) * np.take_along_axis(flat, idx, axis=1)
+    out = out.reshape(x.shape)
     return out
 
 

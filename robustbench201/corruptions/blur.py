@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from ._common import Rngs, clipped_zoom, stack_draws
+from ._common import Rngs, stack_draws, zoom_hwk
 from ._common import motion_blur as _line_blur
 
 #: (disk radius, anti-alias Gaussian sigma) of the defocus kernel.
@@ -99,7 +99,10 @@ def motion_blur(x: np.ndarray, severity: int, rngs: Rngs) -> np.ndarray:
 def zoom_blur(x: np.ndarray, severity: int, rngs: Rngs) -> np.ndarray:
     """Mean of the image and its centre zooms by each factor (scipy zoom, order 1)."""
     factors = np.arange(1, ZOOM_BLUR_END[severity - 1], 0.01)
-    out = x.copy()
+    n, h, w, c = x.shape
+    xt = np.ascontiguousarray(x.transpose(1, 2, 0, 3)).reshape(h, w, n * c)
+    out = xt.copy()
     for z in factors:
-        out += clipped_zoom(x, float(z))
-    return out / np.float32(len(factors) + 1)
+        out += zoom_hwk(xt, float(z))
+    out /= np.float32(len(factors) + 1)
+    return out.reshape(h, w, n, c).transpose(2, 0, 1, 3)
