@@ -204,8 +204,9 @@ class SearchSupernet(nn.Module):
 
         Edge convolutions are copied without their bias and their affine-free BN becomes weight 1, bias 0: with
         batch statistics (the discrete network in ``train()`` mode) both networks compute the same function, the
-        conv bias being removed by the BN mean. BNs without running statistics get neutral ones (mean 0, var 1), so
-        the result loads with ``strict=True``."""
+        conv bias being removed by the BN mean. With ``track_running_stats=True`` the conv bias is folded into the
+        running mean, so both also agree in ``eval()`` mode. BNs without running statistics get neutral ones
+        (mean 0, var 1), so the result loads with ``strict=True``."""
         a = Arch.parse(arch) if arch is not None else self.derive()
         out: dict[str, torch.Tensor] = {}
         for key, value in self.state_dict().items():
@@ -214,8 +215,12 @@ class SearchSupernet(nn.Module):
                 continue
             if parts[0] == "cells" and parts[2] == "edges":
                 c, k, o = int(parts[1]), int(parts[3]), int(parts[5])
-                if o == a.ops[k] and OPS[o] in ("nor_conv_1x1", "nor_conv_3x3") and parts[6:] == ["op", "1", "weight"]:
-                    out[f"cells.{c}.layers.{k}.op.1.weight"] = value.detach().clone()
+                if o == a.ops[k] and OPS[o] in ("nor_conv_1x1", "nor_conv_3x3"):
+                    rest = parts[6:]
+                    if rest == ["op", "1", "weight"]:
+                        out[f"cells.{c}.layers.{k}.op.1.weight"] = value.detach().clone()
+                    elif rest[:2] == ["op", "2"]:  # running stats (track_running_stats=True)
+                        out[f"cells.{c}.layers.{k}.op.2.{rest[2]}"] = value.detach().clone()
                 continue  # other edge tensors (conv bias, unused ops) have no place in the discrete network
             out[key] = value.detach().clone()
         stats = {"running_mean": 0.0, "running_var": 1.0}
@@ -228,6 +233,10 @@ class SearchSupernet(nn.Module):
                         n_ch = cell.edges[k].ops[o].op[2].num_features
                         out[f"cells.{c}.layers.{k}.op.2.weight"] = torch.ones(n_ch)
                         out[f"cells.{c}.layers.{k}.op.2.bias"] = torch.zeros(n_ch)
+                        conv_bias = cell.edges[k].ops[o].op[1].bias.detach()
+                        mean_key = f"cells.{c}.layers.{k}.op.2.running_mean"
+                        if mean_key in out:  # fold the conv bias into the running mean: same eval-mode function
+                            out[mean_key] = out[mean_key] - conv_bias
         for name in bn_names:  # batch-statistics BN has no running stats: give neutral ones for a strict load
             n_ch = out[f"{name}.weight"].numel()
             for stat, fill in stats.items():

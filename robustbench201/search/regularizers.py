@@ -1,0 +1,68 @@
+"""DSRNA robustness regularisers R, differentiable in the supernet's alphas (PROTOCOL.md section 7).
+
+The architecture objective is ``L_val - gamma * R``: a larger R means a more robust network.
+
+* ``jacobian``: ``R_Jac = -(eps / K) * mean_x sum_k ||grad_x f_k(x)||_q`` (DSRNA eq. from a first-order expansion
+  and Hoelder's inequality; ``q = 1`` is the dual norm of the L-inf threat model), computed with
+  ``create_graph=True`` so its gradient reaches the alphas.
+* ``certified``: ``R_CB = mean_x mean_{j != y} lb(f_y - f_j)``, the certified lower bound of the logit margins over
+  the L-inf eps-ball, propagated through the alpha-mixed edges by :mod:`robustbench201.measures.bounds` (the bound
+  of a mixed edge is the alpha-weighted combination of its ops' bounds).
+
+Epsilons are in pixel units of 1/255 throughout and divided by 255 here (inputs are in [0, 1]).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import Rb201Error, check_choice
+
+METRICS: tuple[str, ...] = ("jacobian", "certified", "combined", "none")
+BOUND_METHODS: tuple[str, ...] = ("ibp", "crown-ibp")
+
+
+def _check_eps(eps: float) -> float:
+    if not eps >= 0 or eps > 255:
+        raise Rb201Error(f"eps must be in [0, 255] (pixel units of 1/255), got {eps!r}")
+    return float(eps) / 255.0
+
+
+def jacobian_regularizer(
+    logits: torch.Tensor, x: torch.Tensor, eps: float, q: float = 1.0, create_graph: bool = True
+) -> torch.Tensor:
+    """``R_Jac = -(eps/K) mean_x sum_k ||grad_x f_k(x)||_q`` for ``logits = model(x)`` (``x`` requires grad).
+
+    ``eps`` is in 1/255 units. Row k of the input Jacobian is the gradient of the batch sum of ``f_k`` (with
+    batch-statistics BatchNorm this includes the batch coupling, as in every batched Jacobian regulariser); the K
+    rows take K double-backward passes (on CPU a loop is faster than ``is_grads_batched``'s vmap).
+    ``create_graph=True`` keeps it differentiable in the network's parameters and alphas."""
+    if not x.requires_grad:
+        raise Rb201Error("jacobian_regularizer needs the input x to require grad before the forward pass")
+    if not q >= 1:
+        raise Rb201Error(f"q must be >= 1 (q=1 is the dual of the L-inf ball, q=inf allowed), got {q!r}")
+    e = _check_eps(eps)
+    k = logits.shape[1]
+    rows = torch.stack(
+        [torch.autograd.grad(logits[:, j].sum(), x, create_graph=create_graph, retain_graph=True)[0] for j in range(k)]
+    )
+    norms = torch.linalg.vector_norm(rows.flatten(2), ord=q, dim=-1)  # K x N
+    return -(e / k) * norms.sum(dim=0).mean()
+
+
+def certified_regularizer(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, method: str = "ibp"
+) -> torch.Tensor:
+    """``R_CB = mean_x mean_{j != y} lb(f_y - f_j)`` over the L-inf ``eps``-ball (1/255 units) clipped to [0, 1].
+
+    The bounds come from :func:`robustbench201.measures.bounds.margin_bounds` (``"ibp"``, or ``"crown-ibp"``,
+    tighter and about K times dearer), which bounds each alpha-mixed edge as the alpha-weighted combination of its
+    ops' bounds, so R_CB is differentiable in the alphas. BatchNorm without running statistics is held at the
+    batch statistics of the interval midpoints (the clean batch). Larger is more robust."""
+    check_choice("bound method", method, BOUND_METHODS)
+    _check_eps(eps)
+    from ..measures.bounds import ball_box, margin_bounds
+
+    lo, hi = ball_box(x, eps)
+    return margin_bounds(model, lo, hi, y.long(), method).mean()
