@@ -1,0 +1,145 @@
+"""``rb201 fetch-data`` and ``rb201 train``: explicit dataset downloads and NB201-protocol training (no torch
+import at module level)."""
+
+from __future__ import annotations
+
+import click
+
+from . import run_library
+
+ROOT_HELP = "Data root (default: $RB201_DATA or ~/.cache/rb201/data)."
+
+
+@click.command("fetch-data")
+@click.argument("dataset")
+@click.option("--root", type=click.Path(file_okay=False), help=ROOT_HELP)
+@click.option("--url", help="Download from this mirror instead of the official URL.")
+@click.option("--hash", "known_hash", help="Expected hash of the mirror's archive, pooch syntax (md5:..., sha256:...).")
+@click.option("--force", is_flag=True, help="Download again even if the files are present.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def fetch_data(
+    dataset: str, root: str | None, url: str | None, known_hash: str | None, force: bool, no_progress: bool
+) -> None:
+    """Download and unpack the official archive of DATASET (cifar10 or cifar100), hash-checked.
+
+    \b
+    Examples:
+      rb201 fetch-data cifar10
+      RB201_DATA=/scratch/data rb201 fetch-data cifar100
+    """
+    from ..data.fetch_data import fetch_data as fetch
+
+    folder = run_library(fetch, dataset, root, url=url, known_hash=known_hash, progress=not no_progress, force=force)
+    click.echo(f"{dataset}: {folder}")
+
+
+def _check_device(device: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise click.BadParameter(f"{device!r} is not a device; use cpu or cuda:N", param_hint="--device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter(f"{device!r} requested but CUDA is not available; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise click.BadParameter(f"device type {dev.type!r} not supported; allowed: cpu, cuda:N")
+    return str(dev)
+
+
+@click.command("train")
+@click.option("--arch", "archs", multiple=True, required=True, help="NB201 string, index or op tuple (repeatable).")
+@click.option("--dataset", required=True, help="cifar10, cifar100, ImageNet16-120 or mnist5k.")
+@click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True, help="200 full, 12 short.")
+@click.option("--seed", "seeds", type=click.IntRange(min=0), multiple=True, default=(777,), show_default=True,
+              help="Training seed (repeatable; NB201 uses 777, 888, 999).")  # fmt: skip
+@click.option("--channels", type=click.IntRange(min=1), default=16, show_default=True, help="Stem channels C.")
+@click.option("--cells", "n_cells", type=click.IntRange(min=1), default=5, show_default=True, help="Cells per stage N.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
+@click.option("--n-train", type=click.IntRange(min=1), help="Train on a fixed subset of this many images (seed 0).")
+@click.option("--n-test", type=click.IntRange(min=1), help="Report accuracy on a fixed subset of the test split.")
+@click.option("--no-test", is_flag=True, help="Do not evaluate on the test split.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--root", type=click.Path(file_okay=False), help=ROOT_HELP)
+def train(
+    archs: tuple[str, ...],
+    dataset: str,
+    epochs: int,
+    seeds: tuple[int, ...],
+    channels: int,
+    n_cells: int,
+    out: str,
+    device: str,
+    n_train: int | None,
+    n_test: int | None,
+    no_test: bool,
+    batch_size: int,
+    root: str | None,
+) -> None:
+    """Train NB201 networks with the NB201 protocol into OUT/{dataset}/{index:05d}-seed{S}-ep{E}.pt.
+
+    A checkpoint is written after every epoch; rerunning the same command resumes an interrupted run and skips
+    finished ones.
+
+    \b
+    Examples:
+      rb201 train --arch 1462 --dataset cifar10 --epochs 200 --seed 777 --out weights/ --device cuda:0
+      rb201 train --arch 1462 --arch 0 --dataset mnist5k --epochs 3 --channels 8 --cells 1 --out demo/
+    """
+    from ..data.info import canonical_dataset
+    from ..data.readers import load_dataset
+    from ..space import Arch
+    from ..train import checkpoint_file, partial_file, read_trained_meta, save_trained, train_model
+
+    ds = run_library(canonical_dataset, dataset)
+    parsed = [run_library(Arch.parse, a) for a in archs]
+    dev = _check_device(device)
+    train_set = run_library(load_dataset, ds, root, "train", n=n_train, seed=0)
+    test_set = None if no_test else run_library(load_dataset, ds, root, "test", n=n_test, seed=0)
+    click.echo(f"{ds}: {len(train_set)} training images" + ("" if test_set is None else f", {len(test_set)} test"))
+    for a in parsed:
+        for seed in seeds:
+            final = checkpoint_file(out, ds, a.index, seed, epochs)
+            label = f"arch {a.index} seed {seed}"
+            if final.exists():
+                meta = run_library(read_trained_meta, final)
+                if (meta.get("channels"), meta.get("n_cells")) != (channels, n_cells):
+                    raise click.ClickException(
+                        f"{final} holds C={meta.get('channels')}, N={meta.get('n_cells')}, not the requested "
+                        f"C={channels}, N={n_cells}; use another --out"
+                    )
+                click.echo(f"{label}: already trained, {final}")
+                continue
+            partial = partial_file(final)
+            if partial.exists():
+                click.echo(f"{label}: resuming from {partial}")
+
+            def report(stats, label=label) -> None:  # type: ignore[no-untyped-def]
+                test = "" if stats.test_acc is None else f" test_acc {stats.test_acc:.4f}"
+                click.echo(
+                    f"{label} epoch {stats.epoch}/{epochs}: loss {stats.loss:.4f} train_acc {stats.train_acc:.4f}"
+                    f"{test} lr {stats.lr:.4g} ({stats.seconds:.1f} s)"
+                )
+
+            res = run_library(
+                train_model,
+                a,
+                train_set,
+                epochs=epochs,
+                seed=seed,
+                device=dev,
+                channels=channels,
+                n_cells=n_cells,
+                batch_size=batch_size,
+                checkpoint_path=partial,
+                test_set=test_set,
+                on_epoch_end=report,
+            )
+            extra = {"n_train": len(train_set), "batch_size": batch_size}
+            if res.final_test_acc is not None:
+                extra.update(test_acc=res.final_test_acc, n_test=len(test_set))
+            path = run_library(save_trained, out, res.model, ds, seed, epochs, res.history, extra)
+            partial.unlink(missing_ok=True)
+            speed = f", {res.images_per_s:.0f} images/s" if res.images_per_s else ""
+            click.echo(f"{label}: saved {path} ({res.wall_time_s:.1f} s{speed})")

