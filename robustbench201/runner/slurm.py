@@ -1,0 +1,134 @@
+"""Submit shards as a job array through submitit (Slurm, or its local / debug executors without Slurm).
+
+Each array task runs :func:`robustbench201.runner.job.run_job` on one shard. Tasks are requeue-safe: a
+preempted or timed-out task is resubmitted by submitit (``checkpoint`` returns the same task), and the shard
+resumes from its finished per-architecture files, so nothing is computed twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import Rb201Error, check_choice
+from .job import EvaluatorFactory, run_job
+from .plan import select_archs
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("slurm", "local", "debug")
+
+
+class LaunchError(Rb201Error):
+    """The cluster executor is unavailable or refused the submission."""
+
+
+@dataclass
+class ShardTask:
+    """One array task: evaluate the representatives (or all cells) of ``bounds`` into ``out``."""
+
+    bounds: tuple[int, int]
+    out: str
+    factory: EvaluatorFactory
+    unique_only: bool = True
+    devices: list[str] = field(default_factory=lambda: ["cpu"])
+    retries: int = 2
+    force_new_spec: bool = False
+
+    def __call__(self) -> dict[str, Any]:
+        archs = select_archs([self.bounds], unique_only=self.unique_only)
+        rep = run_job(
+            archs,
+            self.out,
+            self.factory,
+            bounds=self.bounds,
+            devices=self.devices,
+            retries=self.retries,
+            force_new_spec=self.force_new_spec,
+            progress=False,
+        )
+        log.info("%s", rep.summary())
+        return {
+            "shard": str(rep.shard_dir),
+            "finished": len(rep.finished),
+            "skipped": rep.skipped,
+            "failures": {str(k): v for k, v in rep.failures.items()},
+        }
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """Called by submitit on preemption / timeout: requeue the same task (it resumes from its files)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+def task_devices(gpus_per_task: int) -> list[str]:
+    """Devices of one array task: ``cpu`` without GPUs, else one worker per visible GPU."""
+    if gpus_per_task <= 0:
+        return ["cpu"]
+    if gpus_per_task == 1:
+        return ["cuda:0"]
+    return [f"cuda:{i}" for i in range(gpus_per_task)]
+
+
+def launch_shards(
+    ranges: list[tuple[int, int]],
+    out: str | Path,
+    factory: EvaluatorFactory,
+    *,
+    executor: str = "slurm",
+    folder: str | Path | None = None,
+    unique_only: bool = True,
+    partition: str | None = None,
+    time_min: int = 24 * 60,
+    gpus_per_task: int = 1,
+    cpus_per_task: int = 8,
+    mem_gb: int | None = None,
+    array_parallelism: int = 64,
+    retries: int = 2,
+    force_new_spec: bool = False,
+    slurm_extra: dict[str, Any] | None = None,
+) -> list[Any]:
+    """Submit one task per range as a submitit job array; return the submitit jobs.
+
+    ``executor``: ``slurm`` (needs ``sbatch``), ``local`` (subprocesses on this machine) or ``debug`` (in
+    this process). Logs and pickled tasks go to ``folder`` (default ``OUT/submitit``)."""
+    check_choice("executor", executor, EXECUTORS)
+    try:
+        import submitit
+    except ImportError:
+        raise LaunchError("rb201 launch needs submitit: pip install 'robustbench201[cluster]'") from None
+    out = Path(out)
+    folder = Path(folder) if folder is not None else out / "submitit"
+    ex = submitit.AutoExecutor(folder=folder / "%j", cluster=executor)
+    params: dict[str, Any] = {
+        "timeout_min": int(time_min),
+        "name": "rb201-eval",
+        "gpus_per_node": int(gpus_per_task),
+        "tasks_per_node": 1,
+        "cpus_per_task": int(cpus_per_task),
+    }
+    if mem_gb is not None:
+        params["mem_gb"] = int(mem_gb)
+    if executor == "slurm":
+        params["slurm_array_parallelism"] = int(array_parallelism)
+        params["slurm_additional_parameters"] = dict(slurm_extra or {})
+        if partition:
+            params["slurm_partition"] = partition
+    ex.update_parameters(**params)
+    devices = task_devices(gpus_per_task)
+    tasks = [
+        ShardTask(tuple(r), str(out), factory, unique_only, devices, retries, force_new_spec)  # type: ignore[arg-type]
+        for r in ranges
+    ]
+    try:
+        with ex.batch():
+            jobs = [ex.submit(t) for t in tasks]
+    except Exception as exc:
+        if isinstance(exc, Rb201Error):
+            raise
+        raise LaunchError(f"submitting {len(tasks)} tasks with the {executor!r} executor failed: {exc}") from None
+    log.info("submitted %d shard tasks (%s): %s", len(jobs), executor, [j.job_id for j in jobs])
+    return jobs
