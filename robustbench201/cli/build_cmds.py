@@ -1,0 +1,291 @@
+"""``rb201 evaluate``, ``launch``, ``merge``, ``validate``: build the dataset from shards (no torch or pandas import
+at module level)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import run_library
+
+PRESETS = ("jung2023", "full", "smoke")
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+FAILED_EXIT = 3  # exit status when some architectures failed (they are recorded in the shard manifest)
+
+
+def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by ``evaluate`` and ``launch``."""
+    opts = [
+        click.option("--arch-range", "arch_ranges", multiple=True, metavar="START:END",
+                     help="Half-open range of NB201 indices, e.g. 0:128 (repeatable, comma-separated allowed)."),
+        click.option("--unique-only/--all", "unique_only", default=True, show_default=True,
+                     help="Only isomorphism-class representatives (6466 of 15625), or every cell."),
+        click.option("--dataset", default="cifar10", show_default=True,
+                     help="cifar10, cifar100, ImageNet16-120 or mnist5k."),
+        click.option("--preset", type=click.Choice(PRESETS), default="jung2023", show_default=True,
+                     help="Evaluation preset (see evaluation/README.md)."),
+        click.option("--spec", "spec_file", type=click.Path(dir_okay=False, exists=True),
+                     help="An EvalSpec JSON file instead of a preset."),
+        click.option("--weights", required=True, metavar="train|nats:PATH|DIR|init",
+                     help="train: train here (--epochs); nats:PATH: official archive files (--trust-pickle); "
+                          "DIR: rb201-trained networks; init: seeded initialization."),
+        click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True,
+                     help="Training epochs of the weights (200 or 12 for the official archives)."),
+        click.option("--seed", type=click.IntRange(min=0), default=777, show_default=True,
+                     help="Training / initialization seed of the weights."),
+        click.option("--trust-pickle", is_flag=True, help="Allow unpickling official weight files (runs code)."),
+        click.option("--n-test", type=click.IntRange(min=1), help="Evaluate on a fixed subset of the test set."),
+        click.option("--data-root", type=click.Path(file_okay=False), help="Data root ($RB201_DATA by default)."),
+        click.option("--corruptions", default="none", show_default=True, metavar="none|generated|DIR",
+                     help="Corrupted test sets: none, our seeded generator, or a CIFAR-C directory."),
+        click.option("--channels", type=click.IntRange(min=1), default=16, show_default=True,
+                     help="Stem channels C (init/train)."),
+        click.option("--cells", "n_cells", type=click.IntRange(min=1), default=5, show_default=True,
+                     help="Cells per stage N (init/train)."),
+        click.option("--train-dir", type=click.Path(file_okay=False),
+                     help="Where --weights train keeps trained networks (default OUT/trained)."),
+        click.option("--out", required=True, type=click.Path(), help="Output directory of the shards."),
+        click.option("--force-new-spec", is_flag=True, help="Allow shards of another spec in the same --out."),
+        click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+                     help="Retries of an architecture after an out-of-memory error."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def make_factory(
+    *,
+    preset: str,
+    spec_file: str | None,
+    dataset: str,
+    weights: str,
+    epochs: int,
+    seed: int,
+    trust_pickle: bool,
+    n_test: int | None,
+    data_root: str | None,
+    corruptions: str,
+    channels: int,
+    n_cells: int,
+    train_dir: str | None,
+    out: str,
+) -> Any:
+    """The default evaluator factory (:class:`robustbench201.runner.providers.EvalJob`) for the CLI options."""
+    from ..data.info import canonical_dataset
+    from ..runner.providers import EvalJob, WeightsChoice
+
+    try:
+        from .. import spec as spec_mod
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"this rb201 build has no evaluation spec module ({exc.name})") from None
+    spec = spec_mod.EvalSpec.from_json(Path(spec_file).read_text()) if spec_file else spec_mod.preset(preset)
+    if corruptions not in ("none", "generated") and not Path(corruptions).is_dir():
+        raise click.BadParameter(f"{corruptions!r} is not none, generated or a directory", param_hint="--corruptions")
+    w = WeightsChoice.parse(weights, epochs=epochs, trust=trust_pickle)
+    return EvalJob.build(
+        spec,
+        canonical_dataset(dataset),
+        w,
+        seed=seed,
+        n_test=n_test,
+        data_root=data_root,
+        train_dir=train_dir or str(Path(out) / "trained"),
+        channels=channels,
+        n_cells=n_cells,
+        corruptions=corruptions,
+    )
+
+
+def resolve_devices(device: str, devices: str | None, gpus: int | None) -> list[str]:
+    """``--devices a,b`` | ``--gpus N`` (cuda:0..N-1) | ``--device D``; CUDA availability checked here."""
+    if devices:
+        out = [d.strip() for d in devices.split(",") if d.strip()]
+    elif gpus:
+        out = [f"cuda:{i}" for i in range(gpus)]
+    else:
+        out = [device]
+    bad = [d for d in out if not _DEVICE_RE.match(d)]
+    if bad or not out:
+        raise click.BadParameter(
+            f"device(s) {bad or out} not understood; allowed: cpu, cuda, cuda:N", param_hint="--devices"
+        )
+    if any(d.startswith("cuda") for d in out):
+        import torch
+
+        n = torch.cuda.device_count()
+        for d in out:
+            if d.startswith("cuda") and (n == 0 or int(d.partition(":")[2] or 0) >= n):
+                raise click.BadParameter(f"{d} requested but this machine has {n} CUDA device(s)")
+    return out
+
+
+def _factory_from(kw: dict[str, Any]) -> Any:
+    keys = ("preset", "spec_file", "dataset", "weights", "epochs", "seed", "trust_pickle", "n_test", "data_root",
+            "corruptions", "channels", "n_cells", "train_dir", "out")  # fmt: skip
+    factory = run_library(make_factory, **{k: kw[k] for k in keys})
+    if hasattr(factory, "check"):
+        run_library(factory.check)
+    return factory
+
+
+@click.command("evaluate")
+@eval_options
+@click.option("--arch", "arch_list", multiple=True, help="NB201 index or string (repeatable; comma-separated ok).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N (one worker).")
+@click.option("--devices", help="One worker per device, e.g. cuda:0,cuda:1 (cpu,cpu for a CPU pool).")
+@click.option("--gpus", type=click.IntRange(min=1), help="One worker per GPU cuda:0..N-1.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def evaluate(arch_list: tuple[str, ...], device: str, devices: str | None, gpus: int | None, no_progress: bool,
+             **kw: Any) -> None:  # fmt: skip
+    """Evaluate architectures into resumable shards under OUT (one shard per range, one file pair per arch).
+
+    Re-running the same command skips finished architectures and recomputes damaged ones. Exit status 3 when
+    some architectures failed (their errors are in the shard's manifest.json).
+
+    \b
+    Examples:
+      rb201 evaluate --arch-range 0:128 --dataset cifar10 --weights nats:/data/NATS-tss-v1_0-3ffb9-full \\
+          --trust-pickle --preset jung2023 --gpus 2 --out shards/
+      rb201 evaluate --arch 1462 --arch 0 --dataset mnist5k --weights train --epochs 3 --preset smoke \\
+          --channels 8 --cells 1 --out /tmp/shards
+    """
+    from ..runner import parse_arch_list, parse_arch_ranges, run_job, select_archs
+
+    ranges = run_library(parse_arch_ranges, kw["arch_ranges"])
+    listed = run_library(parse_arch_list, arch_list)
+    if not ranges and not listed:
+        raise click.UsageError("give --arch-range START:END and/or --arch INDEX")
+    devs = resolve_devices(device, devices, gpus)
+    factory = _factory_from(kw)
+    jobs: list[tuple[list[int], tuple[int, int] | None]] = [
+        (select_archs([r], unique_only=kw["unique_only"]), r) for r in ranges
+    ]
+    if listed:
+        jobs.append((select_archs([], listed, unique_only=kw["unique_only"]), None))
+    failed = 0
+    for archs, bounds in jobs:
+        if not archs:
+            click.echo(f"range {bounds[0]}:{bounds[1]}: no architecture to evaluate" if bounds else "nothing to do")
+            continue
+        rep = run_library(
+            run_job, archs, kw["out"], factory, bounds=bounds, devices=devs, retries=kw["retries"],
+            force_new_spec=kw["force_new_spec"], progress=not no_progress,
+        )  # fmt: skip
+        click.echo(rep.summary())
+        for p in rep.problems:
+            click.echo(f"  recomputed: {p}")
+        for idx, err in sorted(rep.failures.items())[:20]:
+            click.echo(f"  failed {idx}: {err}")
+        failed += len(rep.failures)
+    if failed:
+        click.echo(f"{failed} architecture(s) failed; re-run the same command to retry them", err=True)
+        sys.exit(FAILED_EXIT)
+
+
+@click.command("launch")
+@eval_options
+@click.option("--executor", type=click.Choice(["slurm", "local", "debug"]), default="slurm", show_default=True)
+@click.option("--shards", type=click.IntRange(min=1), required=True, help="Number of array tasks K.")
+@click.option("--partition", help="Slurm partition.")
+@click.option("--time", "time_min", type=click.IntRange(min=1), default=1440, show_default=True,
+              help="Time limit per task in minutes (tasks requeue and resume).")  # fmt: skip
+@click.option("--gpus-per-task", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--cpus-per-task", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--mem-gb", type=click.IntRange(min=1), help="Memory per task.")
+@click.option("--array-parallelism", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--folder", type=click.Path(file_okay=False), help="submitit logs (default OUT/submitit).")
+@click.option("--wait", is_flag=True, help="Wait for all tasks and print their summaries.")
+def launch(executor: str, shards: int, partition: str | None, time_min: int, gpus_per_task: int, cpus_per_task: int,
+           mem_gb: int | None, array_parallelism: int, folder: str | None, wait: bool, **kw: Any) -> None:  # fmt: skip
+    """Split --arch-range into K shards and submit them as a job array (submitit); re-submitting resumes.
+
+    \b
+    Examples:
+      rb201 launch --executor slurm --shards 64 --arch-range 0:15625 --partition gpu --time 720 \\
+          --gpus-per-task 1 --dataset cifar10 --weights nats:/data/NATS-full --trust-pickle --out shards/
+      rb201 launch --executor local --shards 2 --arch-range 0:20 --gpus-per-task 0 --dataset mnist5k \\
+          --weights init --preset smoke --channels 8 --cells 1 --out /tmp/shards --wait
+    """
+    from ..runner.plan import parse_arch_ranges, split_range
+    from ..runner.slurm import launch_shards
+
+    ranges = run_library(parse_arch_ranges, kw["arch_ranges"])
+    if len(ranges) != 1:
+        raise click.UsageError("launch needs exactly one --arch-range START:END")
+    parts = run_library(split_range, *ranges[0], shards, kw["unique_only"])
+    factory = _factory_from(kw)
+    jobs = run_library(
+        launch_shards, parts, kw["out"], factory, executor=executor, folder=folder, unique_only=kw["unique_only"],
+        partition=partition, time_min=time_min, gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task,
+        mem_gb=mem_gb, array_parallelism=array_parallelism, retries=kw["retries"],
+        force_new_spec=kw["force_new_spec"],
+    )  # fmt: skip
+    for job, (a, b) in zip(jobs, parts):
+        click.echo(f"job {job.job_id}: shard {a}:{b}")
+    if wait:
+        failed = 0
+        for job in jobs:
+            res = job.result()
+            failed += len(res["failures"])
+            click.echo(f"{res['shard']}: {res['finished']} evaluated, {res['skipped']} already done, "
+                       f"{len(res['failures'])} failed")  # fmt: skip
+        if failed:
+            sys.exit(FAILED_EXIT)
+
+
+@click.command("merge")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(), help="Dataset directory to create.")
+@click.option("--allow-mixed-specs", is_flag=True, help="Allow several evaluation specs per dataset.")
+@click.option("--on-conflict", type=click.Choice(["error", "first"]), default="error", show_default=True,
+              help="Same key, different value: refuse, or keep the first input's value.")  # fmt: skip
+@click.option("--max-rows", type=click.IntRange(min=1), default=2_000_000, show_default=True,
+              help="Rows per results file.")  # fmt: skip
+@click.option("--name", help="Dataset name in the manifest (default: the directory name).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out atomically.")
+def merge(inputs: tuple[str, ...], out: str, allow_mixed_specs: bool, on_conflict: str, max_rows: int,
+          name: str | None, overwrite: bool) -> None:  # fmt: skip
+    """Merge shard directories (and dataset directories) into one validated dataset directory.
+
+    \b
+    Examples:
+      rb201 merge shards/ --out rb201-cifar10
+      rb201 merge shards-a/ shards-b/ --out merged --on-conflict first
+    """
+    from ..store.merge import merge_datasets
+
+    rep = run_library(
+        merge_datasets, list(inputs), out, allow_mixed_specs=allow_mixed_specs, on_conflict=on_conflict,
+        max_rows_per_file=max_rows, name=name, overwrite=overwrite,
+    )  # fmt: skip
+    for line in rep.lines():
+        click.echo(line)
+    for ex in rep.conflict_examples:
+        click.echo(f"  conflict: {ex}")
+
+
+@click.command("validate")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--no-coverage", is_flag=True, help="Skip the coverage summary.")
+def validate(dataset: str, no_coverage: bool) -> None:
+    """Check a dataset directory: manifest, schema version, sizes, sha256, unlisted files, duplicates, coverage.
+
+    Exit status 1 if the dataset is invalid.
+
+    \b
+    Example:
+      rb201 validate rb201-cifar10
+    """
+    from ..store.validate import validate_dataset
+
+    rep = run_library(validate_dataset, dataset, coverage=not no_coverage)
+    for line in rep.lines():
+        click.echo(line)
+    if not rep.ok:
+        sys.exit(1)
