@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
+import types
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -128,7 +130,8 @@ class Dataset:
             except (OSError, ValueError, pa.ArrowException) as exc:
                 raise DataIntegrityError(f"cannot read {path} (corrupt or truncated?): {exc}") from None
             check_table_schema(t.schema, str(path))
-            tables.append(t.select(list(pa_schema().names)).cast(pa_schema()))
+            meta = t.schema.metadata
+            tables.append(t.select(list(pa_schema().names)).cast(pa_schema()).replace_schema_metadata(meta))
         if not tables:
             raise DataIntegrityError(f"{self.path} lists no results files")
         t = pa.concat_tables(tables)
@@ -418,3 +421,16 @@ def table(
 def load(source: str | Path | Dataset | None = None, dataset: str | None = None, columns: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
     """All tidy schema v1 rows of a source (default: the embedded table) as a pandas DataFrame."""
     return _source(source).table(dataset, "long", columns)
+
+
+class _CallableModule(types.ModuleType):
+    """Importing this submodule rebinds ``robustbench201.query`` from the function to the module (Python sets the
+    package attribute on import); making the module callable keeps ``rb201.query(arch, ...)`` working either way."""
+
+    def __call__(
+        self, arch: object, dataset: str | Sequence[str] | None = None, source: str | Path | Dataset | None = None
+    ) -> QueryResult:
+        return query(arch, dataset, source)
+
+
+sys.modules[__name__].__class__ = _CallableModule

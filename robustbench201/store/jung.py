@@ -121,7 +121,7 @@ def read_meta(root: str | Path) -> JungMeta:
 
 
 def parse_key(original: str) -> tuple[str, str, str, str]:
-    """Original key -> (family, key, norm, semantics): ``'pgd@Linf' -> ('adversarial', 'pgd', 'Linf', 'per-epsilon')``."""
+    """Original key -> (family, key, norm, semantics): ``'pgd@Linf' -> ('adversarial', 'pgd', 'Linf', ...)``."""
     if original == "clean":
         return "clean", "clean", "", ""
     if "@" in original:

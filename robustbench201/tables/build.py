@@ -71,6 +71,8 @@ def write_dataset_dir(
     tables = []
     for part in sorted(parts):
         t = sort_rows(parts[part])
+        if not t.schema.metadata or b"rb201.schema_version" not in t.schema.metadata:
+            t = t.replace_schema_metadata(table_metadata())
         fname = f"results-{part}.parquet"
         write_parquet_atomic(t, out / fname)
         entries.append(file_entry(out, fname, "results", rows=t.num_rows))

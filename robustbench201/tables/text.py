@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from ..store.schema import format_eps
@@ -40,7 +41,7 @@ def _grid(title: str, cells: dict[str, dict[Any, float]], heads: list[Any], labe
 
 def format_result(r: QueryResult, width: int = 100) -> str:
     """Per dataset: scalars, attacks as key x epsilon (1/255), corruptions as key x severity, other families."""
-    out = [f"arch {r.index}  {r.arch.string}"]
+    out = [f"arch {r.index}", f"  {r.arch.string}"]
     if not r.is_representative:
         out.append(f"isomorphic to representative {r.representative} (class-level values are its values)")
     for ds in r.datasets:
@@ -76,5 +77,6 @@ def format_result(r: QueryResult, width: int = 100) -> str:
     notes = r.notes()
     if notes:
         out.append("\nnotes:")
-        out += [f"  - {n}" for n in notes]
+        for n in notes:
+            out += textwrap.wrap(n, width, initial_indent="  - ", subsequent_indent="    ")
     return "\n".join(out)
