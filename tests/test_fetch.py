@@ -159,3 +159,19 @@ def test_cli_publish_list_and_download(httpserver, dataset_dir, tmp_path):
     assert (tmp_path / "d" / "sub" / "arrays-000.h5").is_file()
     res = runner.invoke(main, ["download", "nope", "--registry", str(reg)])
     assert res.exit_code == 1 and res.output.startswith("Error: unknown dataset 'nope'")
+
+
+def test_atomic_writes_get_the_umask_mode_and_leave_nothing_on_failure(tmp_path):
+    import os
+
+    from robustbench201.store.atomic import TMP_SUFFIX, atomic_path, write_text_atomic
+
+    target = tmp_path / "a" / "file.txt"
+    write_text_atomic(target, "hello")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.read_text() == "hello" and (target.stat().st_mode & 0o777) == (0o666 & ~mask)
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert target.read_text() == "hello" and not list(target.parent.glob(f"*{TMP_SUFFIX}"))
