@@ -1,0 +1,179 @@
+"""APGD (Croce & Hein, ICML 2020), the published algorithm as in AutoAttack, with CE or DLR loss.
+
+Per row: a random start in the ball, first step of size ``2 * eps``, momentum ``alpha = 0.75`` after the first
+iteration, checkpoints at ``p_j`` (first after ``0.22 * n_iter`` iterations, then shrinking by ``0.03 * n_iter`` to at
+least ``0.06 * n_iter``); at a checkpoint the step size halves and the iterate restarts from the best point when
+the loss increased in at most ``rho`` of the steps since the last checkpoint, or when the step was not reduced
+last time and the best loss did not improve. The highest-loss point is tracked.
+
+Exact shortcut: a row fooled at any iterate is final (AutoAttack returns its first fooling point and the run's
+result does not depend on later iterations), so it leaves the batch at once; every other row follows exactly the
+same trajectory as in a full-batch run. Restarts attack only rows that survived earlier restarts.
+Returned point per row: the first fooling point, else the highest-loss point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import Rb201Error
+from .base import Attack, AttackOutput, ce_loss, dlr_loss, empty_output, loss_and_grad, project, steepest, view_rows
+
+
+@dataclass(frozen=True)
+class APGD(Attack):
+    """Auto-PGD with cross-entropy loss (``aa_apgd-ce``)."""
+
+    n_iter: int = 100
+    n_restarts: int = 1
+    rho: float = 0.75
+
+    name: ClassVar[str] = "aa_apgd-ce"
+    norms: ClassVar[tuple[str, ...]] = ("Linf", "L2")
+    loss: ClassVar[str] = "ce"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_iter < 1 or self.n_restarts < 1 or not 0 < self.rho < 1:
+            raise Rb201Error(
+                f"{self.name} needs n_iter >= 1, n_restarts >= 1, 0 < rho < 1; got {self.n_iter}, "
+                f"{self.n_restarts}, {self.rho}"
+            )
+
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator
+    ) -> AttackOutput:
+        if x.shape[0] == 0:
+            return empty_output(model, x)
+        out_x = x.clone()
+        out_logits: torch.Tensor | None = None
+        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for _ in range(self.n_restarts):
+            todo = (~fooled).nonzero()[:, 0]
+            if todo.numel() == 0:
+                break
+            xa, lg, fo = self._single(model, x[todo], y[todo], eps[todo], generator)
+            if out_logits is None:
+                out_logits = torch.empty((x.shape[0], lg.shape[1]), dtype=lg.dtype, device=x.device)
+                out_x[todo], out_logits[todo] = xa, lg
+            else:
+                hit = todo[fo]
+                out_x[hit], out_logits[hit] = xa[fo], lg[fo]
+            fooled[todo] = fo
+        assert out_logits is not None
+        return AttackOutput(out_x, out_logits, fooled)
+
+    def _single(self, model, x, y, eps, generator):  # type: ignore[no-untyped-def]
+        loss_fn = dlr_loss if self.loss == "dlr" else ce_loss
+        norm = self.norm
+        n_iter = self.n_iter
+        n_iter_2 = max(int(0.22 * n_iter), 1)
+        n_iter_min = max(int(0.06 * n_iter), 1)
+        size_decr = max(int(0.03 * n_iter), 1)
+        n, dev = x.shape[0], x.device
+
+        # random start as in AutoAttack: a random direction scaled to the ball's surface (then clipped to [0, 1])
+        if norm == "Linf":
+            t = 2 * torch.rand(x.shape, generator=generator, device=dev, dtype=x.dtype) - 1
+            t = t / (view_rows(t.flatten(1).abs().amax(1), x) + 1e-12)
+        else:
+            t = torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype)
+            t = t / (view_rows(t.flatten(1).norm(dim=1), x) + 1e-12)
+        x_adv = torch.clamp(x + view_rows(eps, x) * t, 0.0, 1.0)
+
+        logits, loss, grad = loss_and_grad(model, x_adv, y, loss_fn)
+        k_cls = logits.shape[1]
+        out_x = x_adv.clone()
+        out_logits = logits.clone()
+        fooled = logits.argmax(1) != y
+
+        # state of the active rows (compacted whenever rows get fooled)
+        rows = torch.arange(n, device=dev)
+        st = {
+            "x": x,
+            "y": y,
+            "eps": eps,
+            "x_adv": x_adv,
+            "x_old": x_adv.clone(),
+            "grad": grad,
+            "x_best": x_adv.clone(),
+            "grad_best": grad.clone(),
+            "logits_best": logits.clone(),
+            "loss_best": loss.clone(),
+            "step": view_rows(2.0 * eps, x).clone(),
+            "loss_steps": torch.zeros((n_iter, n), device=dev),
+            "reduced_last": torch.ones(n, device=dev),
+            "loss_best_last": loss.clone(),
+        }
+
+        def compact(keep: torch.Tensor) -> None:
+            nonlocal rows
+            rows = rows[keep]
+            for key, v in st.items():
+                st[key] = v[:, keep] if key == "loss_steps" else v[keep]
+
+        if fooled.any():
+            compact(~fooled)
+        k = n_iter_2
+        counter = 0
+        for i in range(n_iter):
+            if rows.numel() == 0:
+                break
+            with torch.no_grad():
+                xa, xo, e = st["x_adv"], st["x"], st["eps"]
+                grad2 = xa - st["x_old"]
+                st["x_old"] = xa
+                a = 0.75 if i > 0 else 1.0
+                z = project(xa + st["step"] * steepest(st["grad"], norm), xo, e, norm)
+                xa = project(xa + (z - xa) * a + grad2 * (1 - a), xo, e, norm)
+            logits, loss, grad = loss_and_grad(model, xa, st["y"], loss_fn)
+            st["x_adv"], st["grad"] = xa, grad
+            st["loss_steps"][i] = loss
+            better = loss > st["loss_best"]
+            st["x_best"] = torch.where(view_rows(better, xa), xa, st["x_best"])
+            st["grad_best"] = torch.where(view_rows(better, xa), grad, st["grad_best"])
+            st["logits_best"] = torch.where(better[:, None], logits, st["logits_best"])
+            st["loss_best"] = torch.where(better, loss, st["loss_best"])
+
+            counter += 1
+            if counter == k:
+                ls = st["loss_steps"]
+                incr = torch.zeros(rows.numel(), device=dev)
+                for c in range(k):
+                    incr += (ls[i - c] > ls[i - c - 1]).float()
+                osc = incr <= k * self.rho
+                no_impr = (st["reduced_last"] == 0) & (st["loss_best_last"] >= st["loss_best"])
+                red = osc | no_impr
+                st["reduced_last"] = red.float()
+                st["loss_best_last"] = st["loss_best"].clone()
+                if red.any():
+                    r4 = view_rows(red, xa)
+                    st["step"] = torch.where(r4, st["step"] / 2.0, st["step"])
+                    st["x_adv"] = torch.where(r4, st["x_best"], st["x_adv"])
+                    st["grad"] = torch.where(r4, st["grad_best"], st["grad"])
+                k = max(k - size_decr, n_iter_min)
+                counter = 0
+
+            hit = logits.argmax(1) != st["y"]
+            if hit.any():
+                out_x[rows[hit]] = xa[hit]
+                out_logits[rows[hit]] = logits[hit]
+                fooled[rows[hit]] = True
+                compact(~hit)
+        # survivors return their highest-loss point
+        out_x[rows] = st["x_best"]
+        out_logits[rows] = st["logits_best"].to(out_logits.dtype)
+        assert out_logits.shape[1] == k_cls
+        return out_x, out_logits, fooled
+
+
+@dataclass(frozen=True)
+class APGDDLR(APGD):
+    """Auto-PGD with the difference-of-logits-ratio loss (``aa_apgd-dlr``; needs at least 3 classes)."""
+
+    name: ClassVar[str] = "aa_apgd-dlr"
+    loss: ClassVar[str] = "dlr"

@@ -1,0 +1,171 @@
+"""Shared pieces of the attacks: the attack base class, norms and projections, losses, and a pass counter.
+
+Units: inside the attacks images are float tensors in [0, 1] and radii are per-row tensors in [0, 1] units
+(``eps_255 / 255``); the 1/255 units of the API boundary are converted by :mod:`robustbench201.attacks.cascade`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import check_choice
+
+
+@dataclass(frozen=True)
+class AttackOutput:
+    """Per row: the returned adversarial point, the logits there, and whether it fools the model."""
+
+    x_adv: torch.Tensor
+    logits: torch.Tensor
+    fooled: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Attack:
+    """Base class: a frozen set of hyper-parameters plus :meth:`perturb`.
+
+    Subclasses set ``name`` (the registry key, also the stored result key) and ``norms`` (supported threat
+    models). ``norm`` selects the threat model of one instance."""
+
+    norm: str = "Linf"
+
+    name: ClassVar[str] = "attack"
+    norms: ClassVar[tuple[str, ...]] = ("Linf",)
+    #: True if the whole epsilon grid costs about one run (FGSM): the grid runner then never cascades.
+    cheap_grid: ClassVar[bool] = False
+    #: True if the attack only needs forward passes (Square): the engine may hand it an inference-only model.
+    gradient_free: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        check_choice(f"norm of attack {self.name!r}", self.norm, self.norms)
+
+    def params(self) -> dict[str, object]:
+        """All hyper-parameters (what a spec records)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator
+    ) -> AttackOutput:
+        """Attack each row ``x[i]`` (in [0, 1]) with label ``y[i]`` inside the ball of radius ``eps[i]`` ([0, 1]
+        units). Rows are expected to be correctly classified at the start."""
+        raise NotImplementedError
+
+    def perturb_grid(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: list[float], generator: torch.Generator
+    ) -> AttackOutput:
+        """Every row at every radius of ``eps`` ([0, 1] units), batched together: outputs have E x N rows,
+        epsilon-major (row ``e * N + i`` is point ``i`` at ``eps[e]``)."""
+        if x.shape[0] == 0:
+            return empty_output(model, x)
+        n = x.shape[0]
+        xs = x.repeat(len(eps), *([1] * (x.dim() - 1)))
+        ys = y.repeat(len(eps))
+        es = torch.tensor(eps, dtype=x.dtype, device=x.device).repeat_interleave(n)
+        return self.perturb(model, xs, ys, es, generator)
+
+
+def empty_output(model: nn.Module, x: torch.Tensor) -> AttackOutput:
+    """The output for zero rows."""
+    with torch.no_grad():
+        logits = model(x).float()
+    return AttackOutput(x.clone(), logits, torch.zeros(0, dtype=torch.bool, device=x.device))
+
+
+# ---- geometry -------------------------------------------------------------------------------------------------
+def view_rows(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(R,) -> (R, 1, 1, 1) for broadcasting against images."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def l2_norm(v: torch.Tensor) -> torch.Tensor:
+    return v.flatten(1).norm(dim=1)
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
+    """Project onto the ``norm`` ball of per-row radius ``eps`` around ``x``, then onto [0, 1]."""
+    e = view_rows(eps, x)
+    if norm == "Linf":
+        return torch.clamp(torch.minimum(torch.maximum(x_adv, x - e), x + e), 0.0, 1.0)
+    delta = x_adv - x
+    factor = torch.clamp(e / (view_rows(l2_norm(delta), x) + 1e-12), max=1.0)
+    return torch.clamp(x + delta * factor, 0.0, 1.0)
+
+
+def steepest(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """Unit steepest-ascent direction: sign for L-inf, normalized gradient for L2."""
+    if norm == "Linf":
+        return grad.sign()
+    return grad / (view_rows(l2_norm(grad), grad) + 1e-12)
+
+
+def uniform_start(x: torch.Tensor, eps: torch.Tensor, norm: str, generator: torch.Generator) -> torch.Tensor:
+    """A uniform random point of the ball (L-inf: uniform in the box; L2: uniform radius and direction)."""
+    if norm == "Linf":
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return project(x + (2 * u - 1) * view_rows(eps, x), x, eps, norm)
+    d = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    d = d / (view_rows(l2_norm(d), x) + 1e-12)
+    r = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+    return project(x + d * view_rows(r * eps, x), x, eps, norm)
+
+
+# ---- losses -----------------------------------------------------------------------------------------------------
+def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-row cross-entropy."""
+    return F.cross_entropy(logits.float(), y, reduction="none")
+
+
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-row difference-of-logits-ratio loss (Croce & Hein 2020); needs at least 3 classes."""
+    z = logits.float()
+    zs, ind = z.sort(dim=1)
+    top_is_y = (ind[:, -1] == y).float()
+    zy = z.gather(1, y[:, None])[:, 0]
+    return -(zy - zs[:, -2] * top_is_y - zs[:, -1] * (1.0 - top_is_y)) / (zs[:, -1] - zs[:, -3] + 1e-12)
+
+
+def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-row margin ``z_y - max_{j != y} z_j`` (negative = misclassified)."""
+    z = logits.float()
+    zy = z.gather(1, y[:, None])[:, 0]
+    other = z.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+    return zy - other
+
+
+def loss_and_grad(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits, per-row loss, gradient of the summed loss w.r.t. x), all detached."""
+    xr = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(xr)
+        loss = loss_fn(logits, y)
+        (grad,) = torch.autograd.grad(loss.sum(), xr)
+    return logits.detach().float(), loss.detach(), grad.detach()
+
+
+# ---- instrumentation ------------------------------------------------------------------------------------------
+class PassCounter(nn.Module):
+    """Wraps a model and counts images sent forward and images whose input gradient was requested (a forward
+    with ``requires_grad`` input, i.e. one backward pass each)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forward_images = 0
+        self.backward_images = 0
+
+    def reset(self) -> None:
+        self.forward_images = 0
+        self.backward_images = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.forward_images += int(x.shape[0])
+        if x.requires_grad and torch.is_grad_enabled():
+            self.backward_images += int(x.shape[0])
+        return self.model(x)

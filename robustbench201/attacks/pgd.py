@@ -1,0 +1,105 @@
+"""PGD (Madry et al. 2018) with best-iterate tracking.
+
+Defaults (our choice; the published protocol fixes only 40 steps): a uniform random start in the ball, step size
+``2.5 * eps / steps`` (Madry's rule, so the walk can cross the ball), signed gradient steps (L-inf) or normalized
+gradient steps (L2), cross-entropy loss. A row counts as fooled if any iterate fools the model; it is final and
+is no longer attacked (the best-iterate rule), so fooled rows cost nothing further. Restarts attack only rows
+that survived every earlier restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import Rb201Error
+from .base import (
+    Attack,
+    AttackOutput,
+    ce_loss,
+    empty_output,
+    loss_and_grad,
+    project,
+    steepest,
+    uniform_start,
+    view_rows,
+)
+
+
+@dataclass(frozen=True)
+class PGD(Attack):
+    """Projected gradient descent; ``steps`` gradient steps of size ``step_factor * eps / steps``."""
+
+    steps: int = 40
+    step_factor: float = 2.5
+    random_start: bool = True
+    restarts: int = 1
+
+    name: ClassVar[str] = "pgd"
+    norms: ClassVar[tuple[str, ...]] = ("Linf", "L2")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.steps < 1 or self.restarts < 1 or not self.step_factor > 0:
+            raise Rb201Error(
+                f"pgd needs steps >= 1, restarts >= 1, step_factor > 0; got {self.steps}, {self.restarts}, "
+                f"{self.step_factor}"
+            )
+
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator
+    ) -> AttackOutput:
+        if x.shape[0] == 0:
+            return empty_output(model, x)
+        out_x = x.clone()
+        out_logits: torch.Tensor | None = None
+        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for _ in range(self.restarts):
+            todo = (~fooled).nonzero()[:, 0]
+            if todo.numel() == 0:
+                break
+            xa, lg, fo = self._single(model, x[todo], y[todo], eps[todo], generator)
+            if out_logits is None:
+                out_logits = torch.empty((x.shape[0], lg.shape[1]), dtype=lg.dtype, device=x.device)
+                out_x[todo], out_logits[todo] = xa, lg
+            else:  # later restarts replace the stored point only where they fool
+                hit = todo[fo]
+                out_x[hit], out_logits[hit] = xa[fo], lg[fo]
+            fooled[todo] = fo
+        assert out_logits is not None
+        return AttackOutput(out_x, out_logits, fooled)
+
+    def _single(self, model, x, y, eps, generator):  # type: ignore[no-untyped-def]
+        n = x.shape[0]
+        alpha = view_rows(eps * (self.step_factor / self.steps), x)
+        x_adv = uniform_start(x, eps, self.norm, generator) if self.random_start else x.clone()
+        out_x, fooled = x_adv.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
+        out_logits: torch.Tensor | None = None
+        rows = torch.arange(n, device=x.device)  # original positions of the active rows
+        xa, xo, ya, ea, aa = x_adv, x, y, eps, alpha
+        for it in range(self.steps + 1):
+            if it < self.steps:
+                logits, _, grad = loss_and_grad(model, xa, ya, ce_loss)
+            else:  # the last iterate needs no gradient
+                with torch.no_grad():
+                    logits = model(xa).float()
+            if out_logits is None:
+                out_logits = torch.empty((n, logits.shape[1]), dtype=logits.dtype, device=x.device)
+            hit = logits.argmax(1) != ya
+            if it == self.steps:  # survivors return their last iterate
+                out_x[rows], out_logits[rows] = xa, logits
+                fooled[rows[hit]] = True
+                break
+            if hit.any():
+                out_x[rows[hit]], out_logits[rows[hit]] = xa[hit], logits[hit]
+                fooled[rows[hit]] = True
+                keep = ~hit
+                rows, xa, xo, ya, ea, aa, grad = (t[keep] for t in (rows, xa, xo, ya, ea, aa, grad))
+                if rows.numel() == 0:
+                    break
+            with torch.no_grad():
+                xa = project(xa + aa * steepest(grad, self.norm), xo, ea, self.norm)
+        return out_x, out_logits, fooled
