@@ -167,3 +167,16 @@ def test_checkpoint_layout_save_and_load_round_trip(tmp_path) -> None:
     path.rename(checkpoint_file(tmp_path, "cifar10", other.index, 888, 1))
     with pytest.raises(CheckpointError, match="arch"):
         load_trained(tmp_path, other, "cifar10", 888, 1)
+
+
+def test_explicit_init_equals_pytorch_default_init_for_the_same_seed() -> None:
+    from robustbench201.models import create_model
+    from robustbench201.train import init_default_
+
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        reference = create_model(ARCH, "cifar10", channels=4, n_cells=1)
+    ours = create_model(ARCH, "cifar10", channels=4, n_cells=1)
+    init_default_(ours, torch.Generator().manual_seed(5))
+    ref_state = reference.state_dict()
+    assert all(torch.equal(v, ref_state[k]) for k, v in ours.state_dict().items())
