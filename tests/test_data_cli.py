@@ -15,7 +15,8 @@ from robustbench201.space import Arch
 from robustbench201.train import checkpoint_file, load_trained, partial_file, read_trained_meta
 
 ARCH = Arch.from_ops((2, 0, 0, 4, 0, 1))
-SMALL = ["--epochs", "2", "--channels", "4", "--cells", "1", "--n-train", "64", "--n-test", "40", "--batch-size", "32"]
+SMALL = ["--epochs", "2", "--channels", "4", "--cells", "1", "--n-train", "64", "--n-test", "40", "--batch-size", "32",
+         "--threads", "1"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

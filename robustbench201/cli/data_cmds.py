@@ -61,6 +61,7 @@ def _check_device(device: str) -> str:
 @click.option("--n-test", type=click.IntRange(min=1), help="Report accuracy on a fixed subset of the test split.")
 @click.option("--no-test", is_flag=True, help="Do not evaluate on the test split.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (1 is fastest on a busy machine).")
 @click.option("--root", type=click.Path(file_okay=False), help=ROOT_HELP)
 def train(
     archs: tuple[str, ...],
@@ -75,6 +76,7 @@ def train(
     n_test: int | None,
     no_test: bool,
     batch_size: int,
+    threads: int | None,
     root: str | None,
 ) -> None:
     """Train NB201 networks with the NB201 protocol into OUT/{dataset}/{index:05d}-seed{S}-ep{E}.pt.
@@ -95,6 +97,10 @@ def train(
     ds = run_library(canonical_dataset, dataset)
     parsed = [run_library(Arch.parse, a) for a in archs]
     dev = _check_device(device)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     train_set = run_library(load_dataset, ds, root, "train", n=n_train, seed=0)
     test_set = None if no_test else run_library(load_dataset, ds, root, "test", n=n_test, seed=0)
     click.echo(f"{ds}: {len(train_set)} training images" + ("" if test_set is None else f", {len(test_set)} test"))
