@@ -214,3 +214,34 @@ def test_kill_9_mid_shard_then_resume_gives_exactly_the_uninterrupted_rows(tmp_p
     resumed, reference = shard_rows(out), shard_rows(full)
     assert len(resumed) == len(reference) and not resumed.duplicated().any()
     assert resumed.equals(reference)
+
+
+def test_full_disk_ends_the_job_without_leaving_a_valid_looking_file(tmp_path, monkeypatch):
+    import errno
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", no_space)
+    with pytest.raises(WriteError, match="disk full"):
+        run_job(ARCHS[:2], tmp_path, CleanEvalFactory(), progress=False)
+    (shard,) = tmp_path.glob("shard-*")
+    assert not list(shard.glob("*.parquet")) and not list(shard.glob("*.rb201-tmp"))
+    monkeypatch.undo()
+    rep = run_job(ARCHS[:2], tmp_path, CleanEvalFactory(), progress=False)  # the orphan arrays are redone
+    assert sorted(rep.finished) == ARCHS[:2]
+
+
+class _NoDataFactory(CleanEvalFactory):
+    def __call__(self, device):
+        from robustbench201.errors import Rb201Error
+
+        raise Rb201Error("cifar10 test files missing under /nowhere (test_batch)")
+
+
+def test_a_pool_worker_that_cannot_start_stops_the_job_with_its_message(tmp_path, monkeypatch):
+    from robustbench201.runner.pool import WorkerError
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    with pytest.raises(WorkerError, match="test files missing"):
+        run_job(ARCHS[:3], tmp_path, _NoDataFactory(), devices=["cpu", "cpu"], progress=False)
