@@ -1,0 +1,391 @@
+"""The single evaluation entry point: ``evaluate(model, data, spec) -> EvalResult``. Pure compute: no file I/O,
+no printing.
+
+Measures per (key, epsilon or severity): ``accuracy``; ``confidence_pred`` = mean softmax probability of the
+predicted class; ``confidence_true`` = mean softmax probability of the true class (both at the evaluated point:
+the clean / corrupted image, or the adversarial point the attack returns: the first fooling point, else the
+attack's best point); a confusion matrix (K x K int64, rows = true class, columns = predicted class) and the
+per-sample correct flags (bool, N) as arrays. Epsilons are in 1/255 units everywhere.
+
+Adversarial rows carry their semantics (PROTOCOL.md section 6): with ``spec.semantics == "per-epsilon"`` every
+attack value is that attack alone at that epsilon, and the cumulative numbers derived from the same flags are
+stored too; with ``"cumulative"`` only the nested cascade is run and stored. Key ``worst_case`` is the per-sample
+AND over all attacks sharing an epsilon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .attacks import create_attack
+from .attacks.cascade import BatchPolicy, GridResult, derive_cumulative, load_images, run_grid
+from .data.base import CorruptionSource, ImageSet
+from .errors import Rb201Error
+from .models.fast import fast_model
+from .spec import EvalSpec
+from .store.schema import Row, array_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One scalar result (epsilon in 1/255 units, NaN if none; severity 0 if none)."""
+
+    family: str
+    key: str
+    measure: str
+    value: float
+    n: int
+    norm: str = ""
+    epsilon: float = math.nan
+    severity: int = 0
+    semantics: str = ""
+
+
+@dataclass(frozen=True)
+class ArrayKey:
+    """Identifies one array like a :class:`Record` (measure ``confusion`` or ``correct``)."""
+
+    family: str
+    key: str
+    measure: str
+    epsilon: float = math.nan
+    severity: int = 0
+    semantics: str = ""
+
+
+@dataclass
+class EvalResult:
+    """Records, arrays and wall-clock timings (seconds per stage) of one evaluation."""
+
+    spec: EvalSpec
+    records: list[Record] = field(default_factory=list)
+    arrays: dict[ArrayKey, np.ndarray] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_rows(self, arch_index: int, dataset: str, seed: int, weights: str, code_version: str) -> list[Row]:
+        """Schema-v1 rows stamped with the spec hash."""
+        return [
+            Row(
+                arch_index=arch_index,
+                dataset=dataset,
+                family=r.family,
+                key=r.key,
+                measure=r.measure,
+                value=float(r.value),
+                seed=seed,
+                weights=weights,
+                norm=r.norm,
+                epsilon=r.epsilon,
+                severity=r.severity,
+                semantics=r.semantics,
+                n=r.n,
+                source="rb201",
+                spec_hash=self.spec.hash,
+                code_version=code_version,
+            )
+            for r in self.records
+        ]
+
+    def array_items(self, arch_index: int, dataset: str, seed: int, weights: str) -> dict[str, np.ndarray]:
+        """Arrays keyed by :func:`robustbench201.store.schema.array_path`."""
+        return {
+            array_path(
+                dataset, arch_index, k.family, k.key, k.measure, k.epsilon, k.severity, seed, weights, k.semantics
+            ): v
+            for k, v in self.arrays.items()
+        }
+
+    def value(
+        self,
+        key: str,
+        measure: str = "accuracy",
+        epsilon: float = math.nan,
+        severity: int = 0,
+        semantics: str | None = None,
+    ) -> float:
+        """Look one value up (epsilon in 1/255 units)."""
+        for r in self.records:
+            if (
+                r.key == key
+                and r.measure == measure
+                and r.severity == severity
+                and ((math.isnan(epsilon) and math.isnan(r.epsilon)) or r.epsilon == epsilon)
+                and (semantics is None or r.semantics == semantics)
+            ):
+                return r.value
+        raise Rb201Error(f"no record for key={key!r} measure={measure!r} epsilon={epsilon} severity={severity}")
+
+
+class _Precision(nn.Module):
+    """Runs the model under autocast and returns float32 logits (precision 'amp')."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.model = model
+        self.device_type = device.type
+        self.dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            out = self.model(x)
+        return out.float()
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def _measures(logits: torch.Tensor, labels: torch.Tensor, correct: np.ndarray, k: int) -> dict[str, object]:
+    probs = torch.softmax(logits.float(), dim=1)
+    pred = probs.argmax(1)
+    conf = np.zeros((k, k), dtype=np.int64)
+    np.add.at(conf, (labels.numpy(), pred.numpy()), 1)
+    return {
+        "accuracy": float(correct.mean()),
+        "confidence_pred": float(probs.max(1).values.mean()),
+        "confidence_true": float(probs.gather(1, labels[:, None]).mean()),
+        "confusion": conf,
+        "correct": correct.astype(bool),
+    }
+
+
+def _add(
+    result: EvalResult,
+    family: str,
+    key: str,
+    m: dict[str, object],
+    n: int,
+    norm: str = "",
+    epsilon: float = math.nan,
+    severity: int = 0,
+    semantics: str = "",
+) -> None:
+    for measure in ("accuracy", "confidence_pred", "confidence_true"):
+        result.records.append(Record(family, key, measure, float(m[measure]), n, norm, epsilon, severity, semantics))
+    for measure in ("confusion", "correct"):
+        result.arrays[ArrayKey(family, key, measure, epsilon, severity, semantics)] = m[measure]  # type: ignore
+
+
+def _forward_all(model: nn.Module, images: np.ndarray, batch: BatchPolicy, device: torch.device) -> torch.Tensor:
+    """Logits (CPU, float32) of every image, batched, with the out-of-memory fallback."""
+    chunks: dict[int, torch.Tensor] = {}
+
+    def fn(a: int, b: int) -> None:
+        with torch.inference_mode():
+            chunks[a] = model(load_images(images, np.arange(a, b), device)).float().cpu()
+
+    batch.run(len(images), fn)
+    return torch.cat([chunks[a] for a in sorted(chunks)])
+
+
+def _check_data(data: ImageSet, logits: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(logits).all():
+        bad = int((~torch.isfinite(logits)).any(1).sum())
+        raise Rb201Error(f"the model returns NaN or inf logits for {bad} of {len(logits)} {what} images")
+    k = logits.shape[1]
+    labels = np.asarray(data.labels)
+    if labels.min() < 0 or labels.max() >= k:
+        raise Rb201Error(
+            f"{what} labels range over {labels.min()}..{labels.max()}; the model has {k} classes (allowed: 0..{k - 1})"
+        )
+
+
+def evaluate(
+    model: nn.Module,
+    data: ImageSet,
+    spec: EvalSpec,
+    device: str | torch.device = "cpu",
+    corruptions: CorruptionSource | None = None,
+    train_data: ImageSet | None = None,
+) -> EvalResult:
+    """Evaluate ``model`` (input in [0, 1], logits out) on ``data`` under ``spec``: clean, attacks (epsilons in
+    1/255 units), corruptions (when a source is given), surrogates (when ``train_data`` is given) and certified
+    bounds. Images stay uint8 until each batch reaches ``device``."""
+    if not isinstance(spec, EvalSpec):
+        raise Rb201Error(f"spec must be an EvalSpec (see robustbench201.spec.preset), got {type(spec).__name__}")
+    if len(data) == 0:
+        raise Rb201Error(f"{data.name}/{data.split}: the image set is empty")
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    result = EvalResult(spec)
+    batch = BatchPolicy(spec.batch_size)
+    labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
+    try:
+        with _tf32(spec.precision == "tf32"):
+            model = model.to(device)
+            # cheap checks on a few images before any expensive work
+            probe = _forward_all(model, data.images[: min(8, len(data))], BatchPolicy(8), device)
+            _check_data(data, probe, "test")
+            if corruptions is not None and spec.corruptions:
+                avail = set(corruptions.corruptions())
+                missing = [c for c in spec.corruptions if c not in avail]
+                if missing:
+                    raise Rb201Error(f"corruption source {corruptions.name!r} lacks {missing}; it has {sorted(avail)}")
+            fwd = fast_model(model) if spec.fast_forward else model
+            if spec.precision == "amp":
+                fwd = _Precision(fwd, device)
+            fwd = fwd.to(device)
+            _run_clean_and_attacks(result, fwd, data, labels, spec, batch, device)
+            if corruptions is not None and spec.corruptions:
+                _run_corruptions(result, fwd, data, corruptions, spec, batch, device)
+            elif spec.corruptions:
+                log.info("no corruption source given: the spec's %d corruptions are skipped", len(spec.corruptions))
+            if spec.surrogates:
+                _run_surrogates(result, model, train_data, spec, device)
+            if spec.certified:
+                _run_certified(result, model, data, labels, spec, device)
+    finally:
+        model.train(was_training)
+    return result
+
+
+def _run_clean_and_attacks(
+    result: EvalResult,
+    fwd: nn.Module,
+    data: ImageSet,
+    labels: torch.Tensor,
+    spec: EvalSpec,
+    batch: BatchPolicy,
+    device: torch.device,
+) -> None:
+    t0 = time.perf_counter()
+    clean = _forward_all(fwd, data.images, batch, device)
+    _check_data(data, clean, "test")
+    k = clean.shape[1]
+    n = len(data)
+    clean_ok = (clean.argmax(1) == labels).numpy()
+    _add(result, "clean", "clean", _measures(clean, labels, clean_ok, k), n)
+    result.timings["clean"] = time.perf_counter() - t0
+
+    grids: list[tuple[str, str, GridResult]] = []
+    for a in spec.attacks:
+        t0 = time.perf_counter()
+        attack = create_attack(a.name, **a.kwargs())
+        if a.name == "aa_apgd-dlr" and k < 3:
+            raise Rb201Error(f"aa_apgd-dlr needs at least 3 classes; the model has {k}")
+        gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + zlib.crc32(a.name.encode()))
+        res = run_grid(attack, fwd, data.images, labels, clean, a.epsilons, spec.semantics, gen, batch, device)
+        sems = [(spec.semantics, res.correct, res.logits)]
+        if spec.semantics == "per-epsilon":
+            cum, cum_logits = derive_cumulative(res.correct, res.logits)
+            sems.append(("cumulative", cum, cum_logits))
+        for sem, corr, lg in sems:
+            for e_i, eps in enumerate(res.epsilons):
+                _add(result, "adversarial", a.name, _measures(lg[e_i], labels, corr[e_i], k), n, a.norm, eps, 0, sem)
+        grids.append((a.name, a.norm, res))
+        result.timings[a.name] = time.perf_counter() - t0
+
+    # worst case over attacks per (norm, epsilon): a point is robust only if no attack breaks it
+    by_eps: dict[tuple[str, float], list[GridResult]] = {}
+    for _, norm, res in grids:
+        for eps in res.epsilons:
+            by_eps.setdefault((norm, eps), []).append(res)
+    sem_list = [spec.semantics] + (["cumulative"] if spec.semantics == "per-epsilon" else [])
+    for (norm, eps), results in sorted(by_eps.items()):
+        if len(results) < 2:
+            continue
+        for sem in sem_list:
+            flags = np.ones(n, dtype=bool)
+            for res in results:
+                corr = res.correct if sem == res.semantics else derive_cumulative(res.correct, res.logits)[0]
+                flags &= corr[res.epsilons.index(eps)]
+            result.records.append(
+                Record("adversarial", "worst_case", "accuracy", float(flags.mean()), n, norm, eps, 0, sem)
+            )
+            result.arrays[ArrayKey("adversarial", "worst_case", "correct", eps, 0, sem)] = flags
+
+
+def _run_corruptions(
+    result: EvalResult,
+    fwd: nn.Module,
+    data: ImageSet,
+    source: CorruptionSource,
+    spec: EvalSpec,
+    batch: BatchPolicy,
+    device: torch.device,
+) -> None:
+    t0 = time.perf_counter()
+    for c in spec.corruptions:
+        for s in spec.severities:
+            cs = source.get(c, s)
+            if len(cs) != len(data) or not np.array_equal(cs.labels, data.labels):
+                raise Rb201Error(
+                    f"corruption {c!r} severity {s}: {len(cs)} images whose labels do not match the "
+                    f"{len(data)} test images (a corruption set must be aligned with the test set)"
+                )
+            lg = _forward_all(fwd, cs.images, batch, device)
+            _check_data(cs, lg, f"{c}:{s}")
+            lab = torch.from_numpy(np.asarray(cs.labels, dtype=np.int64))
+            ok = (lg.argmax(1) == lab).numpy()
+            _add(result, "corruption", c, _measures(lg, lab, ok, lg.shape[1]), len(cs), severity=s)
+    result.timings["corruptions"] = time.perf_counter() - t0
+
+
+def _run_surrogates(
+    result: EvalResult, model: nn.Module, train_data: ImageSet | None, spec: EvalSpec, device: torch.device
+) -> None:
+    if train_data is None:
+        log.info("no training data given: surrogates %s are skipped", list(spec.surrogates))
+        return
+    try:
+        from .measures import surrogates as sur
+    except ImportError:
+        log.warning("robustbench201.measures.surrogates is not available: surrogates are skipped")
+        return
+    t0 = time.perf_counter()
+    sub = train_data.subset(min(spec.surrogate_n, len(train_data)), seed=spec.seed)
+    x = load_images(sub.images, np.arange(len(sub)), device)
+    y = torch.from_numpy(np.asarray(sub.labels, dtype=np.int64)).to(device)
+    bs = min(spec.batch_size, len(sub))
+    for name in spec.surrogates:
+        if name == "jacobian":
+            out = sur.jacobian_frobenius(model, x, batch_size=bs)
+        else:
+            gen = torch.Generator(device=device).manual_seed(spec.seed)
+            out = sur.hessian_max_eigenvalue(model, x, y, batch_size=bs, iters=spec.hessian_iters, generator=gen)
+        result.records.append(Record("surrogate", name, "value", float(out["mean"]), len(sub)))
+        result.arrays[ArrayKey("surrogate", name, "per_batch")] = np.asarray(out["per_batch"], dtype=np.float64)
+    result.timings["surrogates"] = time.perf_counter() - t0
+
+
+def _run_certified(
+    result: EvalResult, model: nn.Module, data: ImageSet, labels: torch.Tensor, spec: EvalSpec, device: torch.device
+) -> None:
+    try:
+        from .measures.bounds import certify
+    except ImportError:
+        log.warning("robustbench201.measures.bounds is not available: certified bounds are skipped")
+        return
+    t0 = time.perf_counter()
+    n = min(spec.certified_n, len(data))
+    x = load_images(data.images, np.arange(n), device)
+    y = labels[:n].to(device)
+    eps = list(spec.certified_epsilons)
+    for method in spec.certified:
+        out = certify(model, x, y, eps, method)
+        lb = out["margin_lb"].detach().float().cpu()
+        cert = out["certified"].detach().cpu().numpy().astype(bool)
+        for e_i, e in enumerate(eps):
+            result.records.append(Record("certified", method, "accuracy", float(cert[e_i].mean()), n, "Linf", e))
+            result.records.append(Record("certified", method, "margin_lb", float(lb[e_i].mean()), n, "Linf", e))
+            result.arrays[ArrayKey("certified", method, "correct", e)] = cert[e_i]
+    result.timings["certified"] = time.perf_counter() - t0

@@ -1,0 +1,50 @@
+"""The fast inference rewrite computes the same function as the eval-mode network (BN folded, dead edges gone)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from robustbench201.models.fast import FastNB201, fast_model
+from robustbench201.models.network import create_model
+from robustbench201.space import Arch
+
+DEAD_AND_ODD = [(0, 0, 3, 0, 3, 3), (0, 0, 0, 0, 0, 0), (0, 1, 0, 0, 0, 3), (2, 0, 0, 0, 3, 0), (1, 0, 3, 0, 0, 2)]
+RANDOM = [tuple(random.Random(i).randrange(5) for _ in range(6)) for i in range(6)]
+
+
+def _randomize_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1, generator=gen)
+            m.running_var.uniform_(0.5, 2, generator=gen)
+            m.weight.data.uniform_(0.5, 1.5, generator=gen)
+            m.bias.data.uniform_(-1, 1, generator=gen)
+
+
+@pytest.mark.parametrize("ops", DEAD_AND_ODD + RANDOM)
+def test_fast_model_gives_the_same_logits(ops):
+    gen = torch.Generator().manual_seed(sum(ops))
+    model = create_model(Arch(ops), dataset=None, num_classes=10, channels=4, n_cells=2, in_channels=1).eval()
+    _randomize_bn(model, gen)
+    fast = fast_model(model)
+    assert isinstance(fast, FastNB201)
+    x = torch.rand(6, 1, 16, 16, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), atol=1e-5, rtol=1e-5)
+    xg = x.clone().requires_grad_(True)
+    torch.autograd.grad(fast(xg).sum(), xg)  # differentiable for gradient attacks
+
+
+def test_fast_model_drops_dead_edges():
+    arch = Arch((0, 0, 3, 0, 3, 3))  # node 1 has no input: edge 1->2 becomes a constant, no conv runs at eval
+    fast = fast_model(create_model(arch, dataset=None, num_classes=10, channels=4, n_cells=1, in_channels=1).eval())
+    cell = fast.cells[0]
+    assert cell.dynamic == [] and len(cell.static) == 3
+
+
+def test_other_modules_are_returned_unchanged():
+    lin = torch.nn.Linear(3, 2)
+    assert fast_model(lin) is lin
