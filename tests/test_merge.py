@@ -60,6 +60,7 @@ def read_all(ds):
 
 def test_overlapping_shards_merge_into_sorted_deduplicated_valid_dataset(tmp_path):
     a = make_shard(tmp_path / "s1", [5, 1, 9])
+    (a / "manifest.json").write_text(json.dumps({"format": "rb201-shard"}))  # a single shard dir as input
     b = make_shard(tmp_path / "s2", [9, 12])
     c = make_shard(tmp_path / "s3", [3], dataset="cifar100")
     rep = merge_datasets([a, b, c], tmp_path / "ds", max_rows_per_file=6)

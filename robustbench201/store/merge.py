@@ -24,7 +24,15 @@ from .._version import code_version
 from ..errors import DataIntegrityError, Rb201Error, check_choice
 from .atomic import TMP_SUFFIX, WriteError
 from .schema import KEY_COLUMNS, META_SPEC, SCHEMA_VERSION, SORT_COLUMNS, check_table_schema, pa_schema, table_metadata
-from .validate import DATASET_FORMAT, MANIFEST, Coverage, compute_coverage, file_sha256, validate_dataset
+from .validate import (
+    DATASET_FORMAT,
+    MANIFEST,
+    Coverage,
+    compute_coverage,
+    file_sha256,
+    read_dataset_manifest,
+    validate_dataset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +88,10 @@ def _collect(inputs: list[Path]) -> list[_Source]:
     for d in inputs:
         if not d.is_dir():
             raise Rb201Error(f"merge input {d} is not a directory; give shard directories or dataset directories")
-        if (d / MANIFEST).is_file() and '"rb201-dataset"' in (d / MANIFEST).read_text():
+        if _manifest_format(d) == DATASET_FORMAT:
             rep = validate_dataset(d, coverage=False)
             rep.raise_if_bad()
-            manifest = json.loads((d / MANIFEST).read_text())
+            manifest = read_dataset_manifest(d)
             specs = manifest.get("specs", {})
             arrays = [d / f["path"] for f in manifest["files"] if f.get("kind") == "arrays"]
             results = [d / f["path"] for f in manifest["files"] if f.get("kind") == "results"]
@@ -103,6 +111,14 @@ def _collect(inputs: list[Path]) -> list[_Source]:
             specs = {h: spec for h in info.spec_hashes if h}
             sources.append(_Source(p, [p.parent / info.arrays_file] if info.arrays_file else [], specs))
     return sources
+
+
+def _manifest_format(d: Path) -> str | None:
+    try:
+        data = json.loads((d / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data.get("format") if isinstance(data, dict) else None
 
 
 def _file_spec(path: Path) -> Any:
