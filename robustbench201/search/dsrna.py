@@ -258,11 +258,34 @@ def search(
     data: ImageSet | None = None,
     data_root: str | Path | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    threads: int | None = None,
 ) -> DSRNAResult:
     """Run a DSRNA search. ``data`` overrides the training images (else ``cfg.n_train`` images of
     ``cfg.dataset`` from ``data_root``). With ``out``, a checkpoint is written atomically after each epoch and the
     result JSON at the end; ``resume=True`` continues from ``out``'s checkpoint (``cfg.epochs`` may be larger than
-    the checkpoint's). ``on_epoch(epoch, stats)`` is called after every epoch (0-based)."""
+    the checkpoint's). ``on_epoch(epoch, stats)`` is called after every epoch (0-based). ``threads`` sets torch's
+    intra-op threads for the duration of the call (restored afterwards): on a busy CPU, 1 thread avoids the
+    OpenMP spin-waiting that makes the Jacobian's double-backward passes many times slower."""
+    if threads is None:
+        return _search(cfg, out, resume, data, data_root, on_epoch)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise Rb201Error(f"threads must be an integer >= 1, got {threads!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _search(cfg, out, resume, data, data_root, on_epoch)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _search(
+    cfg: DSRNAConfig,
+    out: str | Path | None,
+    resume: bool,
+    data: ImageSet | None,
+    data_root: str | Path | None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+) -> DSRNAResult:
     out_dir = Path(out) if out is not None else None
     if resume and out_dir is None:
         raise Rb201Error("resume=True needs the output directory holding the checkpoint")
@@ -332,7 +355,7 @@ def search(
             model.alphas.grad = None
             torch.nn.utils.clip_grad_norm_(model.weight_parameters(), cfg.grad_clip)
             w_opt.step()
-            sums["train_loss"] += float(loss)
+            sums["train_loss"] += float(loss.detach())
             sums["train_acc"] += float((logits.argmax(1) == yt).float().mean())
             sums["val_loss"] += lval
             sums["reg"] += reg
@@ -369,3 +392,63 @@ def search(
     if out_dir is not None:
         write_text_atomic(out_dir / RESULT, json.dumps(result.to_json(), indent=1))
     return result
+
+
+@dataclass(frozen=True)
+class TableScore:
+    """Table values of a derived cell on one dataset (accuracies as fractions; column names are the wide names,
+    epsilons in 1/255 units) and, per column, its percentile among the isomorphism classes with a value (the
+    share of classes it matches or beats, 0..100)."""
+
+    dataset: str
+    index: int
+    representative: int
+    values: dict[str, float]
+    percentiles: dict[str, float]
+    n_classes: int
+
+    @property
+    def clean(self) -> float:
+        return self.values.get("clean", float("nan"))
+
+
+def _table_column(name: str) -> bool:
+    """Accuracy columns worth reporting: clean, attacks (``key@eps``), corruptions (``name:severity``), NB201."""
+    if "/" in name:
+        return False
+    return name in ("clean", "nb201_test_accuracy") or "@" in name or ":" in name
+
+
+def score_on_table(result: DSRNAResult | object, dataset: str, source: object | None = None) -> TableScore:
+    """Look the derived cell (a :class:`DSRNAResult` or any architecture) up in the results table via
+    :func:`robustbench201.query.query`: clean, adversarial and corruption accuracies and percentiles among the
+    isomorphism classes (6466 in the full table). ``source``: a dataset directory (default: the embedded table)."""
+    arch = result.arch if isinstance(result, DSRNAResult) else Arch.parse(result)
+    ds = canonical_dataset(dataset)
+    try:
+        from .. import query as q
+    except ModuleNotFoundError as exc:
+        raise Rb201Error(
+            f"table lookup needs robustbench201.query and its dependencies (missing module {exc.name!r}); "
+            "the search result itself is complete without it"
+        ) from None
+    try:
+        res = q.query(arch, ds, source=source)
+        wide = q.table(ds, "wide", source=source)
+    except Rb201Error as exc:
+        raise Rb201Error(f"cannot score {arch.string} on the {ds} table: {exc}") from None
+    reps = wide[wide.index.to_numpy() == wide["representative"].to_numpy()]
+    values: dict[str, float] = {}
+    percentiles: dict[str, float] = {}
+    for col in wide.columns:
+        if col == "representative" or not _table_column(str(col)):
+            continue
+        v = float(res.value(str(col)))
+        if not math.isfinite(v):
+            continue
+        column = reps[col].to_numpy(dtype=float)
+        column = column[np.isfinite(column)]
+        values[str(col)] = v
+        if column.size:
+            percentiles[str(col)] = float(100.0 * np.mean(column <= v))
+    return TableScore(ds, arch.index, arch.representative.index, values, percentiles, int(len(reps)))

@@ -1,0 +1,233 @@
+"""DSRNA search: regularisers, determinism, resume, second order, the bound on mixed edges, table scoring."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from robustbench201.data.base import ImageSet
+from robustbench201.errors import CheckpointError, Rb201Error
+from robustbench201.models import create_model
+from robustbench201.models.supernet import create_supernet
+from robustbench201.search.dsrna import RESULT, DSRNAConfig, DSRNAResult, score_on_table, search
+from robustbench201.search.regularizers import certified_regularizer, jacobian_regularizer
+from robustbench201.space import Arch
+
+
+def _tiny(n: int = 64, size: int = 12, seed: int = 0) -> ImageSet:
+    """Class-dependent blobs: a class-specific row lights up over background noise (learnable in a few steps)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n, dtype=np.int64) % 10
+    images = rng.integers(0, 60, size=(n, 1, size, size))
+    for i, y in enumerate(labels):
+        images[i, 0, y % size, :] = 230
+    return ImageSet("mnist5k", "train", images.astype(np.uint8), labels)
+
+
+DATA = _tiny()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: double-backward passes spin badly with 2 OpenMP threads on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+BASE = {"epochs": 1, "channels": 4, "n_cells": 1, "batch_size": 16, "n_train": 64, "reg_batch": 8}
+
+
+def _cfg(**kw: object) -> DSRNAConfig:
+    return DSRNAConfig(**(BASE | kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("metric", ["none", "jacobian", "certified", "combined"])
+def test_short_search_is_deterministic_and_moves_alphas(metric: str) -> None:
+    cfg = _cfg(metric=metric, gamma=0.5)
+    a = search(cfg, data=DATA)
+    b = search(cfg, data=DATA)
+    assert a.alpha_history == b.alpha_history
+    assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
+    assert len(a.alpha_history) == 2 and a.history[0]["steps"] == 2
+    first, last = np.array(a.alpha_history[0]), np.array(a.alpha_history[-1])
+    assert np.abs(first - last).max() > 1e-5
+    np.testing.assert_allclose(last.sum(axis=1), 1.0, rtol=1e-6)
+    assert a.arch == Arch.from_ops(tuple(int(i) for i in last.argmax(axis=1)))
+    assert (a.history[0]["reg"] == 0.0) == (metric == "none")
+
+
+def test_regularisers_pull_alphas_apart_from_plain_darts() -> None:
+    plain = np.array(search(_cfg(metric="none"), data=DATA).alpha_history[-1])
+    jac = np.array(search(_cfg(metric="jacobian", gamma=1.0), data=DATA).alpha_history[-1])
+    assert np.abs(plain - jac).max() > 1e-7
+
+
+def test_second_order_runs_and_differs_from_first_order() -> None:
+    first = search(_cfg(metric="jacobian"), data=DATA)
+    second = search(_cfg(metric="jacobian", second_order=True), data=DATA)
+    again = search(_cfg(metric="jacobian", second_order=True), data=DATA)
+    assert second.alpha_history == again.alpha_history
+    assert second.alpha_history[-1] != first.alpha_history[-1]
+    assert np.isfinite(np.array(second.alpha_history)).all()
+
+
+def test_jacobian_regulariser_equals_closed_form_on_a_linear_model() -> None:
+    """f(x) = W x: row k of the Jacobian is W_k, so R = -(eps/255/K) sum_k ||W_k||_q."""
+    g = torch.Generator().manual_seed(0)
+    lin = torch.nn.Linear(12, 5)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(5, 12, generator=g))
+    x = torch.rand(7, 12, generator=g, requires_grad=True)
+    for q in (1.0, 2.0, float("inf")):
+        r = jacobian_regularizer(lin(x), x, eps=4.0, q=q)
+        expected = -(4.0 / 255 / 5) * torch.linalg.vector_norm(lin.weight, ord=q, dim=1).sum()
+        torch.testing.assert_close(r, expected)
+    (grad,) = torch.autograd.grad(jacobian_regularizer(lin(x), x, 4.0), lin.weight)
+    torch.testing.assert_close(grad, -(4.0 / 255 / 5) * lin.weight.detach().sign())
+
+
+def test_jacobian_regulariser_rejects_bad_input() -> None:
+    x = torch.rand(2, 3)
+    with pytest.raises(Rb201Error, match="require grad"):
+        jacobian_regularizer(x * 2, x, 2.0)
+    xg = x.clone().requires_grad_(True)
+    with pytest.raises(Rb201Error, match="q must be"):
+        jacobian_regularizer(xg * 2, xg, 2.0, q=0.5)
+    with pytest.raises(Rb201Error, match="1/255"):
+        jacobian_regularizer(xg * 2, xg, -1.0)
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown-ibp"])
+def test_certified_regulariser_gradient_in_alpha_is_finite_and_nonzero(method: str) -> None:
+    net = create_supernet("mnist5k", channels=4, n_cells=1, seed=1)
+    x = torch.rand(6, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(6)
+    r = certified_regularizer(net, x, y, eps=2.0, method=method)
+    (g,) = torch.autograd.grad(r, net.alphas)
+    assert torch.isfinite(r) and torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_certified_bound_shrinks_with_epsilon() -> None:
+    net = create_supernet("mnist5k", channels=4, n_cells=1, seed=2)
+    x = torch.rand(4, 1, 12, 12, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(4)
+    with torch.no_grad():
+        small, large = (certified_regularizer(net, x, y, eps=e) for e in (0.5, 4.0))
+    assert large < small
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown-ibp"])
+def test_bound_of_discretised_supernet_equals_the_engine_bound_of_the_discrete_network(method: str) -> None:
+    """One-hot alphas: the mixed-edge bound equals measures.bounds on the NB201Network with the same weights.
+
+    Running statistics are used (track_running_stats=True, eval mode) so both BNs are the same fixed affine map."""
+    from robustbench201.measures.bounds import ball_box, margin_bounds
+
+    arch = Arch.from_index(1462)
+    net = create_supernet("mnist5k", channels=4, n_cells=1, seed=4, track_running_stats=True)
+    net.fix_alphas(arch)
+    with torch.no_grad():
+        for s in range(3):  # populate the running statistics
+            net(torch.rand(16, 1, 12, 12, generator=torch.Generator().manual_seed(s)))
+    net.eval()
+    ref = create_model(arch, "mnist5k", channels=4, n_cells=1)
+    ref.load_state_dict(net.discrete_state_dict(arch), strict=True)
+    ref.eval()
+    x = torch.rand(5, 1, 12, 12, generator=torch.Generator().manual_seed(9))
+    y = torch.tensor([0, 3, 5, 7, 9])
+    lo, hi = ball_box(x, 2.0)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x), rtol=1e-5, atol=1e-5)
+        b_net, b_ref = margin_bounds(net, lo, hi, y, method), margin_bounds(ref, lo, hi, y, method)
+    scale = float(b_ref.abs().max())
+    torch.testing.assert_close(b_net, b_ref, rtol=1e-5, atol=1e-6 * scale + 1e-5)
+
+
+def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = _cfg(metric="jacobian", epochs=2)
+    full = search(cfg, tmp_path / "full", data=DATA)
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch: int, stats: dict[str, float]) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        search(cfg, tmp_path / "cut", data=DATA, on_epoch=kill)
+    assert not (tmp_path / "cut" / RESULT).exists()
+    resumed = search(cfg, tmp_path / "cut", data=DATA, resume=True)
+    assert resumed.alpha_history == full.alpha_history
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    # one epoch, then extended to two on resume: same as two from the start (cosine set from the epoch index)
+    search(_cfg(metric="jacobian", epochs=1), tmp_path / "ext", data=DATA)
+    extended = search(cfg, tmp_path / "ext", data=DATA, resume=True)
+    assert extended.alpha_history == full.alpha_history
+    saved = json.loads((tmp_path / "ext" / RESULT).read_text())
+    assert saved["alpha_history"] == full.alpha_history and saved["index"] == full.index
+
+
+def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    search(_cfg(metric="none"), tmp_path, data=DATA)
+    with pytest.raises(CheckpointError, match="metric"):
+        search(_cfg(metric="jacobian"), tmp_path, data=DATA, resume=True)
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(Rb201Error, match="metric"):
+        _cfg(metric="lipschitz")
+    with pytest.raises(Rb201Error, match="1/255"):
+        _cfg(eps=300)
+    with pytest.raises(Rb201Error, match="epochs"):
+        _cfg(epochs=0)
+    with pytest.raises(Rb201Error, match="dataset"):
+        _cfg(dataset="svhn")
+    assert DSRNAConfig.from_json(_cfg().to_json()) == _cfg()
+
+
+def test_result_json_describes_the_derived_cell() -> None:
+    res = search(_cfg(metric="none"), data=DATA)
+    d = res.to_json()
+    assert d["arch"] == res.arch.string and d["index"] == res.arch.index
+    assert d["representative"] == res.arch.representative.index
+    assert len(d["alpha_history"]) == 2 and len(d["alpha_history"][0]) == 6
+    json.dumps(d)
+
+
+def test_score_on_table_reports_values_and_percentiles(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pd = pytest.importorskip("pandas")
+    reps = [0, 1, 2, 3, 3]  # arch 4 is an isomorph of 3
+    wide = pd.DataFrame(
+        {
+            "representative": reps,
+            "clean": [0.5, 0.6, 0.7, 0.9, 0.9],
+            "fgsm@1": [0.1, 0.4, 0.3, np.nan, np.nan],
+            "params": [1.0, 2.0, 3.0, 4.0, 4.0],
+        }
+    )
+    wide.index.name = "arch_index"
+
+    class Result:
+        def value(self, column: str) -> float:
+            return float(wide.loc[2, column])
+
+    fake = types.ModuleType("robustbench201.query")
+    fake.query = lambda arch, dataset, source=None: Result()  # type: ignore[attr-defined]
+    fake.table = lambda dataset, form="wide", source=None: wide  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "robustbench201.query", fake)
+    import robustbench201
+
+    monkeypatch.setattr(robustbench201, "query", fake, raising=False)
+    res = DSRNAResult(_cfg(), Arch.from_index(2), [], [], 0.0)
+    score = score_on_table(res, "cifar10")
+    assert score.n_classes == 4 and score.index == 2
+    assert score.values == {"clean": 0.7, "fgsm@1": 0.3}
+    assert score.percentiles["clean"] == 75.0
+    assert score.percentiles["fgsm@1"] == pytest.approx(200 / 3)
