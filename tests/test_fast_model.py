@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from robustbench201.attacks.base import ce_loss, loss_and_grad
 from robustbench201.models.fast import FastNB201, fast_model
 from robustbench201.models.network import create_model
 from robustbench201.space import Arch
@@ -33,9 +34,11 @@ def test_fast_model_gives_the_same_logits(ops):
     assert isinstance(fast, FastNB201)
     x = torch.rand(6, 1, 16, 16, generator=gen)
     with torch.no_grad():
-        torch.testing.assert_close(fast(x), model(x), atol=1e-5, rtol=1e-5)
-    xg = x.clone().requires_grad_(True)
-    torch.autograd.grad(fast(xg).sum(), xg)  # differentiable for gradient attacks
+        torch.testing.assert_close(fast(x), model(x), atol=1e-4, rtol=1e-4)  # float32 rounding of folded weights
+    y = torch.zeros(6, dtype=torch.long)
+    _, _, grad = loss_and_grad(fast, x, y, ce_loss)  # usable by gradient attacks (zero gradient if dead)
+    _, _, ref = loss_and_grad(model, x, y, ce_loss)
+    torch.testing.assert_close(grad, ref, atol=1e-4, rtol=1e-3)
 
 
 def test_fast_model_drops_dead_edges():
