@@ -231,3 +231,42 @@ def test_score_on_table_reports_values_and_percentiles(monkeypatch) -> None:  # 
     assert score.values == {"clean": 0.7, "fgsm@1": 0.3}
     assert score.percentiles["clean"] == 75.0
     assert score.percentiles["fgsm@1"] == pytest.approx(200 / 3)
+
+
+def test_cli_runs_a_short_search_and_writes_json_and_png(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("mlxtend")
+    from click.testing import CliRunner
+
+    from robustbench201.cli import main
+
+    out = tmp_path / "run"
+    args = ["search", "dsrna", "--metric", "certified", "--epochs", "1", "--channels", "4", "--n-train", "32"]
+    args += ["--batch-size", "16", "--reg-batch", "4", "--out", str(out), "--json"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert Arch.from_index(info["index"]).string == info["arch"]
+    saved = json.loads((out / RESULT).read_text())
+    assert saved["config"]["metric"] == "certified" and saved["index"] == info["index"]
+    assert (out / "alphas.png").read_bytes()[:4] == b"\x89PNG"
+    again = CliRunner().invoke(main, [*args[:5], "2", *args[6:], "--resume"])
+    assert again.exit_code == 0, again.output
+    assert len(json.loads((out / RESULT).read_text())["history"]) == 2
+
+
+def test_cli_names_the_missing_cifar_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from robustbench201.cli import main
+
+    res = CliRunner().invoke(main, ["search", "dsrna", "--dataset", "cifar10", "--data-root", str(tmp_path)])
+    assert res.exit_code != 0
+    assert "data_batch_1" in res.output and "Traceback" not in res.output
+
+
+def test_cli_module_does_not_import_torch() -> None:
+    import subprocess
+
+    code = "import sys, robustbench201.cli.dsrna_cmd; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
