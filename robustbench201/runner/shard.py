@@ -40,6 +40,7 @@ META_ARRAYS_SHA = "rb201.arrays_sha256"
 META_ARCH = "rb201.arch_index"
 META_TIMINGS = "rb201.timings"
 META_DEVICE = "rb201.device"
+COMPRESS_MIN_ELEMENTS = 1024  # smaller arrays are stored contiguous (chunking overhead exceeds the gain)
 
 
 class ShardConflictError(Rb201Error):
@@ -90,7 +91,9 @@ def write_arch_files(
         with atomic_path(h5_path) as tmp:
             with h5py.File(tmp, "w") as fh:
                 for key in sorted(arrays):
-                    fh.create_dataset(key, data=np.asarray(arrays[key]))
+                    data = np.asarray(arrays[key])
+                    big = data.size >= COMPRESS_MIN_ELEMENTS  # per-sample flags: gzip+shuffle, ~8x smaller
+                    fh.create_dataset(key, data=data, **({"compression": "gzip", "shuffle": True} if big else {}))
             sha = file_sha256(tmp)
         h5_name = h5_path.name
     table = rows_to_table(rows, spec_json)
@@ -118,6 +121,7 @@ class ArchFileInfo:
     arrays_file: str
     timings: dict[str, float]
     device: str
+    table: Any = field(default=None, repr=False)  # the rows, as read
 
 
 def verify_arch_file(parquet_path: Path, index: int | None = None) -> ArchFileInfo:
@@ -152,6 +156,7 @@ def verify_arch_file(parquet_path: Path, index: int | None = None) -> ArchFileIn
         arrays_file=arrays_file,
         timings=timings,
         device=meta.get(META_DEVICE, ""),
+        table=table,
     )
 
 

@@ -37,7 +37,6 @@ from .validate import (
 log = logging.getLogger(__name__)
 
 ON_CONFLICT = ("error", "first")
-_ARRAY_COMPRESS_MIN = 64  # elements; smaller arrays are stored uncompressed
 
 
 class MergeConflictError(Rb201Error):
@@ -78,6 +77,7 @@ class _Source:
     parquet: Path
     arrays: list[Path]
     specs: dict[str, Any]
+    table: Any = None  # already read (and checked) pyarrow Table
 
 
 def _collect(inputs: list[Path]) -> list[_Source]:
@@ -107,9 +107,9 @@ def _collect(inputs: list[Path]) -> list[_Source]:
                 info = verify_arch_file(p)
             except DataIntegrityError as exc:
                 raise DataIntegrityError(f"{exc}; re-run the evaluate command of that shard to recompute it") from None
-            spec = _file_spec(p)
+            spec = _file_spec(info.table)
             specs = {h: spec for h in info.spec_hashes if h}
-            sources.append(_Source(p, [p.parent / info.arrays_file] if info.arrays_file else [], specs))
+            sources.append(_Source(p, [p.parent / info.arrays_file] if info.arrays_file else [], specs, info.table))
     return sources
 
 
@@ -121,10 +121,8 @@ def _manifest_format(d: Path) -> str | None:
     return data.get("format") if isinstance(data, dict) else None
 
 
-def _file_spec(path: Path) -> Any:
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(path).metadata or {}
+def _file_spec(table: Any) -> Any:
+    meta = table.schema.metadata or {}
     try:
         return json.loads(meta.get(META_SPEC.encode(), b"{}").decode())
     except json.JSONDecodeError:
@@ -157,8 +155,9 @@ def merge_datasets(
     tables = []
     specs: dict[str, Any] = {}
     for order, src in enumerate(sources):
-        t = pq.read_table(src.parquet)
+        t = src.table if src.table is not None else pq.read_table(src.parquet)
         check_table_schema(t.schema, str(src.parquet))
+        src.table = None
         t = t.select(list(pa_schema().names)).replace_schema_metadata(None)
         tables.append(t.append_column("_order", pa.array(np.full(t.num_rows, order, dtype=np.int64))))
         specs.update(src.specs)
@@ -267,69 +266,98 @@ def _entry(tmp: Path, rel: str, kind: str, **extra: Any) -> dict[str, Any]:
     return {"path": rel, "kind": kind, "sha256": file_sha256(p), "bytes": p.stat().st_size, **extra}
 
 
-def _dataset_names(fh: Any) -> list[str]:
+def _dataset_names(group: Any) -> list[str]:
+    """Names (relative to ``group``) of the HDF5 datasets below it."""
     import h5py
 
     names: list[str] = []
-    fh.visititems(lambda n, obj: names.append(n) if isinstance(obj, h5py.Dataset) else None)
+    group.visititems(lambda n, obj: names.append(n) if isinstance(obj, h5py.Dataset) else None)
     return names
+
+
+def _count_arrays(arch_group: Any) -> int:
+    """Arrays below an architecture group: ``store.schema.array_path`` keys have a fixed depth (7 levels below
+    ``dataset/arch_xxxxx``), so counting names at that depth avoids opening every object."""
+    names: list[str] = []
+    arch_group.visit(names.append)
+    return sum(1 for n in names if n.count("/") == 6)
+
+
+class _ArrayWriter:
+    """Output ``arrays-NNN.h5`` files: one open file per dataset, rotated at about ``max_bytes``."""
+
+    def __init__(self, tmp: Path, max_bytes: int) -> None:
+        self.tmp, self.max_bytes = tmp, max_bytes
+        self.current: dict[str, list[Any]] = {}  # dataset -> [h5py.File, rel path, bytes, arrays]
+        self.closed: list[dict[str, Any]] = []
+        self.n = 0
+
+    def file_for(self, dataset: str, size: int) -> Any:
+        import h5py
+
+        cur = self.current.get(dataset)
+        if cur is not None and cur[2] >= self.max_bytes:
+            self._close(dataset)
+            cur = None
+        if cur is None:
+            rel = f"arrays-{self.n:03d}.h5"
+            self.n += 1
+            cur = self.current[dataset] = [h5py.File(self.tmp / rel, "w"), rel, 0, 0]
+        cur[2] += size
+        return cur
+
+    def _close(self, dataset: str) -> None:
+        fh, rel, _, count = self.current.pop(dataset)
+        fh.close()
+        self.closed.append(_entry(self.tmp, rel, "arrays", dataset=dataset, arrays=count))
+
+    def close(self) -> list[dict[str, Any]]:
+        for dataset in list(self.current):
+            self._close(dataset)
+        return sorted(self.closed, key=lambda e: e["path"])
 
 
 def _write_arrays(
     sources: list[Path], tmp: Path, on_conflict: str, max_bytes: int
 ) -> tuple[list[dict[str, Any]], int, int]:
-    """Copy every array once into ``arrays-NNN.h5`` (per dataset, split by size); return (entries, count, conflicts)."""
+    """Copy every array once into ``arrays-NNN.h5`` files (per dataset, split by size), keeping the
+    ``store.schema.array_path`` keys; whole architecture groups are copied in one HDF5 call. Returns
+    (manifest entries, arrays written, conflicting arrays)."""
     if not sources:
         return [], 0, 0
     import h5py
 
-    where: dict[str, Path] = {}
-    conflicts = 0
-    for src in sources:
-        with h5py.File(src, "r") as fh:
-            for name in _dataset_names(fh):
-                if name not in where:
-                    where[name] = src
-                    continue
-                with h5py.File(where[name], "r") as first:
-                    same = np.array_equal(first[name][()], fh[name][()])
-                if not same:
-                    conflicts += 1
-                    if on_conflict == "error":
-                        raise MergeConflictError(
-                            f"array {name} differs between {where[name]} and {src}; keep the first with on-conflict"
-                            " 'first'"
-                        )
-    files: list[dict[str, Any]] = []
-    out_fh = None
-    cur_ds, cur_bytes, count, n = None, 0, 0, 0
-    open_src: dict[Path, Any] = {}
+    writer = _ArrayWriter(tmp, max_bytes)
+    owner: dict[str, list[Any]] = {}  # "dataset/arch_xxxxx" -> the writer slot holding it
+    total = conflicts = 0
     try:
-        for name in sorted(where):
-            dataset = name.split("/", 1)[0]
-            src = where[name]
-            if src not in open_src:
-                for fh in open_src.values():
-                    fh.close()
-                open_src = {src: h5py.File(src, "r")}
-            data = open_src[src][name][()]
-            if out_fh is None or dataset != cur_ds or cur_bytes >= max_bytes:
-                if out_fh is not None:
-                    out_fh.close()
-                    files.append(_entry(tmp, f"arrays-{n - 1:03d}.h5", "arrays", dataset=cur_ds, arrays=count))
-                out_fh = h5py.File(tmp / f"arrays-{n:03d}.h5", "w")
-                cur_ds, cur_bytes, count, n = dataset, 0, 0, n + 1
-            big = np.ndim(data) > 0 and np.size(data) >= _ARRAY_COMPRESS_MIN
-            out_fh.create_dataset(name, data=data, **({"compression": "gzip", "shuffle": True} if big else {}))
-            cur_bytes += int(np.asarray(data).nbytes)
-            count += 1
-        if out_fh is not None:
-            out_fh.close()
-            out_fh = None
-            files.append(_entry(tmp, f"arrays-{n - 1:03d}.h5", "arrays", dataset=cur_ds, arrays=count))
+        for src in sources:
+            size = src.stat().st_size
+            with h5py.File(src, "r") as fh:
+                groups = [f"{ds}/{arch}" for ds in fh for arch in fh[ds]]
+                for gpath in groups:
+                    slot = owner.get(gpath)
+                    if slot is None:
+                        slot = owner[gpath] = writer.file_for(gpath.split("/", 1)[0], size // max(len(groups), 1))
+                        slot[0].copy(fh[gpath], gpath)
+                        n = _count_arrays(fh[gpath])
+                        slot[3] += n
+                        total += n
+                        continue
+                    out = slot[0]
+                    for name in _dataset_names(fh[gpath]):
+                        key = f"{gpath}/{name}"
+                        if key not in out:
+                            out.copy(fh[key], key)
+                            slot[3] += 1
+                            total += 1
+                        elif not np.array_equal(out[key][()], fh[key][()]):
+                            conflicts += 1
+                            if on_conflict == "error":
+                                raise MergeConflictError(
+                                    f"array {key} in {src} differs from an earlier input; keep the first with "
+                                    "on-conflict 'first'"
+                                )
     finally:
-        for fh in open_src.values():
-            fh.close()
-        if out_fh is not None:
-            out_fh.close()
-    return files, len(where), conflicts
+        files = writer.close()
+    return files, total, conflicts
