@@ -243,7 +243,10 @@ class Arch:
     def live_edges(self) -> tuple[bool, ...]:
         """Per edge: True if the edge is not ``none`` and lies on a path from node 0 to node 3.
 
-        Edges that are False contribute exactly zero to the cell output (an eval-mode forward can drop them)."""
+        An edge that is False either cannot reach node 3 (it has no effect on the output) or leaves a node that no
+        path from the input reaches: that node is identically zero, so the edge adds an input-independent constant
+        (zero for skip and pooling; the BatchNorm shift for a conv edge in eval mode). An exact eval-mode rewrite
+        drops the first kind and folds the second into a constant."""
         fwd = [True, False, False, False]
         for o, (s, d) in zip(self.ops, EDGES, strict=True):
             if o and fwd[s]:
