@@ -11,6 +11,15 @@ from robustbench201.models.supernet import SearchSupernet, create_supernet
 from robustbench201.space import NUM_EDGES, NUM_OPS, OPS, Arch
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: 2 OpenMP threads spin badly on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def net() -> SearchSupernet:
     return create_supernet("mnist5k", channels=4, n_cells=1, seed=3)
@@ -66,6 +75,16 @@ def test_derive_takes_argmax_per_edge_including_none() -> None:
         for k, o in enumerate(target):
             net.alphas[k, o] = 1.0
     assert net.derive() == Arch.from_ops(target)
+
+
+def test_derive_can_exclude_none_as_original_darts() -> None:
+    net = create_supernet("mnist5k", channels=4, n_cells=1)
+    with torch.no_grad():
+        net.alphas.zero_()
+        net.alphas[:, 0] = 3.0
+        net.alphas[:, 2] = 1.0
+    assert net.derive().ops == (0,) * 6 and net.derive().is_dead
+    assert net.derive(exclude_none=True).ops == (2,) * 6
 
 
 def test_derive_breaks_ties_towards_the_first_op_in_nb201_order() -> None:

@@ -67,6 +67,7 @@ def _plot_alphas(alpha_history: list[list[list[float]]], path: Path) -> bool:
 @click.option("--reg-batch", type=int, default=32, show_default=True, help="Validation images per step in R.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--second-order", is_flag=True, help="DARTS unrolled (second-order) alpha gradient.")
+@click.option("--exclude-none", is_flag=True, help="Derive without 'none' (original DARTS; NB201 keeps it).")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoint, result JSON and PNG.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Where the CIFAR / ImageNet16 pickles are.")
@@ -89,6 +90,7 @@ def dsrna(
     reg_batch: int,
     seed: int,
     second_order: bool,
+    exclude_none: bool,
     out: str | None,
     resume: bool,
     data_root: str | None,
@@ -126,6 +128,7 @@ def dsrna(
         bound=bound,
         reg_batch=reg_batch,
         second_order=second_order,
+        exclude_none=exclude_none,
         seed=seed,
     )
     if resume and out is None:

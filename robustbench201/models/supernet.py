@@ -160,12 +160,15 @@ class SearchSupernet(nn.Module):
         """Softmax of the alphas per edge (6 x 5, rows sum to 1), detached, on CPU."""
         return torch.softmax(self.alphas.detach(), dim=-1).cpu()
 
-    def derive(self) -> Arch:
+    def derive(self, exclude_none: bool = False) -> Arch:
         """The discrete cell: argmax of alpha on each edge, ``none`` included (as NB201's DARTS ``genotype``).
 
         Ties go to the op listed first in NB201 op order (``torch.argmax`` returns the first maximum). A cell
-        where ``none`` wins on edges that disconnect input from output is returned as is (a dead cell)."""
-        return Arch.from_ops(tuple(int(i) for i in self.alphas.detach().argmax(dim=-1).tolist()))
+        where ``none`` wins on edges that disconnect input from output is returned as is (a dead cell).
+        ``exclude_none=True`` takes the argmax over the four other ops instead (the original DARTS rule)."""
+        a = self.alphas.detach()
+        idx = a[:, 1:].argmax(dim=-1) + 1 if exclude_none else a.argmax(dim=-1)
+        return Arch.from_ops(tuple(int(i) for i in idx.tolist()))
 
     def fix_alphas(self, arch: object) -> None:
         """Use a fixed one-hot edge weighting for ``arch`` (any form :meth:`Arch.parse` reads): the discretised

@@ -50,7 +50,8 @@ class DSRNAConfig:
     """Settings of one search. ``eps`` in pixel units of 1/255; ``n_train`` images are split half/half into
     weight-training and alpha-validation sets; ``reg_batch`` caps how many validation images per step enter R
     (the Jacobian costs K double-backward passes); ``jacobian_weight``/``certified_weight`` weight the two terms
-    of ``combined``."""
+    of ``combined``; ``exclude_none`` derives the cell without ``none`` (original DARTS; default: NB201's DARTS,
+    which keeps ``none`` in the argmax)."""
 
     dataset: str = "mnist5k"
     metric: str = "jacobian"
@@ -67,6 +68,7 @@ class DSRNAConfig:
     certified_weight: float = 1.0
     reg_batch: int = 32
     second_order: bool = False
+    exclude_none: bool = False
     seed: int = 0
     w_lr: float = 0.025
     w_lr_min: float = 0.001
@@ -235,7 +237,7 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def _load_checkpoint(path: Path, cfg: DSRNAConfig) -> dict[str, Any]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file: say which, never guess
         raise CheckpointError(f"cannot read DSRNA checkpoint {path}: {exc}") from None
     old = dict(state.get("config", {}))
@@ -363,7 +365,7 @@ def _search(
         stats |= {"epoch": float(epoch), "w_lr": lr, "seconds": time.perf_counter() - t0, "steps": float(steps)}
         history.append(stats)
         alpha_history.append(model.alphas_softmax().tolist())
-        log.info("epoch %d: %s; derived %s", epoch, stats, model.derive().string)
+        log.info("epoch %d: %s; derived %s", epoch, stats, model.derive(cfg.exclude_none).string)
         if ckpt is not None:
             _save_checkpoint(
                 ckpt,
@@ -380,7 +382,7 @@ def _search(
             )
         if on_epoch is not None:
             on_epoch(epoch, stats)
-    arch = model.derive()
+    arch = model.derive(cfg.exclude_none)
     result = DSRNAResult(
         cfg,
         arch,
