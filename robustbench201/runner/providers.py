@@ -137,7 +137,9 @@ class EvalJob:
 
         spec = EvalSpec.from_json(self.spec_json)
         test_set = self._load("test")
-        train_set = self._load("train") if self.weights.kind == "train" else None
+        # training images: to train, and for the spec's surrogates (Jacobian / Hessian on training batches)
+        needs_train = self.weights.kind == "train" or bool(getattr(spec, "surrogates", ()))
+        train_set = self._load("train") if needs_train else None
         corruptions = self._corruption_source(test_set, device)
         version = code_version()
 
