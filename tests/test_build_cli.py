@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import cloudpickle
@@ -139,6 +140,12 @@ def test_launch_with_the_local_executor_matches_a_direct_run(tmp_path, small_eva
         *BASE[:-1], "--out", str(tmp_path / "l"), "--folder", str(tmp_path / "sub"), "--wait",
     )  # fmt: skip
     assert r.output.count("0 evaluated") == 2, r.output
+
+
+@pytest.mark.skipif(shutil.which("srun") is not None, reason="a Slurm cluster is available here")
+def test_launch_on_a_machine_without_slurm_is_a_clear_error(tmp_path, small_eval):
+    r = CliRunner().invoke(main, ["launch", "--shards", "2", "--arch-range", "0:4", *BASE[:-1], "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "--executor local" in r.output and "Traceback" not in r.output
 
 
 _REAL = all(importlib.util.find_spec(m) for m in ("robustbench201.spec", "robustbench201.evaluate"))

@@ -102,7 +102,13 @@ def launch_shards(
         raise LaunchError("rb201 launch needs submitit: pip install 'robustbench201[cluster]'") from None
     out = Path(out)
     folder = Path(folder) if folder is not None else out / "submitit"
-    ex = submitit.AutoExecutor(folder=folder / "%j", cluster=executor)
+    try:
+        ex = submitit.AutoExecutor(folder=folder / "%j", cluster=executor)
+    except RuntimeError as exc:  # submitit: no srun / sbatch here
+        raise LaunchError(
+            f"the {executor!r} executor is not available on this machine ({exc}); run on the cluster's login node, "
+            "or use --executor local to run the shards here"
+        ) from None
     params: dict[str, Any] = {
         "timeout_min": int(time_min),
         "name": "rb201-eval",
