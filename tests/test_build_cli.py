@@ -54,6 +54,13 @@ def test_evaluate_arch_list_and_all_cells(tmp_path, small_eval):
     assert sorted(p.name for p in shard.glob("*.parquet")) == ["arch-00003.parquet", "arch-01462.parquet"]
 
 
+def test_evaluate_maps_listed_archs_to_their_representative(tmp_path, small_eval):
+    r = invoke("evaluate", "--arch", "1", "--arch", "25", *BASE, "--out", str(tmp_path))  # 25 ~ 3 (isomorphic)
+    assert r.exit_code == 0 and "arch 25 is isomorphic to representative 3" in r.output
+    (shard,) = tmp_path.glob("shard-list-*")
+    assert sorted(p.name for p in shard.glob("*.parquet")) == ["arch-00001.parquet", "arch-00003.parquet"]
+
+
 def test_evaluate_exit_status_3_when_an_architecture_fails(tmp_path, small_eval):
     small_eval["factory"] = CleanEvalFactory(fail=(2,))
     r = CliRunner().invoke(main, ["evaluate", "--arch-range", "0:4", *BASE, "--out", str(tmp_path)])

@@ -156,3 +156,14 @@ def test_validate_detects_damage(tmp_path, damage):
     assert not rep.ok and any(expect in p for p in rep.problems), rep.problems
     with pytest.raises(DataIntegrityError):
         rep.raise_if_bad()
+
+
+def test_merge_refuses_a_shard_file_of_another_schema_version(tmp_path):
+    d = make_shard(tmp_path / "s1", [1])
+    p = d / "arch-00001.parquet"
+    table = pq.read_table(p)
+    meta = dict(table.schema.metadata)
+    meta[b"rb201.schema_version"] = b"0"
+    pq.write_table(table.replace_schema_metadata(meta), p)
+    with pytest.raises(DataIntegrityError, match="schema version '0'"):
+        merge_datasets([d], tmp_path / "ds")

@@ -166,8 +166,18 @@ def evaluate(arch_list: tuple[str, ...], device: str, devices: str | None, gpus:
     jobs: list[tuple[list[int], tuple[int, int] | None]] = [
         (select_archs([r], unique_only=kw["unique_only"]), r) for r in ranges
     ]
+    if listed and kw["unique_only"]:
+        from ..space import representative_indices
+
+        reps = representative_indices()
+        for i in listed:
+            if reps[i] != i:
+                click.echo(
+                    f"arch {i} is isomorphic to representative {reps[i]}: evaluating {reps[i]} (--all keeps {i})"
+                )
+        listed = sorted({reps[i] for i in listed})
     if listed:
-        jobs.append((select_archs([], listed, unique_only=kw["unique_only"]), None))
+        jobs.append((listed, None))
     failed = 0
     for archs, bounds in jobs:
         if not archs:
