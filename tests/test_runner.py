@@ -190,16 +190,17 @@ from test_runner_fixtures import CleanEvalFactory
 from robustbench201.runner import run_job, select_archs
 if __name__ == "__main__":
     run_job(select_archs([(0, 24)]), sys.argv[1], CleanEvalFactory(delay=float(sys.argv[2])), bounds=(0, 24),
-            progress=False)
+            devices=sys.argv[3].split(","), progress=False)
 """
 
 
-def test_kill_9_mid_shard_then_resume_gives_exactly_the_uninterrupted_rows(tmp_path):
+@pytest.mark.parametrize("devices", ["cpu", "cpu,cpu"])
+def test_kill_9_mid_shard_then_resume_gives_exactly_the_uninterrupted_rows(tmp_path, devices):
     script = tmp_path / "job.py"
     script.write_text(_SCRIPT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(script), str(out), "0.2"], env=env)
+    proc = subprocess.Popen([sys.executable, str(script), str(out), "0.2", devices], env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(out.glob("shard-*/arch-*.parquet"))) < 5:
         time.sleep(0.05)
@@ -208,7 +209,8 @@ def test_kill_9_mid_shard_then_resume_gives_exactly_the_uninterrupted_rows(tmp_p
     proc.wait()
     partial = len(list(out.glob("shard-*/arch-*.parquet")))
     assert 5 <= partial < len(select_archs([(0, 24)])), "the job should have been killed mid-shard"
-    subprocess.run([sys.executable, str(script), str(out), "0"], env=env, check=True, timeout=120)
+    # resume in one process (the shard does not depend on the devices that computed it)
+    subprocess.run([sys.executable, str(script), str(out), "0", "cpu"], env=env, check=True, timeout=120)
     full = tmp_path / "full"
     run_job(select_archs([(0, 24)]), full, CleanEvalFactory(), bounds=(0, 24), progress=False)
     resumed, reference = shard_rows(out), shard_rows(full)

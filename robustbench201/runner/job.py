@@ -106,12 +106,20 @@ def check_output(index: int, out: ArchOutput, spec_hash: str) -> None:
 
 
 def process_arch(
-    evaluator: ArchEvaluator, shard_dir: Path, index: int, spec_hash: str, spec_json: str, device: str, retries: int
+    evaluator: ArchEvaluator,
+    shard_dir: Path,
+    index: int,
+    spec_hash: str,
+    spec_json: str,
+    device: str,
+    retries: int,
+    alive: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Evaluate one architecture (retrying out-of-memory errors ``retries`` times) and write its files.
 
     Returns a message dict: ``{"status": "ok", rows, timings}`` or ``{"status": "failed", error_type, message,
-    attempts}``. Write errors (unwritable directory, full disk) propagate: they end the job."""
+    attempts}``, or ``{"status": "abandoned"}`` when ``alive()`` says the job is gone before the write. Write
+    errors (unwritable directory, full disk) propagate: they end the job."""
     attempts = 0
     while True:
         attempts += 1
@@ -134,6 +142,8 @@ def process_arch(
                 "message": str(exc),
                 "attempts": attempts,
             }
+        if alive is not None and not alive():
+            return {"status": "abandoned", "arch": index}
         timings = {k: float(v) for k, v in out.timings.items()}
         timings["seconds"] = time.perf_counter() - t0
         n = write_arch_files(shard_dir, index, out.rows, out.arrays, spec_json, timings, device)
@@ -196,6 +206,8 @@ def _run_inline(todo: list[int], shard_dir: Path, factory: EvaluatorFactory, dev
 
 def _record(shard: Shard, report: JobReport, msg: dict[str, Any]) -> None:
     idx = int(msg["arch"])
+    if msg["status"] == "abandoned":
+        return
     if msg["status"] == "ok":
         shard.record_success(idx, msg["rows"], msg.get("device", ""), msg["timings"])
         report.finished.append(idx)

@@ -37,6 +37,10 @@ def _worker(
     threads: int,
 ) -> None:
     parent = os.getppid()
+
+    def alive() -> bool:  # the coordinator still runs (a killed job's workers must not write after it)
+        return os.getppid() == parent
+
     try:
         import torch
 
@@ -49,11 +53,13 @@ def _worker(
         return
     while True:
         idx = tasks.get()
-        if idx is None or os.getppid() != parent:  # sentinel, or the coordinator is gone
+        if idx is None or not alive():  # sentinel, or the coordinator is gone
             return
         results.put({"status": "start", "worker": wid, "arch": idx})
         try:
-            msg = process_arch(evaluator, Path(shard_dir), idx, factory.spec_hash, factory.spec_json, device, retries)
+            msg = process_arch(
+                evaluator, Path(shard_dir), idx, factory.spec_hash, factory.spec_json, device, retries, alive
+            )
         except Exception as exc:  # write errors end the job
             results.put({"status": "fatal", "worker": wid, "error_type": type(exc).__name__, "message": str(exc)})
             return
