@@ -222,15 +222,26 @@ def test_score_on_table_reports_values_and_percentiles(monkeypatch) -> None:  # 
     fake.query = lambda arch, dataset, source=None: Result()  # type: ignore[attr-defined]
     fake.table = lambda dataset, form="wide", source=None: wide  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "robustbench201.query", fake)
-    import robustbench201
-
-    monkeypatch.setattr(robustbench201, "query", fake, raising=False)
     res = DSRNAResult(_cfg(), Arch.from_index(2), [], [], 0.0)
     score = score_on_table(res, "cifar10")
     assert score.n_classes == 4 and score.index == 2
     assert score.values == {"clean": 0.7, "fgsm@1": 0.3}
     assert score.percentiles["clean"] == 75.0
     assert score.percentiles["fgsm@1"] == pytest.approx(200 / 3)
+
+
+def test_score_on_the_embedded_table() -> None:
+    """1462 (all 3x3 convs) on the shipped CIFAR-10 table: a real lookup among the 6466 classes."""
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("pandas")
+    try:
+        score = score_on_table(Arch.from_index(1462), "cifar10")
+    except Rb201Error as exc:
+        pytest.skip(f"embedded table not available: {exc}")
+    assert score.n_classes == 6466 and score.representative == 1462
+    assert 0.5 < score.clean <= 1.0
+    assert 0.0 <= score.percentiles["clean"] <= 100.0
+    assert "fgsm@1" in score.values and "fgsm@1" in score.percentiles
 
 
 def test_cli_runs_a_short_search_and_writes_json_and_png(tmp_path) -> None:  # type: ignore[no-untyped-def]

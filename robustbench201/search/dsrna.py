@@ -427,8 +427,10 @@ def score_on_table(result: DSRNAResult | object, dataset: str, source: object | 
     isomorphism classes (6466 in the full table). ``source``: a dataset directory (default: the embedded table)."""
     arch = result.arch if isinstance(result, DSRNAResult) else Arch.parse(result)
     ds = canonical_dataset(dataset)
-    try:
-        from .. import query as q
+    import importlib
+
+    try:  # the module, not the lazy ``rb201.query`` function of the package namespace
+        q = importlib.import_module("robustbench201.query")
     except ModuleNotFoundError as exc:
         raise Rb201Error(
             f"table lookup needs robustbench201.query and its dependencies (missing module {exc.name!r}); "
