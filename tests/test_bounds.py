@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,16 @@ ARCHS = [
     "|none~0|+|none~0|none~1|+|none~0|skip_connect~1|nor_conv_3x3~2|",  # dead cell: outputs a constant
     1462,  # all 3x3 convolutions
 ]
+RANDOM_ARCHS = random.Random(0).sample(range(15625), 6)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run faster on one thread (intra-op parallelism costs more than it saves at this size)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _randomize_bn(model: nn.Module, gen: torch.Generator) -> None:
@@ -94,23 +106,26 @@ def _random_worst(model, x, y, eps, n, gen):
 @pytest.fixture(scope="module")
 def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A tiny network trained briefly on a separable synthetic task (class = brightest of 4 quadrants)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     model = create_model(ARCHS[0], None, num_classes=4, channels=4, n_cells=1, in_channels=1)
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(96, 1, 16, 16, generator=gen) * 0.5
-    y = torch.randint(0, 4, (96,), generator=gen)
-    for i in range(96):
+    x = torch.rand(48, 1, 16, 16, generator=gen) * 0.5
+    y = torch.randint(0, 4, (48,), generator=gen)
+    for i in range(48):
         r, c = divmod(int(y[i]), 2)
         x[i, 0, r * 8 : r * 8 + 8, c * 8 : c * 8 + 8] += 0.5
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(40):
+    for _ in range(25):
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
+    torch.set_num_threads(before)
     return model.eval(), x[:16], y[:16]
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ARCHS + RANDOM_ARCHS)
 @pytest.mark.parametrize("eps", [0.5, 4.0])
 def test_bounds_contain_random_and_pgd_points(arch, eps):
     model = _tiny(arch, seed=hash(str(arch)) % 100)
@@ -141,7 +156,7 @@ def test_trained_network_certified_points_resist_pgd(trained):
     assert int(res["certified"][0].sum()) > 0  # certifiable at small eps (the naturally trained bounds are loose)
     gen = torch.Generator().manual_seed(2)
     for e, eps in enumerate([0.02, 0.5, 4.0]):
-        worst = _pgd(model, x, y, eps, 20, gen)
+        worst = _pgd(model, x, y, eps, 10, gen)
         assert bool((res["margin_lb"][e] <= worst + 1e-4).all())
         assert not bool((res["certified"][e] & (worst < 0)).any())
     assert bool((ibp["margin_lb"][1:] <= ibp["margin_lb"][:-1] + 1e-6).all())  # IBP is monotone in eps

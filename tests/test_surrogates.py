@@ -17,6 +17,15 @@ from robustbench201.measures.surrogates import (
 from robustbench201.models.network import create_model
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run faster on one thread (intra-op parallelism costs more than it saves at this size)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _linear_model(d: int = 16, k: int = 5, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(d, k))
@@ -120,3 +129,11 @@ def test_bad_arguments_raise_rb201_error(kwargs):
         hessian_max_eigenvalue(model, x, y, **kwargs)
     with pytest.raises(Rb201Error, match="N x C x H x W"):
         jacobian_frobenius(model, torch.rand(4, 16))
+
+
+def test_registry_names_every_surrogate():
+    from robustbench201.measures import SURROGATES
+
+    assert set(SURROGATES) == {"jacobian", "hessian", "hessian_trace"}
+    res = SURROGATES["jacobian"](_linear_model(), torch.rand(2, 1, 4, 4))
+    assert set(res) == {"mean", "per_batch", "n_batches", "n"}

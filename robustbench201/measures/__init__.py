@@ -5,11 +5,14 @@ Epsilons at this package's public API are L-inf radii in units of 1/255 on [0, 1
 
 from __future__ import annotations
 
+from .bounds import METHODS as BOUND_METHODS
 from .bounds import certify, interval_bounds, margin_bounds, margin_lower_bound
 from .bounds_ops import BoundContext, Mixed, ibp_cell, ibp_forward, ibp_mixed, linear_backward
 from .surrogates import hessian_max_eigenvalue, hessian_trace, jacobian_frobenius
 
 __all__ = [
+    "BOUND_METHODS",
+    "SURROGATES",
     "BoundContext",
     "Mixed",
     "certify",
@@ -24,3 +27,7 @@ __all__ = [
     "margin_bounds",
     "margin_lower_bound",
 ]
+
+#: Surrogate measures by name (each returns ``dict(mean, per_batch, n_batches, n)``); ``jacobian`` takes
+#: ``(model, x, batch_size)``, the Hessian ones ``(model, x, y, batch_size, ...)``.
+SURROGATES = {"jacobian": jacobian_frobenius, "hessian": hessian_max_eigenvalue, "hessian_trace": hessian_trace}
