@@ -72,6 +72,7 @@ def _plot_alphas(alpha_history: list[list[list[float]]], path: Path) -> bool:
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Where the CIFAR / ImageNet16 pickles are.")
 @click.option("--table-source", type=click.Path(file_okay=False), help="Results table folder (default: embedded).")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch intra-op threads.")
 @click.option("--plot/--no-plot", default=True, show_default=True, help="Write alphas.png (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -95,6 +96,7 @@ def dsrna(
     resume: bool,
     data_root: str | None,
     table_source: str | None,
+    device: str,
     threads: int,
     plot: bool,
     as_json: bool,
@@ -142,7 +144,9 @@ def dsrna(
                 err=True,
             )
 
-    result = run_library(search, cfg, out, resume=resume, data_root=data_root, on_epoch=progress, threads=threads)
+    result = run_library(
+        search, cfg, out, resume=resume, data_root=data_root, on_epoch=progress, threads=threads, device=device
+    )
     info: dict[str, Any] = {
         "arch": result.arch_string,
         "index": result.index,

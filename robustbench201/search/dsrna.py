@@ -174,7 +174,7 @@ def arch_objective(
     if cfg.metric == "none" or cfg.gamma == 0:
         return loss, float(loss.detach()), 0.0
     xr, yr = x[: cfg.reg_batch], y[: cfg.reg_batch]
-    reg = torch.zeros((), dtype=loss.dtype)
+    reg = torch.zeros((), dtype=loss.dtype, device=loss.device)
     if cfg.metric in ("jacobian", "combined"):
         xg = xr.detach().clone().requires_grad_(True)
         r = jacobian_regularizer(model(xg), xg, cfg.eps, cfg.q)
@@ -261,21 +261,27 @@ def search(
     data_root: str | Path | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> DSRNAResult:
     """Run a DSRNA search. ``data`` overrides the training images (else ``cfg.n_train`` images of
     ``cfg.dataset`` from ``data_root``). With ``out``, a checkpoint is written atomically after each epoch and the
     result JSON at the end; ``resume=True`` continues from ``out``'s checkpoint (``cfg.epochs`` may be larger than
     the checkpoint's). ``on_epoch(epoch, stats)`` is called after every epoch (0-based). ``threads`` sets torch's
     intra-op threads for the duration of the call (restored afterwards): on a busy CPU, 1 thread avoids the
-    OpenMP spin-waiting that makes the Jacobian's double-backward passes many times slower."""
+    OpenMP spin-waiting that makes the Jacobian's double-backward passes many times slower. ``device``: where
+    the supernet and batches live (``"cuda"`` for a GPU); the data order is drawn on the CPU either way."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise Rb201Error(f"unknown torch device {device!r}; allowed: 'cpu', 'cuda', 'cuda:N', 'mps'") from None
     if threads is None:
-        return _search(cfg, out, resume, data, data_root, on_epoch)
+        return _search(cfg, out, resume, data, data_root, on_epoch, dev)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise Rb201Error(f"threads must be an integer >= 1, got {threads!r}")
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _search(cfg, out, resume, data, data_root, on_epoch)
+        return _search(cfg, out, resume, data, data_root, on_epoch, dev)
     finally:
         torch.set_num_threads(before)
 
@@ -287,6 +293,7 @@ def _search(
     data: ImageSet | None,
     data_root: str | Path | None,
     on_epoch: Callable[[int, dict[str, float]], None] | None,
+    device: torch.device,
 ) -> DSRNAResult:
     out_dir = Path(out) if out is not None else None
     if resume and out_dir is None:
@@ -301,7 +308,7 @@ def _search(
     model = create_supernet(
         cfg.dataset, channels=cfg.channels, n_cells=cfg.n_cells, in_channels=c, resolution=h, seed=cfg.seed
     )
-    model.train()
+    model.to(device).train()
     w_opt = torch.optim.SGD(
         model.weight_parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay
     )
@@ -323,7 +330,8 @@ def _search(
         log.info("no checkpoint in %s: starting a fresh search", out_dir)
     if start_epoch >= cfg.epochs:
         log.info("checkpoint already holds %d epochs (asked %d)", start_epoch, cfg.epochs)
-    images, labels = data.images, torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
+    images = data.images
+    labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64)).to(device)
     bs_w = min(cfg.batch_size, n_w)
     bs_v = min(cfg.batch_size, n - n_w)
     steps = max(1, n_w // bs_w)
@@ -339,8 +347,8 @@ def _search(
             it = order_w[s * bs_w : (s + 1) * bs_w]
             vs = (s * bs_v) % (n - n_w)
             iv = order_v.roll(-vs)[:bs_v]
-            xt, yt = _to_float(images, it), labels[it]
-            xv, yv = _to_float(images, iv), labels[iv]
+            xt, yt = _to_float(images, it).to(device), labels[it.to(device)]
+            xv, yv = _to_float(images, iv).to(device), labels[iv.to(device)]
             # architecture step (validation batch)
             a_opt.zero_grad(set_to_none=True)
             if cfg.second_order:
