@@ -14,7 +14,7 @@ import math
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -196,7 +196,9 @@ def run_job(
     return report
 
 
-def _run_inline(todo: list[int], shard_dir: Path, factory: EvaluatorFactory, device: str, retries: int):  # type: ignore[no-untyped-def]
+def _run_inline(
+    todo: list[int], shard_dir: Path, factory: EvaluatorFactory, device: str, retries: int
+) -> Iterator[dict[str, Any]]:
     evaluator = factory(device)
     for idx in todo:
         msg = process_arch(evaluator, shard_dir, idx, factory.spec_hash, factory.spec_json, device, retries)

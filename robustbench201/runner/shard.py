@@ -30,6 +30,7 @@ from .._version import code_version
 from ..errors import DataIntegrityError, Rb201Error
 from ..store.atomic import WriteError, atomic_path, clean_stale_temps, write_parquet_atomic, write_text_atomic
 from ..store.schema import Row, check_table_schema, rows_to_table
+from ..store.validate import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,6 @@ def shard_name(spec_hash: str, identity: dict[str, Any], archs: list[int], bound
 
 def arch_stem(index: int) -> str:
     return f"arch-{index:05d}"
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---- per-architecture files -------------------------------------------------------------------------------
