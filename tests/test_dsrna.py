@@ -281,3 +281,13 @@ def test_cli_module_does_not_import_torch() -> None:
     code = "import sys, robustbench201.cli.dsrna_cmd; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_threads_and_device_arguments() -> None:
+    before = torch.get_num_threads()
+    search(_cfg(metric="none"), data=DATA, threads=2)
+    assert torch.get_num_threads() == before
+    with pytest.raises(Rb201Error, match="threads"):
+        search(_cfg(metric="none"), data=DATA, threads=0)
+    with pytest.raises(Rb201Error, match="device"):
+        search(_cfg(metric="none"), data=DATA, device="quantum")
