@@ -284,9 +284,9 @@ def test_cli_module_does_not_import_torch() -> None:
 
 
 def test_threads_and_device_arguments() -> None:
-    before = torch.get_num_threads()
-    search(_cfg(metric="none"), data=DATA, threads=2)
-    assert torch.get_num_threads() == before
+    torch.set_num_threads(2)  # the autouse fixture restores the caller's setting afterwards
+    search(_cfg(metric="none"), data=DATA, threads=1)
+    assert torch.get_num_threads() == 2
     with pytest.raises(Rb201Error, match="threads"):
         search(_cfg(metric="none"), data=DATA, threads=0)
     with pytest.raises(Rb201Error, match="device"):
