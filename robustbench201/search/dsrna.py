@@ -328,6 +328,8 @@ def _search(
         log.info("resumed DSRNA search from %s after epoch %d", ckpt, start_epoch)
     elif resume:
         log.info("no checkpoint in %s: starting a fresh search", out_dir)
+    elif ckpt is not None and ckpt.is_file():
+        log.warning("%s exists and resume=False: a fresh search will replace it", ckpt)
     if start_epoch >= cfg.epochs:
         log.info("checkpoint already holds %d epochs (asked %d)", start_epoch, cfg.epochs)
     images = data.images
