@@ -91,7 +91,7 @@ def test_hessian_eigenvalue_and_trace_of_cross_entropy_match_closed_form():
     model[1].weight.data *= 3
     x = torch.rand(3, 1, 3, 3)
     y = torch.tensor([0, 2, 3])
-    h = _ce_hessian_linear(model, x)
+    h = _ce_hessian_linear(model, x).detach()
     top = float(torch.linalg.eigvalsh(h.detach()).max())
     res = hessian_max_eigenvalue(model, x, y, batch_size=3, iters=300, tol=0.0, generator=torch.Generator())
     assert res["mean"] == pytest.approx(top, rel=1e-3)
