@@ -303,9 +303,9 @@ def _back_relu(m: nn.Module, A: Tensor, ctx: BoundContext) -> BackResult:
     chord = torch.where(unstable, hi / denom, active.to(hi.dtype))
     intercept = torch.where(unstable, -lo * chord, torch.zeros_like(hi))
     lower_slope = torch.where(unstable, (hi >= -lo).to(hi.dtype), active.to(hi.dtype))
-    A_pos, A_neg = A.clamp(min=0), A.clamp(max=0)
-    A_in = A_pos * lower_slope + A_neg * chord
-    bias = (A_neg * intercept).flatten(2).sum(-1)
+    A_neg = A.clamp(max=0)
+    A_in = torch.addcmul(A * lower_slope, A_neg, chord - lower_slope)  # A+ lower_slope + A- chord
+    bias = torch.bmm(A_neg.flatten(2), intercept.flatten(1).unsqueeze(-1)).squeeze(-1)  # A- . intercept
     return A_in, bias
 
 
