@@ -21,6 +21,9 @@ up to three node accumulators alive): for CIFAR-10 at C=16, 32x32, 9 x 16384 flo
 :func:`certify` works in batches of ``batch_size`` samples to bound that memory. Measured on the full-size CIFAR-10
 network (C=16, N=5), 16 images, one CPU thread: forward 0.15 s, IBP 0.43 s, CROWN-IBP 4.6 s per epsilon.
 
+Soundness is up to floating-point rounding (float32, about 1e-6 relative; the tests allow 1e-4 absolute): treat a
+``margin_lb`` within that of 0 as uncertified if exactness matters.
+
 Networks: anything with the NB201 skeleton (attributes ``normalize, stem, cells, lastact, global_pooling,
 classifier``), i.e. :class:`~robustbench201.models.network.NB201Network` and the search supernet. Bounds are of the
 function BatchNorm computes with running statistics (eval mode); a BN without running statistics is held at the
