@@ -318,3 +318,22 @@ def test_certify_rejects_bad_arguments(kwargs, match):
     args = {"x": torch.rand(2, 1, 8, 8), "y": torch.tensor([0, 1]), "eps_list": [1.0]} | kwargs
     with pytest.raises(Rb201Error, match=match):
         certify(model, **args)
+
+
+def test_cell_edges_hook_with_unit_mixed_edges_reproduces_the_discrete_cell():
+    from robustbench201.models.network import InferCell
+
+    model = _tiny(ARCHS[0], seed=5)
+
+    def edges_of(cell):
+        if not isinstance(cell, InferCell):
+            return None
+        return [(s, d, Mixed([cell.layers[k]], torch.ones(1))) for k, (s, d) in enumerate(EDGES)], 4
+
+    x = torch.rand(3, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([1, 2, 3])
+    with torch.no_grad():
+        for method in ("ibp", "crown-ibp"):
+            plain = margin_lower_bound(model, x, y, 1.0, method)
+            hooked = margin_lower_bound(model, x, y, 1.0, method, cell_edges=edges_of)
+            assert torch.allclose(plain, hooked, atol=1e-5)
