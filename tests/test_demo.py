@@ -1,0 +1,36 @@
+"""The README's main job, ``rb201 demo``, on a reduced build (same code path, fewer images and epochs)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from robustbench201.cli import main
+from robustbench201.demo import run_demo
+
+
+def test_demo_builds_merges_validates_and_queries(tmp_path):
+    pytest.importorskip("mlxtend")
+    report = run_demo(tmp_path / "demo", archs=(1462, 0), epochs=1, n_test=20, progress=False)
+    names = [s.name for s in report.steps]
+    assert names == [
+        "query the shipped table",
+        "train and evaluate on MNIST-5k",
+        "merge and validate",
+        "query the built dataset",
+    ]
+    table = "\n".join(report.steps[0].lines)
+    assert "0.893" in table and "#655" in table
+    result = report.steps[-1].lines
+    assert any(line.split()[0] == "1462" for line in result[2:4])
+    assert (tmp_path / "demo" / "dataset" / "manifest.json").is_file()
+    # a second run resumes: nothing is trained or evaluated again
+    again = run_demo(tmp_path / "demo", archs=(1462, 0), epochs=1, n_test=20, progress=False)
+    assert "0 evaluated, 2 already done" in "\n".join(again.steps[1].lines)
+    assert again.steps[-1].lines == result
+
+
+def test_demo_cli_table_only():
+    res = CliRunner().invoke(main, ["demo", "--table-only"])
+    assert res.exit_code == 0, res.output
+    assert "query the shipped table" in res.output and "#655" in res.output
