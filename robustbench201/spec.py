@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from .corruptions import CORRUPTIONS
 from .errors import Rb201Error, check_choice, choice_error
 
 SEMANTICS = ("per-epsilon", "cumulative")
@@ -22,24 +23,6 @@ PRECISIONS = ("fp32", "tf32", "amp")
 SURROGATES = ("jacobian", "hessian")
 CERTIFIED = ("ibp", "crown-ibp")
 CORRUPTION_SOURCES = ("files", "generated", "files-or-generated")
-#: The 15 corruptions of CIFAR-10-C / CIFAR-100-C (PROTOCOL.md section 5).
-CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
 
 # attack defaults, duplicated from the attack classes so this module stays torch-free; a test pins them equal
 _ATTACK_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -33,15 +33,6 @@ ARCHS = [
 RANDOM_ARCHS = random.Random(0).sample(range(15625), 6)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run faster on one thread (intra-op parallelism costs more than it saves at this size)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _randomize_bn(model: nn.Module, gen: torch.Generator) -> None:
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):

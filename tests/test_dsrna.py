@@ -32,15 +32,6 @@ def _tiny(n: int = 64, size: int = 12, seed: int = 0) -> ImageSet:
 DATA = _tiny()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: double-backward passes spin badly with 2 OpenMP threads on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 BASE = {"epochs": 1, "channels": 4, "n_cells": 1, "batch_size": 16, "n_train": 64, "reg_batch": 8}
 
 

@@ -11,15 +11,6 @@ from robustbench201.models.supernet import SearchSupernet, create_supernet
 from robustbench201.space import NUM_EDGES, NUM_OPS, OPS, Arch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: 2 OpenMP threads spin badly on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def net() -> SearchSupernet:
     return create_supernet("mnist5k", channels=4, n_cells=1, seed=3)

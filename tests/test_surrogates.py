@@ -17,15 +17,6 @@ from robustbench201.measures.surrogates import (
 from robustbench201.models.network import create_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run faster on one thread (intra-op parallelism costs more than it saves at this size)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _linear_model(d: int = 16, k: int = 5, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(d, k))

@@ -26,15 +26,6 @@ ARCH = Arch.from_ops((3, 1, 2, 4, 0, 3))
 TINY = {"channels": 4, "n_cells": 1, "batch_size": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks train far faster on one thread than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _images(n: int = 40, c: int = 3, side: int = 16, name: str = "ImageNet16-120", seed: int = 0) -> ImageSet:
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, size=(n, c, side, side), dtype=np.uint8)

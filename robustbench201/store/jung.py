@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..corruptions import CORRUPTIONS
 from ..data.info import canonical_dataset, dataset_info
 from ..errors import DataIntegrityError, InvalidChoiceError, Rb201Error
 from ..space import NUM_ARCHS, Arch, representative_indices
@@ -39,23 +40,6 @@ log = logging.getLogger(__name__)
 SOURCE = "jung2023"
 WEIGHTS = "nb201-200ep"
 ATTACKS: tuple[str, ...] = ("fgsm", "pgd", "aa_apgd-ce", "aa_square")
-CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
 #: original measure name -> our measure name
 MEASURES = {"accuracy": "accuracy", "confidence": "confidence", "cm": "confusion_matrix"}
 _FILE_RE = re.compile(r"^(?P<key>.+)_(?P<measure>accuracy|confidence|cm)\.json$")
