@@ -110,8 +110,13 @@ def compute_coverage(df: Any) -> Coverage:
         archs = set(part["arch_index"].unique().tolist())
         per_col = part.groupby(list(COLUMN_KEYS), dropna=False, sort=True)["arch_index"].unique()
         incomplete = []
+        reps_here = archs & unique
         for col_key, col_archs in per_col.items():
-            missing = archs - set(col_archs.tolist())
+            have = set(col_archs.tolist())
+            # a column held only for isomorphism representatives (one network per class, as the published
+            # robustness data) is complete when it covers the representatives; per-cell columns cover every cell
+            expected = reps_here if have <= unique else archs
+            missing = expected - have
             if missing:
                 incomplete.append((_column_label(col_key), len(missing), format_indices(missing, 5)))
         incomplete.sort(key=lambda t: (-t[1], t[0]))
@@ -129,6 +134,11 @@ def compute_coverage(df: Any) -> Coverage:
 
 
 # ---- validation ---------------------------------------------------------------------------------------------
+#: Files that may sit in a dataset folder without being data: the registry `rb201 publish` writes there by
+#: default, and the package marker of the embedded table.
+NOT_DATA = frozenset({"registry.json", "__init__.py"})
+
+
 @dataclass
 class ValidationReport:
     """Outcome of :func:`validate_dataset`; ``ok`` when ``problems`` is empty."""
@@ -204,6 +214,8 @@ def validate_dataset(path: str | Path, coverage: bool = True) -> ValidationRepor
             good_results.append(p)
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
+        if rel in NOT_DATA or "__pycache__" in p.parts:
+            continue
         if p.is_file() and rel != MANIFEST and rel not in listed:
             why = "a leftover temporary file" if rel.endswith(TMP_SUFFIX) else "not listed in the manifest"
             report.problems.append(f"{rel} is {why}")
