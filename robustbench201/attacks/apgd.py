@@ -21,7 +21,18 @@ import torch
 from torch import nn
 
 from ..errors import Rb201Error
-from .base import Attack, AttackOutput, ce_loss, dlr_loss, empty_output, loss_and_grad, project, steepest, view_rows
+from .base import (
+    Attack,
+    AttackOutput,
+    ce_loss,
+    dlr_loss,
+    empty_output,
+    loss_and_grad,
+    project,
+    steepest,
+    view_rows,
+    with_restarts,
+)
 
 
 @dataclass(frozen=True)
@@ -49,23 +60,7 @@ class APGD(Attack):
     ) -> AttackOutput:
         if x.shape[0] == 0:
             return empty_output(model, x)
-        out_x = x.clone()
-        out_logits: torch.Tensor | None = None
-        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        for _ in range(self.n_restarts):
-            todo = (~fooled).nonzero()[:, 0]
-            if todo.numel() == 0:
-                break
-            xa, lg, fo = self._single(model, x[todo], y[todo], eps[todo], generator)
-            if out_logits is None:
-                out_logits = torch.empty((x.shape[0], lg.shape[1]), dtype=lg.dtype, device=x.device)
-                out_x[todo], out_logits[todo] = xa, lg
-            else:
-                hit = todo[fo]
-                out_x[hit], out_logits[hit] = xa[fo], lg[fo]
-            fooled[todo] = fo
-        assert out_logits is not None
-        return AttackOutput(out_x, out_logits, fooled)
+        return with_restarts(lambda xs, ys, es: self._single(model, xs, ys, es, generator), x, y, eps, self.n_restarts)
 
     def _single(self, model, x, y, eps, generator):  # type: ignore[no-untyped-def]
         loss_fn = dlr_loss if self.loss == "dlr" else ce_loss

@@ -6,6 +6,7 @@ Units: inside the attacks images are float tensors in [0, 1] and radii are per-r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -74,6 +75,34 @@ def empty_output(model: nn.Module, x: torch.Tensor) -> AttackOutput:
     with torch.no_grad():
         logits = model(x).float()
     return AttackOutput(x.clone(), logits, torch.zeros(0, dtype=torch.bool, device=x.device))
+
+
+def with_restarts(
+    single: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: torch.Tensor,
+    restarts: int,
+) -> AttackOutput:
+    """Run ``single(x, y, eps) -> (x_adv, logits, fooled)`` up to ``restarts`` times, each time only on the points
+    no earlier run fooled; a later run replaces a stored point only where it fools."""
+    out_x = x.clone()
+    out_logits: torch.Tensor | None = None
+    fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    for _ in range(restarts):
+        todo = (~fooled).nonzero()[:, 0]
+        if todo.numel() == 0:
+            break
+        xa, lg, fo = single(x[todo], y[todo], eps[todo])
+        if out_logits is None:
+            out_logits = torch.empty((x.shape[0], lg.shape[1]), dtype=lg.dtype, device=x.device)
+            out_x[todo], out_logits[todo] = xa, lg
+        else:
+            hit = todo[fo]
+            out_x[hit], out_logits[hit] = xa[fo], lg[fo]
+        fooled[todo] = fo
+    assert out_logits is not None
+    return AttackOutput(out_x, out_logits, fooled)
 
 
 # ---- geometry -------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .base import (
     steepest,
     uniform_start,
     view_rows,
+    with_restarts,
 )
 
 
@@ -54,23 +55,7 @@ class PGD(Attack):
     ) -> AttackOutput:
         if x.shape[0] == 0:
             return empty_output(model, x)
-        out_x = x.clone()
-        out_logits: torch.Tensor | None = None
-        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        for _ in range(self.restarts):
-            todo = (~fooled).nonzero()[:, 0]
-            if todo.numel() == 0:
-                break
-            xa, lg, fo = self._single(model, x[todo], y[todo], eps[todo], generator)
-            if out_logits is None:
-                out_logits = torch.empty((x.shape[0], lg.shape[1]), dtype=lg.dtype, device=x.device)
-                out_x[todo], out_logits[todo] = xa, lg
-            else:  # later restarts replace the stored point only where they fool
-                hit = todo[fo]
-                out_x[hit], out_logits[hit] = xa[fo], lg[fo]
-            fooled[todo] = fo
-        assert out_logits is not None
-        return AttackOutput(out_x, out_logits, fooled)
+        return with_restarts(lambda xs, ys, es: self._single(model, xs, ys, es, generator), x, y, eps, self.restarts)
 
     def _single(self, model, x, y, eps, generator):  # type: ignore[no-untyped-def]
         n = x.shape[0]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import Rb201Error
-from .base import Attack, AttackOutput, empty_output, margin, view_rows
+from .base import Attack, AttackOutput, empty_output, margin, view_rows, with_restarts
 
 #: (iteration bound, divisor): after ``bound`` iterations ``p = p_init / divisor``.
 _SCHEDULE = ((10, 2), (50, 4), (200, 8), (500, 16), (1000, 32), (2000, 64), (4000, 128), (6000, 256), (8000, 512))
@@ -60,25 +60,13 @@ class Square(Attack):
     ) -> AttackOutput:
         if x.shape[0] == 0:
             return empty_output(model, x)
-        out_x = x.clone()
-        out_logits: torch.Tensor | None = None
-        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+        def single(xs: torch.Tensor, ys: torch.Tensor, es: torch.Tensor):  # type: ignore[no-untyped-def]
+            xa, lg = self._single(model, xs, ys, es, generator)
+            return xa, lg, lg.argmax(1) != ys
+
         with torch.no_grad():
-            for _ in range(self.n_restarts):
-                todo = (~fooled).nonzero()[:, 0]
-                if todo.numel() == 0:
-                    break
-                xa, lg = self._single(model, x[todo], y[todo], eps[todo], generator)
-                fo = lg.argmax(1) != y[todo]
-                if out_logits is None:
-                    out_logits = torch.empty((x.shape[0], lg.shape[1]), dtype=lg.dtype, device=x.device)
-                    out_x[todo], out_logits[todo] = xa, lg
-                else:
-                    hit = todo[fo]
-                    out_x[hit], out_logits[hit] = xa[fo], lg[fo]
-                fooled[todo] = fo
-        assert out_logits is not None
-        return AttackOutput(out_x, out_logits, fooled)
+            return with_restarts(single, x, y, eps, self.n_restarts)
 
     def _single(self, model, x, y, eps, generator):  # type: ignore[no-untyped-def]
         n, c, h, w = x.shape
