@@ -19,7 +19,6 @@ instead of the one shipped with the package.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from .errors import DataIntegrityError, Rb201Error, choice_error
-from .store.atomic import write_text_atomic
+from .store.atomic import sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +113,6 @@ def load_registry(source: str | Path | None = None) -> dict[str, RegistryEntry]:
         except (KeyError, TypeError, ValueError) as exc:
             raise DataIntegrityError(f"{where}: dataset {name!r} has a malformed entry ({exc!r})") from None
     return out
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ResumableDownloader:

@@ -28,9 +28,15 @@ import numpy as np
 
 from .._version import code_version
 from ..errors import DataIntegrityError, Rb201Error
-from ..store.atomic import WriteError, atomic_path, clean_stale_temps, write_parquet_atomic, write_text_atomic
+from ..store.atomic import (
+    WriteError,
+    atomic_path,
+    clean_stale_temps,
+    sha256_file,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 from ..store.schema import Row, check_table_schema, rows_to_table
-from ..store.validate import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +93,7 @@ def write_arch_files(
                     data = np.asarray(arrays[key])
                     big = data.size >= COMPRESS_MIN_ELEMENTS  # per-sample flags: gzip+shuffle, ~8x smaller
                     fh.create_dataset(key, data=data, **({"compression": "gzip", "shuffle": True} if big else {}))
-            sha = file_sha256(tmp)
+            sha = sha256_file(tmp)
         h5_name = h5_path.name
     table = rows_to_table(rows, spec_json)
     meta = dict(table.schema.metadata or {})
@@ -136,7 +142,7 @@ def verify_arch_file(parquet_path: Path, index: int | None = None) -> ArchFileIn
         h5 = parquet_path.parent / arrays_file
         if not h5.is_file():
             raise DataIntegrityError(f"{parquet_path} names arrays file {h5}, which is missing")
-        if file_sha256(h5) != meta.get(META_ARRAYS_SHA, ""):
+        if sha256_file(h5) != meta.get(META_ARRAYS_SHA, ""):
             raise DataIntegrityError(f"{h5} does not match the sha256 in {parquet_path} (modified or truncated)")
     try:
         timings = json.loads(meta.get(META_TIMINGS, "{}"))

@@ -22,14 +22,13 @@ import numpy as np
 
 from .._version import code_version
 from ..errors import DataIntegrityError, Rb201Error, check_choice
-from .atomic import TMP_SUFFIX, WriteError
+from .atomic import TMP_SUFFIX, WriteError, sha256_file
 from .schema import KEY_COLUMNS, META_SPEC, SCHEMA_VERSION, SORT_COLUMNS, check_table_schema, pa_schema, table_metadata
 from .validate import (
     DATASET_FORMAT,
     MANIFEST,
     Coverage,
     compute_coverage,
-    file_sha256,
     read_dataset_manifest,
     validate_dataset,
 )
@@ -263,7 +262,7 @@ def _write_results(df: Any, tmp: Path, specs: dict[str, Any], max_rows: int) -> 
 
 def _entry(tmp: Path, rel: str, kind: str, **extra: Any) -> dict[str, Any]:
     p = tmp / rel
-    return {"path": rel, "kind": kind, "sha256": file_sha256(p), "bytes": p.stat().st_size, **extra}
+    return {"path": rel, "kind": kind, "sha256": sha256_file(p), "bytes": p.stat().st_size, **extra}
 
 
 def _dataset_names(group: Any) -> list[str]:

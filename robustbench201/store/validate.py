@@ -7,7 +7,6 @@ summarises coverage: which isomorphism representatives x datasets x result colum
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataIntegrityError
-from .atomic import TMP_SUFFIX
+from .atomic import TMP_SUFFIX, sha256_file
 from .schema import KEY_COLUMNS, SCHEMA_VERSION, check_table_schema
 
 log = logging.getLogger(__name__)
@@ -24,15 +23,6 @@ DATASET_FORMAT = "rb201-dataset"
 MANIFEST = "manifest.json"
 #: Columns that together name one result column of the wide table (with dataset and architecture as the rows).
 COLUMN_KEYS: tuple[str, ...] = tuple(c for c in KEY_COLUMNS if c not in ("arch_index", "dataset"))
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_dataset_manifest(path: str | Path) -> dict[str, Any]:
@@ -194,7 +184,7 @@ def validate_dataset(path: str | Path, coverage: bool = True) -> ValidationRepor
         if size != entry.get("bytes"):
             report.problems.append(f"{rel} has {size} bytes, the manifest says {entry.get('bytes')} (truncated?)")
             continue
-        if file_sha256(p) != entry.get("sha256"):
+        if sha256_file(p) != entry.get("sha256"):
             report.problems.append(f"{rel} does not match its sha256 in the manifest (modified)")
             continue
         if entry.get("kind") == "results":

@@ -9,28 +9,18 @@ File kinds: ``results`` (tidy schema v1 rows), ``arrays`` (HDF5 arrays at ``stor
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataIntegrityError, Rb201Error
-from ..store.atomic import write_text_atomic
+from ..store.atomic import sha256_file, write_text_atomic
 from ..store.schema import SCHEMA_VERSION
 
 MANIFEST = "manifest.json"
 FORMAT = "rb201-dataset"
 FILE_KINDS = ("results", "arrays", "wide")
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
