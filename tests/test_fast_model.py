@@ -51,3 +51,30 @@ def test_fast_model_drops_dead_edges():
 def test_other_modules_are_returned_unchanged():
     lin = torch.nn.Linear(3, 2)
     assert fast_model(lin) is lin
+
+
+def test_large_cpu_batches_run_in_cache_sized_chunks(monkeypatch):
+    import robustbench201.models.fast as fast_mod
+
+    assert fast_mod.cpu_chunk_rows(8, 28, 28) == (2 << 20) // (8 * 28 * 28 * 4)
+    assert fast_mod.cpu_chunk_rows(512, 64, 64) == 8  # never fewer than 8 rows
+    gen = torch.Generator().manual_seed(3)
+    model = create_model(Arch((3, 3, 1, 2, 3, 3)), dataset=None, num_classes=10, channels=4, n_cells=1, in_channels=1)
+    model.eval()
+    _randomize_bn(model, gen)
+    fast = fast_model(model)
+    x = torch.rand(50, 1, 16, 16, generator=gen)
+    with torch.no_grad():
+        whole = fast(x)
+    seen: list[int] = []
+    inner = FastNB201._forward
+    monkeypatch.setattr(fast_mod, "CPU_CHUNK_BYTES", 4 * 16 * 16 * 4 * 12)  # 12 rows per chunk
+    monkeypatch.setattr(FastNB201, "_forward", lambda self, z: seen.append(len(z)) or inner(self, z))
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), whole, atol=1e-6, rtol=1e-6)
+    assert seen == [12, 12, 12, 12, 2]
+    # gradients flow through the chunks as through one batch
+    y = torch.zeros(50, dtype=torch.long)
+    _, _, grad = loss_and_grad(fast, x, y, ce_loss)
+    _, _, ref = loss_and_grad(model, x, y, ce_loss)
+    torch.testing.assert_close(grad, ref, atol=1e-5, rtol=1e-4)

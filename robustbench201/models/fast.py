@@ -8,7 +8,11 @@ What changes (and why it is exact in evaluation mode):
 * edges that leave a node unreachable from the cell input (a node whose inputs are all ``none``) compute an
   input-independent tensor: it is precomputed once per spatial size and added as a constant, so dead and
   half-dead cells stay bit-for-bit the same function (a folded conv of zeros is its BN shift, not zero);
-* skip edges are plain additions; activations are channels-last.
+* skip edges are plain additions; activations are channels-last;
+* on a CPU, a large batch is run in chunks of rows whose widest activation fills about :data:`CPU_CHUNK_BYTES`
+  (a cache-sized working set): per image, a 640-row forward of a small cell costs about 1.2-1.4x what 64-row chunks
+  cost (``BENCHMARKS.md``). Rows are independent in evaluation mode, so chunking changes no value beyond float
+  summation order inside the convolution library.
 
 The result is differentiable (gradient attacks may use it too), has no trainable state and must be rebuilt if
 the source network's weights change. ``compile=True`` wraps the forward in ``torch.compile`` (off by default:
@@ -162,6 +166,15 @@ class _FastResBlock(nn.Module):
         return self.shortcut(self.pool(x)) + self.conv_b(self.conv_a(x))
 
 
+#: bytes of the widest activation of one CPU chunk (about the size of a core's L2 cache)
+CPU_CHUNK_BYTES = 2 << 20
+
+
+def cpu_chunk_rows(channels: int, height: int, width: int, itemsize: int = 4) -> int:
+    """Rows per CPU chunk for a widest activation of ``channels x height x width`` items (at least 8)."""
+    return max(8, CPU_CHUNK_BYTES // max(1, channels * height * width * itemsize))
+
+
 class FastNB201(nn.Module):
     """Inference-only, BN-folded, dead-edge-free copy of an :class:`NB201Network` (same input/output contract:
     [0, 1] NCHW in, logits out)."""
@@ -192,6 +205,13 @@ class FastNB201(nn.Module):
         self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            rows = cpu_chunk_rows(self.stem.out_channels, x.shape[-2], x.shape[-1], x.element_size())
+            if x.shape[0] > rows:
+                return torch.cat([self._forward(c) for c in x.split(rows)])
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         h = self.stem(h)
         for cell in self.cells:
