@@ -15,8 +15,10 @@ What changes (and why it is exact in evaluation mode):
   summation order inside the convolution library.
 
 The result is differentiable (gradient attacks may use it too), has no trainable state and must be rebuilt if
-the source network's weights change. ``compile=True`` wraps the forward in ``torch.compile`` (off by default:
-compiling costs tens of seconds on CPU and pays only over thousands of passes).
+the source network's weights change. ``compile=True`` wraps the forward in ``torch.compile`` (off by default, and
+the engine does not use it: compiling costs 5-25 s on CPU, and even with inductor's weight freezing it gained only
+about 5% in a CPU Square run over the chunked eager forward, 1.2x per pass on the full-size network; see
+``BENCHMARKS.md``).
 """
 
 from __future__ import annotations
