@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import timeit
 from pathlib import Path
@@ -46,12 +48,18 @@ def per_call(stmt, number: int, repeat: int) -> float:
     return min(timeit.repeat(stmt, number=number, repeat=repeat)) / number
 
 
-def cold(code: str, repeat: int) -> float:
+def cold(code: str, repeat: int, fresh_cache: bool = False, cache: str | None = None) -> float:
+    """Median wall time of ``python -c code`` in a fresh interpreter; ``RB201_CACHE`` (where verified-file stamps
+    live) is a new empty folder per run with ``fresh_cache``, else ``cache``."""
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
-        times.append(time.perf_counter() - t)
+        env = dict(os.environ)
+        with tempfile.TemporaryDirectory() as tmp:
+            if fresh_cache or cache:
+                env["RB201_CACHE"] = tmp if fresh_cache else str(cache)
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, cwd="/", env=env)
+            times.append(time.perf_counter() - t)
     return statistics.median(times)
 
 
@@ -95,6 +103,20 @@ def main() -> None:
     )
     report("cold query 13433 cifar10 (subprocess)", c_ours, c_orig)
     report("  python -c pass (interpreter start)", c_none, None)
+    # integrity on read: the first open hashes the files a query uses; later opens trust an unchanged stamp
+    query = "import robustbench201 as rb201; rb201.query(13433, 'cifar10').robust('pgd', eps=1)"
+    with tempfile.TemporaryDirectory() as cache:
+        subprocess.run([sys.executable, "-c", query], check=True, cwd="/", env={**os.environ, "RB201_CACHE": cache})
+        c_first = cold(query, a.repeat, fresh_cache=True)
+        c_again = cold(query, a.repeat, cache=cache)
+    report("  cold query, first open (sha256 of files)", c_first, None)
+    report("  cold query, repeated open (stamps kept)", c_again, None)
+    from robustbench201.store.atomic import sha256_file
+
+    wide = path / "wide-cifar10.parquet"
+    report(
+        f"  sha256 of wide-cifar10 ({wide.stat().st_size / 2**20:.1f} MiB)", best(lambda: sha256_file(wide), 3), None
+    )
 
     # warm lookups
     data = original_load(root)

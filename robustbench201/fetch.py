@@ -25,7 +25,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlparse
+from urllib.request import url2pathname
 
 from .errors import DataIntegrityError, Rb201Error, choice_error
 from .store.atomic import sha256_file, write_text_atomic
@@ -98,21 +99,38 @@ def load_registry(source: str | Path | None = None) -> dict[str, RegistryEntry]:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataIntegrityError(f"registry {p} is not valid JSON: {exc}") from None
         where = str(p)
+    if not isinstance(raw, dict):
+        raise DataIntegrityError(
+            f"{where} holds a JSON {type(raw).__name__}; an rb201 registry is an object "
+            f'{{"format": "{REGISTRY_FORMAT}", "version": {REGISTRY_VERSION}, "datasets": {{...}}}}'
+        )
     if raw.get("format") != REGISTRY_FORMAT or raw.get("version") != REGISTRY_VERSION:
         raise DataIntegrityError(
             f"{where} is not an rb201 registry version {REGISTRY_VERSION} "
             f"(format={raw.get('format')!r}, version={raw.get('version')!r})"
         )
+    datasets = raw.get("datasets", {})
+    if not isinstance(datasets, dict):
+        raise DataIntegrityError(f"{where}: 'datasets' is a {type(datasets).__name__}; allowed: an object")
     out = {}
-    for name, d in raw.get("datasets", {}).items():
+    for name, d in datasets.items():
         try:
-            files = tuple(
-                RegistryFile(f["name"], f.get("url", f["name"]), f["sha256"], int(f["size"])) for f in d["files"]
-            )
-            out[name] = RegistryEntry(name, d["base_url"], files, d.get("description", ""))
+            if not isinstance(d, dict) or not isinstance(d.get("files"), list):
+                raise TypeError("an entry is an object with 'base_url' and a list 'files'")
+            files = tuple(_registry_file(f) for f in d["files"])
+            out[name] = RegistryEntry(name, str(d["base_url"]), files, str(d.get("description", "")))
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataIntegrityError(f"{where}: dataset {name!r} has a malformed entry ({exc!r})") from None
+            raise DataIntegrityError(f"{where}: dataset {name!r} has a malformed entry ({exc})") from None
     return out
+
+
+def _registry_file(f: object) -> RegistryFile:
+    if not isinstance(f, dict):
+        raise TypeError(f"file entry {f!r:.40} is not an object with name, sha256 and size")
+    size = f["size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"size {size!r} of {f.get('name')!r} is not a non-negative integer")
+    return RegistryFile(str(f["name"]), str(f.get("url", f["name"])), str(f["sha256"]), size)
 
 
 class ResumableDownloader:
@@ -129,37 +147,15 @@ class ResumableDownloader:
         self.timeout = timeout
 
     def __call__(self, url: str, output_file: str, pooch: object) -> None:  # noqa: ARG002 - pooch protocol
-        import requests
-
         have = self.part_path.stat().st_size if self.part_path.exists() else 0
         if have > self.expected_size:
             self.part_path.unlink()
             have = 0
         if have < self.expected_size:
-            headers = {"Range": f"bytes={have}-"} if have else {}
-            try:
-                resp = requests.get(url, headers=headers, stream=True, timeout=self.timeout)
-            except requests.exceptions.RequestException as exc:
-                raise DownloadError(f"cannot reach {url}: {type(exc).__name__}: {exc}") from None
-            with resp:
-                if resp.status_code == 200 and have:
-                    log.info("server ignored the Range request for %s; restarting from byte 0", url)
-                    have = 0
-                elif resp.status_code not in (200, 206):
-                    raise DownloadError(f"{url} answered HTTP {resp.status_code} {resp.reason}")
-                mode = "ab" if have else "wb"
-                bar = self._bar(have)
-                try:
-                    with open(self.part_path, mode) as fh:
-                        for chunk in resp.iter_content(chunk_size=_CHUNK):
-                            fh.write(chunk)
-                            if bar is not None:
-                                bar.update(len(chunk))
-                except requests.exceptions.RequestException as exc:
-                    raise DownloadError(f"download of {url} broke off: {exc}; run again to resume") from None
-                finally:
-                    if bar is not None:
-                        bar.close()
+            if urlparse(url).scheme == "file":
+                self._copy_local(url, have)
+            else:
+                self._get_http(url, have)
         got = self.part_path.stat().st_size
         if got != self.expected_size:
             if got > self.expected_size:
@@ -171,6 +167,47 @@ class ResumableDownloader:
         with open(self.part_path, "rb") as src, open(output_file, "wb") as dst:
             for chunk in iter(lambda: src.read(_CHUNK), b""):
                 dst.write(chunk)
+
+    def _copy_local(self, url: str, have: int) -> None:
+        """A ``file://`` URL (a mirror on a shared file system): append the missing bytes to the ``.part`` file."""
+        src_path = Path(url2pathname(urlparse(url).path))
+        try:
+            with open(src_path, "rb") as src, open(self.part_path, "ab" if have else "wb") as dst:
+                src.seek(have)
+                for chunk in iter(lambda: src.read(_CHUNK), b""):
+                    dst.write(chunk)
+        except FileNotFoundError:
+            raise DownloadError(f"{url}: no such file {src_path}") from None
+        except OSError as exc:
+            raise DownloadError(f"{url} cannot be read: {exc.strerror or exc}") from None
+
+    def _get_http(self, url: str, have: int) -> None:
+        import requests
+
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        try:
+            resp = requests.get(url, headers=headers, stream=True, timeout=self.timeout)
+        except requests.exceptions.RequestException as exc:
+            raise DownloadError(f"cannot reach {url}: {type(exc).__name__}: {exc}") from None
+        with resp:
+            if resp.status_code == 200 and have:
+                log.info("server ignored the Range request for %s; restarting from byte 0", url)
+                have = 0
+            elif resp.status_code not in (200, 206):
+                raise DownloadError(f"{url} answered HTTP {resp.status_code} {resp.reason}")
+            mode = "ab" if have else "wb"
+            bar = self._bar(have)
+            try:
+                with open(self.part_path, mode) as fh:
+                    for chunk in resp.iter_content(chunk_size=_CHUNK):
+                        fh.write(chunk)
+                        if bar is not None:
+                            bar.update(len(chunk))
+            except requests.exceptions.RequestException as exc:
+                raise DownloadError(f"download of {url} broke off: {exc}; run again to resume") from None
+            finally:
+                if bar is not None:
+                    bar.close()
 
     def _bar(self, initial: int):  # type: ignore[no-untyped-def]
         if not self.progressbar:

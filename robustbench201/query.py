@@ -25,8 +25,8 @@ import numpy as np
 from .data.info import canonical_dataset
 from .errors import DataIntegrityError, InvalidChoiceError, Rb201Error
 from .space import NUM_ARCHS, Arch
+from .store.dataset import DatasetDir, Manifest
 from .tables.index import Index
-from .tables.layout import Manifest, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,17 @@ def _arch_index(arch: object) -> int:
 class Dataset:
     """A dataset directory (manifest + schema v1 Parquet, docs/ARCHITECTURE.md) with the query/table API.
 
-    ``verify=True`` checks every listed file's sha256 on opening (size is always checked)."""
+    Every listed file's size is checked on opening, and each file's sha256 before its first use (a file verified
+    earlier and unchanged since is not hashed again: :mod:`robustbench201.store.integrity`); a file that fails is
+    refused with an error naming it. ``verify=True`` re-hashes every listed file on opening."""
 
     def __init__(self, path: str | Path, verify: bool = False) -> None:
         self.path = Path(path)
-        self.manifest: Manifest = read_manifest(self.path, verify=verify)
+        self._dir = DatasetDir.open(self.path, verify=verify)
+        self.manifest: Manifest = self._dir.manifest
         self._index: dict[str, Index] = {}
         wide = self.manifest.of_kind("wide")
-        self._wide_files = {f.dataset: self.path / f.path for f in wide if f.dataset}
+        self._wide_files = {f.dataset: f for f in wide if f.dataset}
         self._datasets: tuple[str, ...] | None = _ordered(self._wide_files) if self._wide_files else None
         self.notes: dict[str, str] = dict(self.manifest.extra.get("column_notes", {}))
 
@@ -67,8 +70,9 @@ class Dataset:
 
     # ---- loading ----------------------------------------------------------------------------------------------
     def validate(self) -> Manifest:
-        """Re-read the manifest checking every file's size and sha256; :class:`DataIntegrityError` if one fails."""
-        return read_manifest(self.path, verify=True)
+        """Re-hash every listed file against the manifest; :class:`DataIntegrityError` naming the first that fails."""
+        self._dir.verify_all(use_cache=False)
+        return self.manifest
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -78,7 +82,7 @@ class Dataset:
         return self._datasets  # type: ignore[return-value]
 
     def _build_from_results(self) -> None:
-        from .tables.wide import pivot
+        from .store.wide import pivot
 
         for ds, wide in pivot(self.read_results()).items():
             self._index[ds] = Index(wide)
@@ -92,9 +96,9 @@ class Dataset:
         ds = self._dataset(dataset)
         idx = self._index.get(ds)
         if idx is None:
-            from .tables.wide import read_wide
+            from .store.wide import read_wide
 
-            idx = Index(read_wide(self._wide_files[ds]))
+            idx = Index(read_wide(self._dir.file(self._wide_files[ds])))
             self._index[ds] = idx
         return idx
 
@@ -123,7 +127,7 @@ class Dataset:
 
         tables = []
         for f in self.manifest.of_kind("results"):
-            path = self.path / f.path
+            path = self._dir.file(f)
             try:
                 with pq.ParquetFile(path) as pf:
                     t = pf.read()
@@ -156,10 +160,12 @@ class Dataset:
         epsilon: float | None = None,
         severity: int | None = None,
         measure: str | None = None,
+        semantics: str | None = None,
     ) -> float:
-        """One value: ``column`` is a wide name (``'pgd@1'``) or a key with ``epsilon`` (1/255) / ``severity``."""
+        """One value: ``column`` is a wide name (``'pgd@1'``, ``'pgd@1/cumulative'``) or a key with ``epsilon``
+        (1/255 units) / ``severity`` / ``measure`` / ``semantics`` (``'per-epsilon'`` or ``'cumulative'``)."""
         idx = self.index(dataset)
-        return idx.value(_arch_index(arch), idx.column(column, epsilon, severity, measure))
+        return idx.value(_arch_index(arch), idx.column(column, epsilon, severity, measure, semantics))
 
     def query_many(self, archs: Iterable[object], column: str, dataset: str) -> np.ndarray:
         """Vectorised lookup of one column for many cells (float64 array, NaN where there is no value)."""
@@ -213,12 +219,14 @@ def _columns_filter(t, columns: Sequence[str]):  # type: ignore[no-untyped-def]
 
     mask = None
     for name in columns:
-        key, eps, sev, meas = parse_wide_name(name)
+        key, eps, sev, meas, sem = parse_wide_name(name)
         m = pc.equal(t.column("key"), key)
         m = pc.and_(m, pc.is_nan(t.column("epsilon")) if math.isnan(eps) else pc.equal(t.column("epsilon"), eps))
         m = pc.and_(m, pc.equal(t.column("severity"), sev))
         ms = ["accuracy", "value"] if meas is None else [meas]
         m = pc.and_(m, pc.is_in(t.column("measure"), value_set=_pa_strings(ms)))
+        sems = ["cumulative"] if sem == "cumulative" else ["", "per-epsilon"]
+        m = pc.and_(m, pc.is_in(t.column("semantics"), value_set=_pa_strings(sems)))
         mask = m if mask is None else pc.or_(mask, m)
     return mask
 
@@ -260,22 +268,35 @@ class QueryResult:
         severity: int | None = None,
         measure: str | None = None,
         dataset: str | None = None,
+        semantics: str | None = None,
     ) -> float | dict[str, float]:
-        """A value by wide name (``'pgd@1'``, ``'fog:3'``, ``'params'``) or by key with ``eps`` (1/255 units) /
-        ``severity`` (1..5) / ``measure``."""
+        """A value by wide name (``'pgd@1'``, ``'pgd@1/cumulative'``, ``'fog:3'``, ``'params'``) or by key with
+        ``eps`` (1/255 units) / ``severity`` (1..5) / ``measure`` / ``semantics``."""
         if dataset is not None:
             ds = canonical_dataset(dataset)
             if ds not in self._idx:
                 raise InvalidChoiceError(f"dataset {ds!r} not in this result; available: {', '.join(self.datasets)}")
-            return float(self._rows[ds][self._idx[ds].column(column, eps, severity, measure)])
+            return float(self._rows[ds][self._idx[ds].column(column, eps, severity, measure, semantics)])
         if len(self._idx) == 1:
             ds = self.datasets[0]
-            return float(self._rows[ds][self._idx[ds].column(column, eps, severity, measure)])
-        return {ds: float(self._rows[ds][ix.column(column, eps, severity, measure)]) for ds, ix in self._idx.items()}
+            return float(self._rows[ds][self._idx[ds].column(column, eps, severity, measure, semantics)])
+        return {
+            ds: float(self._rows[ds][ix.column(column, eps, severity, measure, semantics)])
+            for ds, ix in self._idx.items()
+        }
 
-    def robust(self, attack: str, eps: float, measure: str = "accuracy", dataset: str | None = None):  # type: ignore[no-untyped-def]
-        """Accuracy (or ``measure``) under ``attack`` (fgsm, pgd, aa_apgd-ce, aa_square) at L-inf ``eps`` (1/255)."""
-        return self.value(attack, eps=eps, measure=measure, dataset=dataset)
+    def robust(  # type: ignore[no-untyped-def]
+        self,
+        attack: str,
+        eps: float,
+        measure: str = "accuracy",
+        dataset: str | None = None,
+        semantics: str = "per-epsilon",
+    ):
+        """Accuracy (or ``measure``) under ``attack`` (fgsm, pgd, aa_apgd-ce, aa_square, ...) at L-inf ``eps``
+        (units of 1/255: ``eps=8`` is 8/255). ``semantics``: ``'per-epsilon'`` (that attack at that epsilon on its
+        own, as published) or ``'cumulative'`` (a point broken at a smaller epsilon counts as broken)."""
+        return self.value(attack, eps=eps, measure=measure, dataset=dataset, semantics=semantics)
 
     def corruption(self, name: str, severity: int, measure: str = "accuracy", dataset: str | None = None):  # type: ignore[no-untyped-def]
         """Accuracy on corruption ``name`` (e.g. 'fog') at ``severity`` 1..5 (CIFAR-10-C / CIFAR-100-C)."""

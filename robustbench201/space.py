@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -293,3 +293,16 @@ def iso_keys() -> tuple[str, ...]:
 def all_ops() -> Iterator[tuple[int, ...]]:
     """Op tuples in ``itertools.product`` order (not index order)."""
     return itertools.product(range(NUM_OPS), repeat=NUM_EDGES)
+
+
+def format_indices(indices: Iterable[int], limit: int = 12) -> str:
+    """Compact text for a set of indices: ``'0-99, 105, 200-210 (+3 more runs)'``."""
+    runs: list[tuple[int, int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit]]
+    more = f" (+{len(runs) - limit} more runs)" if len(runs) > limit else ""
+    return ", ".join(parts) + more

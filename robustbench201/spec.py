@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from .corruptions import CORRUPTIONS
@@ -177,7 +178,24 @@ class EvalSpec:
     @classmethod
     def from_json(cls, text: str | dict[str, Any]) -> EvalSpec:
         """Inverse of :meth:`to_json` (also accepts the parsed dict)."""
-        d = json.loads(text) if isinstance(text, str) else dict(text)
+        if isinstance(text, str):
+            try:
+                d = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise Rb201Error(f"an evaluation spec must be a JSON object; this text is not JSON ({exc})") from None
+        else:
+            d = text
+        if not isinstance(d, dict):
+            raise Rb201Error(
+                f"an evaluation spec must be a JSON object with keys such as 'attacks', 'corruptions'; got "
+                f"{type(d).__name__} {d!r:.40}"
+            )
+        d = dict(d)
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise Rb201Error(
+                f"unknown evaluation spec field(s) {unknown}; allowed: {', '.join(cls.__dataclass_fields__)}"
+            )
         try:
             attacks = tuple(
                 AttackSpec(a["name"], tuple(a["epsilons"]), tuple(a["params"].items())) for a in d.pop("attacks", [])
@@ -186,14 +204,29 @@ class EvalSpec:
             kw = {k: tuple(v) if k in tuples else v for k, v in d.items()}
             kw["extra"] = tuple(sorted(kw.get("extra", {}).items()))
             return cls(attacks=attacks, **kw)
-        except (KeyError, TypeError) as exc:
-            raise Rb201Error(f"not an rb201 evaluation spec: {exc}") from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise Rb201Error(f"not an rb201 evaluation spec: {type(exc).__name__}: {exc}") from None
 
     def replace(self, **changes: Any) -> EvalSpec:
         """A copy with some fields changed (validated again)."""
         import dataclasses
 
         return dataclasses.replace(self, **changes)
+
+
+def load_spec_file(path: str | Path) -> EvalSpec:
+    """Read an evaluation spec from a JSON file (as written by :meth:`EvalSpec.to_json`)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Rb201Error(f"spec file {str(p)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Rb201Error(f"spec file {str(p)!r} cannot be read as UTF-8 text: {exc}") from None
+    try:
+        return EvalSpec.from_json(text)
+    except Rb201Error as exc:
+        raise Rb201Error(f"spec file {str(p)!r}: {exc}") from None
 
 
 # ---- presets ----------------------------------------------------------------------------------------------------

@@ -194,11 +194,15 @@ def train_model(
     checkpoint_path: str | os.PathLike[str] | None = None,
     test_set: ImageSet | None = None,
     on_epoch_end: Callable[[EpochStats], None] | None = None,
+    discard_unusable_checkpoint: bool = False,
 ) -> TrainResult:
     """Train the NB201 network of ``arch`` on ``train_set`` with the NB201 protocol; return it in eval mode.
 
     With ``checkpoint_path``, the full training state is saved atomically after every epoch and, if the file
-    already exists (same arch, dataset, seed, epochs, size and data), training resumes from it. ``test_set``
+    already exists (same arch, dataset, seed, epochs, size and data), training resumes from it; a checkpoint that
+    cannot be used (corrupt, or of another run) raises :class:`CheckpointError`, or with
+    ``discard_unusable_checkpoint`` is deleted and training starts over (for checkpoint paths the caller owns, like
+    the batch runner's training folder). ``test_set``
     adds a test accuracy to every epoch's stats. ``on_epoch_end`` is called after each epoch's checkpoint.
     """
     a = Arch.parse(arch)
@@ -216,8 +220,19 @@ def train_model(
     start = 0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and ckpt.exists():
-        start, history = _restore(ckpt, meta, model, opt, sched, gen, device)
-        log.info("resuming %s from %s after epoch %d", a.string, ckpt, start)
+        try:
+            start, history = _restore(ckpt, meta, model, opt, sched, gen, device)
+            log.info("resuming %s from %s after epoch %d", a.string, ckpt, start)
+        except CheckpointError as exc:
+            if not discard_unusable_checkpoint:
+                raise
+            log.warning("%s; discarding it and training %s from the start", exc, a.string)
+            ckpt.unlink(missing_ok=True)
+            model = create_model(a, dataset, channels=channels, n_cells=n_cells)
+            init_default_(model, torch.Generator().manual_seed(seed))
+            model.to(device)
+            opt, sched = make_optimizer(model, epochs)
+            gen = torch.Generator(device=device).manual_seed(seed + DATA_SEED_OFFSET)
 
     x_all = torch.from_numpy(np.ascontiguousarray(train_set.images)).to(device)  # uint8 until here
     y_all = torch.from_numpy(np.ascontiguousarray(train_set.labels)).to(device)
@@ -294,11 +309,26 @@ def _restore(path: Path, meta: dict, model, opt, sched, gen, device) -> tuple[in
 def _load_weights_only(path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
     except Exception as exc:  # torch raises a variety of errors for corrupt or foreign files
-        raise CheckpointError(f"cannot read {path} as an rb201 checkpoint: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(f"cannot read {path} as an rb201 checkpoint: {_load_error(exc)}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected an rb201 checkpoint dict")
     return obj
+
+
+def _load_error(exc: BaseException) -> str:
+    """torch.load's failure in one line, without its advice to unpickle arbitrary objects (rb201 checkpoints hold
+    tensors and plain data only, so a file that needs more is not one of them)."""
+    text = str(exc)
+    if "weights_only" in text or "Weights only load failed" in text:
+        return (
+            "it is truncated, corrupt, or holds objects other than tensors and plain data (rb201 checkpoints never "
+            "need unpickling of code)"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 # ---- the on-disk layout of trained networks -------------------------------------------------------------------------

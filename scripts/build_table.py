@@ -35,8 +35,8 @@ from robustbench201.data.info import PUBLISHED_DATASETS, dataset_info
 from robustbench201.errors import DataIntegrityError
 from robustbench201.models.counting import flop_count, param_count
 from robustbench201.space import NUM_ARCHS, OPS, Arch
+from robustbench201.store.dataset import columns_table, write_dataset_dir
 from robustbench201.store.jung import read_jung
-from robustbench201.tables.build import columns_table, write_dataset_dir
 
 log = logging.getLogger("build_table")
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Downloads and the verified-file stamps go to a private folder, never the user's cache (set before any test runs).
+os.environ["RB201_CACHE"] = tempfile.mkdtemp(prefix="rb201-test-cache-")
+atexit.register(shutil.rmtree, os.environ["RB201_CACHE"], True)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

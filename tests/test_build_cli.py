@@ -19,7 +19,7 @@ from test_runner_fixtures import CleanEvalFactory
 from robustbench201.cli import build_cmds, main
 from robustbench201.errors import CheckpointError, Rb201Error
 from robustbench201.runner.providers import WeightsChoice
-from robustbench201.runner.shard import read_shard_manifest
+from robustbench201.store.shardfile import read_shard_manifest
 
 TESTS = Path(__file__).resolve().parent
 BASE = ["--dataset", "mnist5k", "--weights", "init", "--no-progress"]

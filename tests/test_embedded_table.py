@@ -14,9 +14,9 @@ import pytest
 
 from robustbench201.query import default_dataset
 from robustbench201.space import Arch
+from robustbench201.store.dataset import DatasetDir, read_manifest
 from robustbench201.store.jung import parse_key
 from robustbench201.store.schema import wide_name
-from robustbench201.tables.layout import read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -100,7 +100,7 @@ def test_zero_cost_and_cost_columns():
 
 def test_manifest_lists_verified_files_and_size_stays_small():
     root = default_dataset().path
-    m = read_manifest(root, verify=True)
+    m = DatasetDir.open(root, verify=True).manifest
     kinds = sorted({f.kind for f in m.files})
     assert kinds == ["results", "wide"]
     assert sum(f.bytes for f in m.files) < 16 * 2**20

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from robustbench201.errors import DataIntegrityError
-from robustbench201.runner.shard import write_arch_files
 from robustbench201.store.atomic import WriteError
 from robustbench201.store.merge import MergeConflictError, merge_datasets
 from robustbench201.store.schema import SORT_COLUMNS, Row, array_path
+from robustbench201.store.shardfile import write_arch_files
 from robustbench201.store.validate import validate_dataset
 
 SPEC_A = ("aaaa1111", '{"name": "a"}')

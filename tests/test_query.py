@@ -126,7 +126,7 @@ def test_query_path_imports_neither_torch_nor_pandas():
 @pytest.fixture(scope="module")
 def small_dir(tmp_path_factory):
     """A real dataset directory holding a copy of the embedded cost + NB201 parts."""
-    from robustbench201.tables.build import write_dataset_dir
+    from robustbench201.store.dataset import write_dataset_dir
 
     src = default_dataset()
     t = src.read_results(columns=["params", "nb201_test_accuracy"])

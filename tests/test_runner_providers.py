@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from robustbench201.data.base import ImageSet
-from robustbench201.errors import CheckpointError
+from robustbench201.errors import CheckpointError, Rb201Error
 from robustbench201.models.counting import param_count
 from robustbench201.models.network import create_model
 from robustbench201.runner.job import process_arch
@@ -89,3 +89,41 @@ def test_missing_dataset_files_fail_before_any_work(tmp_path):
     j = job(WeightsChoice("init"), dataset="cifar10", data_root=str(tmp_path))
     with pytest.raises(MissingDataError, match="cifar"):
         j.check()
+
+
+@pytest.mark.parametrize("stale", [b"garbage", "other-run"])
+def test_a_stale_partial_checkpoint_is_retrained_not_a_failure_on_every_rerun(tmp_path, stale):
+    """A killed training leaves ``*.pt.partial``; a corrupt one, or one of another run, must not fail every re-run."""
+    from robustbench201.train import partial_file, train_model
+
+    rng = np.random.default_rng(0)
+    train = ImageSet("mnist5k", "train", rng.integers(0, 255, (32, 1, 28, 28), dtype=np.uint8), rng.integers(0, 10, 32))
+    part = partial_file(checkpoint_file(tmp_path, "mnist5k", 2, 5, 1))
+    part.parent.mkdir(parents=True)
+    if stale == "other-run":  # a resumable state of the same file name but another network size
+        train_model(2, train, epochs=1, seed=5, channels=8, n_cells=1, checkpoint_path=part)
+    else:
+        part.write_bytes(stale)
+    j = job(WeightsChoice.parse("train", epochs=1), seed=5, train_dir=str(tmp_path))
+    model = j.model(2, "cpu", train)
+    assert model.channels == 4 and checkpoint_file(tmp_path, "mnist5k", 2, 5, 1).is_file()
+    assert not part.exists()
+    # the library default still refuses, with a one-line reason and no advice to unpickle code
+    part.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError) as err:
+        train_model(2, train, epochs=1, seed=5, channels=4, n_cells=1, checkpoint_path=part)
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_trained_networks_of_another_size_are_refused(tmp_path):
+    model = create_model(11, "mnist5k", channels=8, n_cells=1)
+    save_trained(tmp_path, model, "mnist5k", seed=3, epochs=5)
+    w = WeightsChoice.parse(str(tmp_path), epochs=5)
+    with pytest.raises(CheckpointError, match="channels"):
+        job(w, seed=3).model(11, "cpu")  # the job asks for channels=4
+
+
+def test_official_weights_need_an_official_training_length(tmp_path):
+    with pytest.raises(Rb201Error, match="12 or 200 epochs"):
+        WeightsChoice.parse(f"nats:{tmp_path}", epochs=50, trust=True)
+    assert WeightsChoice.parse(f"nats:{tmp_path}", epochs=12, trust=True).label == "nb201-12ep"

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "launch": ("robustbench201.cli.build_cmds:launch", "Submit evaluation shards to Slurm (submitit)."),
     "merge": ("robustbench201.cli.build_cmds:merge", "Merge shards into a dataset."),
     "validate": ("robustbench201.cli.build_cmds:validate", "Check a built dataset's integrity and coverage."),
+    "compare": ("robustbench201.cli.compare_cmd:compare", "Compare a built dataset with the published table."),
     "demo": ("robustbench201.cli.demo_cmd:demo", "End-to-end CPU demo: query, train, evaluate, merge, query."),
     "search": ("robustbench201.cli.search_cmds:search", "Architecture search: DSRNA or NAS on the table."),
     "analyze": ("robustbench201.cli.analyze_cmds:analyze", "Reproduce the analyses of Jung et al. from a table."),

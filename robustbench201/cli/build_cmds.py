@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
@@ -25,12 +24,16 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Half-open range of NB201 indices, e.g. 0:128 (repeatable, comma-separated allowed)."),
         click.option("--unique-only/--all", "unique_only", default=True, show_default=True,
                      help="Only isomorphism-class representatives (6466 of 15625), or every cell."),
+        click.option("--missing-from", type=click.Path(exists=True, file_okay=False), metavar="DATASET",
+                     help="Only the cells (of the ranges given, else of the whole space) that the merged DATASET "
+                          "lacks for this job's dataset, weights, seed and spec."),
         click.option("--dataset", default="cifar10", show_default=True,
                      help="cifar10, cifar100, ImageNet16-120 or mnist5k."),
         click.option("--preset", type=click.Choice(PRESETS), default="jung2023", show_default=True,
                      help="Evaluation preset (see evaluation/README.md)."),
-        click.option("--spec", "spec_file", type=click.Path(dir_okay=False, exists=True),
-                     help="An EvalSpec JSON file instead of a preset."),
+        click.option("--spec", "spec_file", type=click.Path(exists=True), metavar="FILE|DATASET",
+                     help="An EvalSpec JSON file, or a dataset directory whose spec to reuse, instead of a preset."),
+        click.option("--spec-hash", help="With --spec DATASET holding several specs: the one to reuse."),
         click.option("--weights", required=True, metavar="train|nats:PATH|DIR|init",
                      help="train: train here (--epochs); nats:PATH: official archive files (--trust-pickle); "
                           "DIR: rb201-trained networks; init: seeded initialization."),
@@ -53,53 +56,57 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--force-new-spec", is_flag=True, help="Allow shards of another spec in the same --out."),
         click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
                      help="Retries of an architecture after an out-of-memory error."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="Torch threads per worker [default: the cores shared evenly by the workers]. Small "
+                          "networks (C=8, N=1) often run fastest with 1."),
     ]  # fmt: skip
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
 
 
-def make_factory(
-    *,
-    preset: str,
-    spec_file: str | None,
-    dataset: str,
-    weights: str,
-    epochs: int,
-    seed: int,
-    trust_pickle: bool,
-    n_test: int | None,
-    data_root: str | None,
-    corruptions: str,
-    channels: int,
-    n_cells: int,
-    train_dir: str | None,
-    out: str,
-) -> Any:
-    """The default evaluator factory (:class:`robustbench201.runner.providers.EvalJob`) for the CLI options."""
-    from ..data.info import canonical_dataset
-    from ..runner.providers import EvalJob, WeightsChoice
+_FACTORY_KEYS = ("preset", "spec_file", "spec_hash", "dataset", "weights", "epochs", "seed", "trust_pickle", "n_test",
+                 "data_root", "corruptions", "channels", "n_cells", "train_dir", "out")  # fmt: skip
 
-    try:
-        from .. import spec as spec_mod
-    except ModuleNotFoundError as exc:
-        raise click.ClickException(f"this rb201 build has no evaluation spec module ({exc.name})") from None
-    spec = spec_mod.EvalSpec.from_json(Path(spec_file).read_text()) if spec_file else spec_mod.preset(preset)
-    if corruptions not in ("none", "generated") and not Path(corruptions).is_dir():
-        raise click.BadParameter(f"{corruptions!r} is not none, generated or a directory", param_hint="--corruptions")
-    w = WeightsChoice.parse(weights, epochs=epochs, trust=trust_pickle)
-    return EvalJob.build(
-        spec,
-        canonical_dataset(dataset),
-        w,
-        seed=seed,
-        n_test=n_test,
-        data_root=data_root,
-        train_dir=train_dir or str(Path(out) / "trained"),
-        channels=channels,
-        n_cells=n_cells,
-        corruptions=corruptions,
-    )
+
+def make_factory(**options: Any) -> Any:
+    """The evaluator factory of the CLI options (:meth:`robustbench201.runner.providers.EvalJob.from_options`)."""
+    from ..runner.providers import EvalJob
+
+    return EvalJob.from_options(**options)
+
+
+def _factory_from(kw: dict[str, Any]) -> Any:
+    factory = run_library(make_factory, **{k: kw[k] for k in _FACTORY_KEYS})
+    if hasattr(factory, "check"):
+        run_library(factory.check)
+    return factory
+
+
+def _present(kw: dict[str, Any], factory: Any) -> set[int] | None:
+    """Cells ``--missing-from DATASET`` already holds for this job, plus those finished in shards under OUT since
+    (None without the option)."""
+    if not kw["missing_from"]:
+        return None
+    from ..runner.shard import finished_in_out
+    from ..store.validate import archs_present
+
+    ident = factory.identity()
+    present = run_library(
+        archs_present, kw["missing_from"], dataset=ident["dataset"], weights=ident["weights"], seed=ident["seed"],
+        spec_hash=ident["spec_hash"],
+    )  # fmt: skip
+    if not present:
+        click.echo(
+            f"note: {kw['missing_from']} holds no rows of this job ({ident['dataset']}, weights {ident['weights']}, "
+            f"seed {ident['seed']}, spec {ident['spec_hash']}); every cell counts as missing",
+            err=True,
+        )
+    since = finished_in_out(kw["out"], ident["spec_hash"], ident) - present
+    if since:
+        click.echo(f"{len(since)} cells are finished in shards under {kw['out']} but not merged yet: skipped "
+                   "(run rb201 merge again to include them)")  # fmt: skip
+    return present | since
 
 
 def resolve_devices(device: str, devices: str | None, gpus: int | None) -> list[str]:
@@ -125,15 +132,6 @@ def resolve_devices(device: str, devices: str | None, gpus: int | None) -> list[
     return out
 
 
-def _factory_from(kw: dict[str, Any]) -> Any:
-    keys = ("preset", "spec_file", "dataset", "weights", "epochs", "seed", "trust_pickle", "n_test", "data_root",
-            "corruptions", "channels", "n_cells", "train_dir", "out")  # fmt: skip
-    factory = run_library(make_factory, **{k: kw[k] for k in keys})
-    if hasattr(factory, "check"):
-        run_library(factory.check)
-    return factory
-
-
 @click.command("evaluate")
 @eval_options
 @click.option("--arch", "arch_list", multiple=True, help="NB201 index or string (repeatable; comma-separated ok).")
@@ -153,39 +151,32 @@ def evaluate(arch_list: tuple[str, ...], device: str, devices: str | None, gpus:
       rb201 evaluate --arch-range 0:128 --dataset cifar10 --weights nats:/data/NATS-tss-v1_0-3ffb9-full \\
           --trust-pickle --preset jung2023 --gpus 2 --out shards/
       rb201 evaluate --arch 1462 --arch 0 --dataset mnist5k --weights train --epochs 3 --preset smoke \\
-          --channels 8 --cells 1 --out /tmp/shards
+          --channels 8 --cells 1 --threads 1 --out /tmp/shards
+      rb201 evaluate --missing-from nb201rob-v1 --spec nb201rob-v1 --dataset cifar10 \\
+          --weights nats:/data/NATS-tss-v1_0-3ffb9-full --trust-pickle --out shards/
     """
-    from ..runner import parse_arch_list, parse_arch_ranges, run_job, select_archs
+    from ..runner import parse_arch_list, parse_arch_ranges, run_job
+    from ..runner.plan import plan_evaluate
 
     ranges = run_library(parse_arch_ranges, kw["arch_ranges"])
     listed = run_library(parse_arch_list, arch_list)
-    if not ranges and not listed:
-        raise click.UsageError("give --arch-range START:END and/or --arch INDEX")
+    if not ranges and not listed and not kw["missing_from"]:
+        raise click.UsageError("give --arch-range START:END and/or --arch INDEX (or --missing-from DATASET)")
     devs = resolve_devices(device, devices, gpus)
     factory = _factory_from(kw)
-    jobs: list[tuple[list[int], tuple[int, int] | None]] = [
-        (select_archs([r], unique_only=kw["unique_only"]), r) for r in ranges
-    ]
-    if listed and kw["unique_only"]:
-        from ..space import representative_indices
-
-        reps = representative_indices()
-        for i in listed:
-            if reps[i] != i:
-                click.echo(
-                    f"arch {i} is isomorphic to representative {reps[i]}: evaluating {reps[i]} (--all keeps {i})"
-                )
-        listed = sorted({reps[i] for i in listed})
-    if listed:
-        jobs.append((listed, None))
+    shards, notes = run_library(plan_evaluate, ranges, listed, kw["unique_only"], _present(kw, factory))
+    for note in notes:
+        click.echo(note)
     failed = 0
-    for archs, bounds in jobs:
-        if not archs:
-            click.echo(f"range {bounds[0]}:{bounds[1]}: no architecture to evaluate" if bounds else "nothing to do")
+    for shard in shards:
+        if not shard.archs:
+            click.echo(f"range {shard.bounds[0]}:{shard.bounds[1]}: no architecture to evaluate" if shard.bounds
+                       else "nothing to do")  # fmt: skip
             continue
         rep = run_library(
-            run_job, archs, kw["out"], factory, bounds=bounds, devices=devs, retries=kw["retries"],
-            force_new_spec=kw["force_new_spec"], progress=not no_progress,
+            run_job, list(shard.archs), kw["out"], factory, bounds=shard.bounds, devices=devs, retries=kw["retries"],
+            force_new_spec=kw["force_new_spec"], progress=not no_progress, threads=kw["threads"],
+            allow_overlap=bool(kw["missing_from"]),
         )  # fmt: skip
         click.echo(rep.summary())
         for p in rep.problems:
@@ -215,6 +206,8 @@ def launch(executor: str, shards: int, partition: str | None, time_min: int, gpu
            mem_gb: int | None, array_parallelism: int, folder: str | None, wait: bool, **kw: Any) -> None:  # fmt: skip
     """Split --arch-range into K shards and submit them as a job array (submitit); re-submitting resumes.
 
+    With --missing-from DATASET the cells of the range that DATASET lacks are split into K list shards.
+
     \b
     Examples:
       rb201 launch --executor slurm --shards 64 --arch-range 0:15625 --partition gpu --time 720 \\
@@ -222,22 +215,29 @@ def launch(executor: str, shards: int, partition: str | None, time_min: int, gpu
       rb201 launch --executor local --shards 2 --arch-range 0:20 --gpus-per-task 0 --dataset mnist5k \\
           --weights init --preset smoke --channels 8 --cells 1 --out /tmp/shards --wait
     """
-    from ..runner.plan import parse_arch_ranges, split_range
-    from ..runner.slurm import launch_shards
+    from ..runner.plan import parse_arch_ranges, plan_launch
+    from ..space import NUM_ARCHS
 
     ranges = run_library(parse_arch_ranges, kw["arch_ranges"])
-    if len(ranges) != 1:
-        raise click.UsageError("launch needs exactly one --arch-range START:END")
-    parts = run_library(split_range, *ranges[0], shards, kw["unique_only"])
+    if len(ranges) > 1 or (not ranges and not kw["missing_from"]):
+        raise click.UsageError("launch needs exactly one --arch-range START:END (optional with --missing-from)")
     factory = _factory_from(kw)
+    arch_range = ranges[0] if ranges else (0, NUM_ARCHS)
+    parts = run_library(plan_launch, arch_range, shards, kw["unique_only"], _present(kw, factory))
+    if not parts:
+        click.echo("nothing to do: no cell is missing")
+        return
+    from ..runner.slurm import launch_shards
+
     jobs = run_library(
-        launch_shards, parts, kw["out"], factory, executor=executor, folder=folder, unique_only=kw["unique_only"],
-        partition=partition, time_min=time_min, gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task,
-        mem_gb=mem_gb, array_parallelism=array_parallelism, retries=kw["retries"],
-        force_new_spec=kw["force_new_spec"],
+        launch_shards, parts, kw["out"], factory, executor=executor, folder=folder, partition=partition,
+        time_min=time_min, gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
+        array_parallelism=array_parallelism, retries=kw["retries"], force_new_spec=kw["force_new_spec"],
+        threads=kw["threads"], allow_overlap=bool(kw["missing_from"]),
     )  # fmt: skip
-    for job, (a, b) in zip(jobs, parts):
-        click.echo(f"job {job.job_id}: shard {a}:{b}")
+    for job, part in zip(jobs, parts):
+        where = f"{part.bounds[0]}:{part.bounds[1]}" if part.bounds else f"{len(part.archs)} listed cells"
+        click.echo(f"job {job.job_id}: shard {where}")
     if wait:
         failed = 0
         for job in jobs:
@@ -278,6 +278,29 @@ def merge(inputs: tuple[str, ...], out: str, allow_mixed_specs: bool, on_conflic
         click.echo(line)
     for ex in rep.conflict_examples:
         click.echo(f"  conflict: {ex}")
+    _print_fill_commands(rep, out)
+
+
+def _print_fill_commands(rep: Any, out: str) -> None:
+    """For each evaluation job whose dataset lacks representatives or had failures: the command that fills it."""
+    from ..errors import Rb201Error
+    from ..runner.providers import fill_command
+
+    missing = {d.dataset: len(d.representatives_missing) for d in (rep.coverage.datasets if rep.coverage else [])}
+    for job in rep.jobs:
+        ident = job.get("identity") or {}
+        n_missing = missing.get(ident.get("dataset"), 0)
+        if not (n_missing or job.get("failures")) or "spec_hash" not in ident:
+            continue
+        try:
+            cmd = fill_command(ident, out, str(job.get("out")))
+        except (Rb201Error, KeyError) as exc:  # a record this version cannot turn into options: say so
+            click.echo(f"  (no fill command for {ident.get('dataset')}: {exc})")
+            continue
+        click.echo(
+            f"to evaluate the {n_missing} missing representatives of {ident.get('dataset')} (add --arch-range to "
+            f"limit them, and --data-root / --train-dir if you gave them):\n  {cmd}"
+        )
 
 
 @click.command("validate")

@@ -8,9 +8,11 @@ weights and :func:`robustbench201.evaluate.evaluate`; tests plug in small evalua
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
+import os
 import sys
 import time
 import traceback
@@ -21,8 +23,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..errors import Rb201Error
 from ..store.schema import Row
-from .shard import Shard, write_arch_files
+from ..store.shardfile import write_arch_files
+from .shard import Shard
 
 log = logging.getLogger(__name__)
 
@@ -160,16 +164,23 @@ def run_job(
     retries: int = 2,
     force_new_spec: bool = False,
     progress: bool = True,
+    threads: int | None = None,
+    allow_overlap: bool = False,
 ) -> JobReport:
     """Evaluate ``archs`` into their shard under ``out``, skipping those already finished there.
 
     ``bounds`` is the ``(start, end)`` range the shard is named after (None for an explicit list). With more
     than one device in ``devices`` (e.g. ``["cuda:0", "cuda:1"]``, or ``["cpu", "cpu"]``) a local pool of one
-    worker process per device pulls architectures from a shared queue; otherwise they run in this process."""
+    worker process per device pulls architectures from a shared queue; otherwise they run in this process.
+    ``threads``: torch intra-op threads per worker (default :func:`default_threads`). ``allow_overlap``: accept
+    cells planned by another shard of the same job (``--missing-from``, which re-plans the cells that failed)."""
     t_start = time.perf_counter()
     devices = list(devices or ["cpu"])
+    threads = default_threads(devices) if threads is None else check_threads(threads)
     identity = factory.identity()
-    shard = Shard.open(out, factory.spec_hash, factory.spec_json, identity, archs, bounds, force_new_spec)
+    shard = Shard.open(
+        out, factory.spec_hash, factory.spec_json, identity, archs, bounds, force_new_spec, allow_overlap
+    )
     done = shard.scan()
     shard.add_devices(devices)
     todo = [a for a in archs if a not in done]
@@ -183,9 +194,9 @@ def run_job(
             if len(devices) > 1:
                 from .pool import run_pool
 
-                messages = run_pool(todo, shard.path, factory, devices, retries)
+                messages = run_pool(todo, shard.path, factory, devices, retries, threads)
             else:
-                messages = _run_inline(todo, shard.path, factory, devices[0], retries)
+                messages = _run_inline(todo, shard.path, factory, devices[0], retries, threads)
             for msg in messages:
                 _record(shard, report, msg)
                 bar.update(1)
@@ -197,13 +208,40 @@ def run_job(
 
 
 def _run_inline(
-    todo: list[int], shard_dir: Path, factory: EvaluatorFactory, device: str, retries: int
+    todo: list[int], shard_dir: Path, factory: EvaluatorFactory, device: str, retries: int, threads: int
 ) -> Iterator[dict[str, Any]]:
-    evaluator = factory(device)
-    for idx in todo:
-        msg = process_arch(evaluator, shard_dir, idx, factory.spec_hash, factory.spec_json, device, retries)
-        msg["device"] = device
-        yield msg
+    with torch_threads(threads):
+        evaluator = factory(device)
+        for idx in todo:
+            msg = process_arch(evaluator, shard_dir, idx, factory.spec_hash, factory.spec_json, device, retries)
+            msg["device"] = device
+            yield msg
+
+
+def check_threads(threads: int) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise Rb201Error(f"threads {threads!r} out of range; allowed: an integer >= 1 (torch threads per worker)")
+    return threads
+
+
+def default_threads(devices: list[str], cores: int | None = None) -> int:
+    """Torch intra-op threads per worker when none are given: the machine's cores shared evenly by the workers
+    (at least one each), so a pool of CPU workers never oversubscribes the cores."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, len(devices)))
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run with ``threads`` torch intra-op threads in this process (restored afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _record(shard: Shard, report: JobReport, msg: dict[str, Any]) -> None:

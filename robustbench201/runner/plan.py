@@ -6,6 +6,7 @@ No torch import. Ranges are half-open ``START:END`` over official NB201 indices 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from ..errors import InvalidArchError, Rb201Error
 from ..space import NUM_ARCHS, Arch, representative_indices
@@ -90,14 +91,62 @@ def split_range(start: int, end: int, shards: int, unique_only: bool = True) -> 
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if a < b]
 
 
-def format_indices(indices: Iterable[int], limit: int = 12) -> str:
-    """Compact text for a set of indices: ``'0-99, 105, 200-210 (+3 more runs)'``."""
-    runs: list[tuple[int, int]] = []
-    for i in sorted(set(indices)):
-        if runs and i == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], i)
-        else:
-            runs.append((i, i))
-    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit]]
-    more = f" (+{len(runs) - limit} more runs)" if len(runs) > limit else ""
-    return ", ".join(parts) + more
+@dataclass(frozen=True)
+class PlannedShard:
+    """Architectures one shard evaluates; ``bounds`` is the range it is named after (None for a list)."""
+
+    archs: tuple[int, ...]
+    bounds: tuple[int, int] | None = None
+
+
+def representatives_of(archs: Iterable[int]) -> tuple[list[int], list[str]]:
+    """Map listed cells to their isomorphism-class representatives; returns (sorted unique indices, notes)."""
+    reps = representative_indices()
+    notes = [
+        f"arch {i} is isomorphic to representative {reps[i]}: evaluating {reps[i]} (--all keeps {i})"
+        for i in archs
+        if reps[i] != i
+    ]
+    return sorted({reps[i] for i in archs}), notes
+
+
+def plan_evaluate(
+    ranges: Sequence[tuple[int, int]],
+    listed: Sequence[int] = (),
+    unique_only: bool = True,
+    present: set[int] | None = None,
+) -> tuple[list[PlannedShard], list[str]]:
+    """Shards of ``rb201 evaluate``: one per range and one for the listed cells; with ``present`` (the cells a
+    merged dataset already holds, ``--missing-from``) one list shard of the cells of the ranges and list (the whole
+    space when neither is given) that are not present. Returns (shards, notes for the user)."""
+    notes: list[str] = []
+    if unique_only and listed:
+        listed, notes = representatives_of(listed)
+    if present is not None:
+        wanted = set(select_archs(ranges or [(0, NUM_ARCHS)], listed, unique_only))
+        missing = sorted(wanted - present)
+        notes.append(f"{len(missing)} of {len(wanted)} cells are missing from the dataset")
+        return ([PlannedShard(tuple(missing))] if missing else []), notes
+    if not ranges and not listed:
+        raise PlanError("give --arch-range START:END and/or --arch INDEX (or --missing-from DATASET)")
+    shards = [PlannedShard(tuple(select_archs([r], unique_only=unique_only)), r) for r in ranges]
+    if listed:
+        shards.append(PlannedShard(tuple(sorted(set(listed)))))
+    return shards, notes
+
+
+def plan_launch(
+    arch_range: tuple[int, int], shards: int, unique_only: bool = True, present: set[int] | None = None
+) -> list[PlannedShard]:
+    """The array tasks of ``rb201 launch``: ``arch_range`` split into ``shards`` ranges of about equal work, or,
+    with ``present`` (``--missing-from``), the missing cells of the range split into ``shards`` lists."""
+    if present is None:
+        return [
+            PlannedShard(tuple(select_archs([r], unique_only=unique_only)), r)
+            for r in split_range(*arch_range, shards, unique_only)
+        ]
+    if shards < 1:
+        raise PlanError(f"number of shards {shards} must be >= 1")
+    missing = sorted(set(select_archs([arch_range], unique_only=unique_only)) - present)
+    k = min(shards, len(missing))
+    return [PlannedShard(tuple(missing[(j * len(missing)) // k : ((j + 1) * len(missing)) // k])) for j in range(k)]

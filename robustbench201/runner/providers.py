@@ -55,8 +55,12 @@ class WeightsChoice:
                     f"--weights {t!r} loads pickles, which can run arbitrary code; pass --trust-pickle only for "
                     "files from a source you trust"
                 )
-            hp = "12" if epochs == 12 else "200"  # the two official training lengths
-            return cls("nats", str(path), epochs=int(hp), hp=hp, trust=True)
+            if epochs not in (12, 200):
+                raise Rb201Error(
+                    f"--weights {t!r} with --epochs {epochs}: the official archives hold networks trained for "
+                    "12 or 200 epochs; allowed: --epochs 12, --epochs 200"
+                )
+            return cls("nats", str(path), epochs=epochs, hp=str(epochs), trust=True)
         path = Path(t).expanduser()
         if path.is_dir():
             return cls("dir", str(path), epochs=epochs)
@@ -72,6 +76,39 @@ class WeightsChoice:
         if self.kind == "nats":
             return f"nb201-{self.hp}ep"
         return f"train-{self.epochs}ep"
+
+
+def resolve_spec(preset: str, spec: str | None = None, spec_hash: str | None = None, dataset: str | None = None) -> Any:
+    """The evaluation spec of a job: ``preset`` by name, or ``spec``: a JSON file written by
+    :meth:`EvalSpec.to_json`, or a dataset directory whose manifest holds the spec (the one of ``dataset`` there,
+    or the one named by ``spec_hash`` when it holds several)."""
+    from ..spec import EvalSpec, load_spec_file
+    from ..spec import preset as named_preset
+
+    if spec is None:
+        return named_preset(preset)
+    p = Path(spec)
+    if not p.is_dir():
+        return load_spec_file(p)
+    from ..store.dataset import read_manifest
+
+    specs = read_manifest(p).specs
+    if spec_hash is not None:
+        if spec_hash not in specs:
+            raise Rb201Error(f"--spec-hash {spec_hash!r} is not a spec of {p}; it holds {sorted(specs) or 'none'}")
+        return EvalSpec.from_json(specs[spec_hash])
+    if dataset is not None and len(specs) > 1:
+        from ..store.validate import specs_of_dataset
+
+        used = specs_of_dataset(p, canonical_dataset(dataset))
+        if len(used) == 1:
+            return EvalSpec.from_json(specs[used[0]])
+    if len(specs) != 1:
+        raise Rb201Error(
+            f"{p} holds {len(specs)} evaluation specs ({', '.join(sorted(specs)) or 'none'}); "
+            "pick one with --spec-hash HASH"
+        )
+    return EvalSpec.from_json(next(iter(specs.values())))
 
 
 @dataclass(frozen=True)
@@ -95,6 +132,48 @@ class EvalJob:
     def build(cls, spec: Any, dataset: str, weights: WeightsChoice, **kwargs: Any) -> EvalJob:
         """From an ``EvalSpec`` (``.hash``, ``.to_json()``)."""
         return cls(spec.to_json(), spec.hash, canonical_dataset(dataset), weights, **kwargs)
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        preset: str,
+        spec_file: str | None,
+        dataset: str,
+        weights: str,
+        epochs: int,
+        seed: int,
+        trust_pickle: bool,
+        out: str,
+        spec_hash: str | None = None,
+        n_test: int | None = None,
+        data_root: str | None = None,
+        corruptions: str = "none",
+        channels: int = 16,
+        n_cells: int = 5,
+        train_dir: str | None = None,
+    ) -> EvalJob:
+        """The job of ``rb201 evaluate`` / ``launch`` options (``spec_file``: a spec JSON file or a dataset
+        directory, see :func:`resolve_spec`; ``train_dir`` defaults to ``OUT/trained``)."""
+        ds = canonical_dataset(dataset)
+        spec = resolve_spec(preset, spec_file, spec_hash, ds)
+        if corruptions not in CORRUPTION_MODES and not Path(corruptions).is_dir():
+            raise Rb201Error(
+                f"--corruptions {corruptions!r} is neither {' nor '.join(CORRUPTION_MODES)} nor a directory of "
+                "CIFAR-C .npy files"
+            )
+        return cls.build(
+            spec,
+            ds,
+            WeightsChoice.parse(weights, epochs=epochs, trust=trust_pickle),
+            seed=seed,
+            n_test=n_test,
+            data_root=data_root,
+            train_dir=train_dir or str(Path(out) / "trained"),
+            channels=channels,
+            n_cells=n_cells,
+            corruptions=corruptions,
+        )
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the stored values (names the shard; checked on resume)."""
@@ -181,13 +260,14 @@ class EvalJob:
             return load_official(path, self.dataset, self.seed, w.hp, trust=w.trust, arch=index).model.to(device)
         from ..train import checkpoint_file, load_trained, partial_file, save_trained, train_model
 
+        size = {"channels": self.channels, "n_cells": self.n_cells}
         if w.kind == "dir":
-            return load_trained(w.path, index, self.dataset, self.seed, w.epochs, device=device)
+            return load_trained(w.path, index, self.dataset, self.seed, w.epochs, device=device, **size)
         if self.train_dir is None:
             raise Rb201Error("--weights train needs a directory for the trained networks")
         final = checkpoint_file(self.train_dir, self.dataset, index, self.seed, w.epochs)
         if final.is_file():
-            return load_trained(self.train_dir, index, self.dataset, self.seed, w.epochs, device=device)
+            return load_trained(self.train_dir, index, self.dataset, self.seed, w.epochs, device=device, **size)
         result = train_model(
             index,
             train_set,
@@ -197,7 +277,40 @@ class EvalJob:
             channels=self.channels,
             n_cells=self.n_cells,
             checkpoint_path=partial_file(final),
+            discard_unusable_checkpoint=True,  # our own scratch file: a corrupt or foreign one is retrained
         )
         save_trained(self.train_dir, result.model, self.dataset, self.seed, w.epochs, result.history)
         partial_file(final).unlink(missing_ok=True)
         return result.model.eval()
+
+
+def fill_command(identity: dict[str, Any], dataset_dir: str, shards_out: str) -> str:
+    """The ``rb201 evaluate --missing-from`` command that evaluates what the merged ``dataset_dir`` lacks of the job
+    ``identity`` (as recorded in shard manifests), writing new shards beside the old ones in ``shards_out``.
+    Options not part of the identity (``--data-root``, a non-default ``--train-dir``) must be added by hand."""
+    import re
+    import shlex
+
+    label = str(identity.get("weights", ""))
+    source = str(identity.get("weights_source") or "")
+    if label == "init":
+        weights = ["--weights", "init"]
+    elif m := re.fullmatch(r"nb201-(\d+)ep", label):
+        weights = ["--weights", f"nats:{source}", "--trust-pickle", "--epochs", m.group(1)]
+    elif m := re.fullmatch(r"train-(\d+)ep", label):
+        weights = ["--weights", source or "train", "--epochs", m.group(1)]
+    else:
+        raise Rb201Error(f"cannot rebuild the --weights option of weights {label!r} (source {source!r})")
+    args = ["rb201", "evaluate", "--missing-from", dataset_dir, "--spec", dataset_dir]
+    args += ["--spec-hash", str(identity["spec_hash"]), "--dataset", str(identity["dataset"]), *weights]
+    args += ["--seed", str(identity.get("seed", 777))]
+    if identity.get("n_test"):
+        args += ["--n-test", str(identity["n_test"])]
+    if identity.get("corruptions", "none") != "none":
+        args += ["--corruptions", str(identity["corruptions"])]
+    if identity.get("channels", 16) != 16:
+        args += ["--channels", str(identity["channels"])]
+    if identity.get("n_cells", 5) != 5:
+        args += ["--cells", str(identity["n_cells"])]
+    args += ["--out", shards_out]
+    return shlex.join(args)

@@ -24,30 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._version import code_version
 from ..errors import DataIntegrityError, Rb201Error
-from ..store.atomic import (
-    WriteError,
-    atomic_path,
-    clean_stale_temps,
-    sha256_file,
-    write_parquet_atomic,
-    write_text_atomic,
+from ..store.atomic import WriteError, clean_stale_temps, write_text_atomic
+from ..store.shardfile import (
+    MANIFEST,
+    SHARD_FORMAT,
+    arch_stem,
+    read_shard_manifest,
+    verify_arch_file,
 )
-from ..store.schema import Row, check_table_schema, rows_to_table
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "manifest.json"
-SHARD_FORMAT = "rb201-shard"
-META_ARRAYS_FILE = "rb201.arrays_file"
-META_ARRAYS_SHA = "rb201.arrays_sha256"
-META_ARCH = "rb201.arch_index"
-META_TIMINGS = "rb201.timings"
-META_DEVICE = "rb201.device"
-COMPRESS_MIN_ELEMENTS = 1024  # smaller arrays are stored contiguous (chunking overhead exceeds the gain)
 
 
 class ShardConflictError(Rb201Error):
@@ -64,99 +52,6 @@ def shard_name(spec_hash: str, identity: dict[str, Any], archs: list[int], bound
     run = _short_hash({k: v for k, v in identity.items() if k != "spec_hash"}, 6)
     where = f"{bounds[0]:05d}-{bounds[1]:05d}" if bounds else f"list-{_short_hash(archs, 6)}"
     return f"shard-{where}-{spec_hash[:12]}-{run}"
-
-
-def arch_stem(index: int) -> str:
-    return f"arch-{index:05d}"
-
-
-# ---- per-architecture files -------------------------------------------------------------------------------
-def write_arch_files(
-    shard_dir: Path,
-    index: int,
-    rows: list[Row],
-    arrays: dict[str, np.ndarray],
-    spec_json: str,
-    timings: dict[str, float] | None = None,
-    device: str = "",
-) -> int:
-    """Write one architecture's HDF5 (if it has arrays) then its Parquet (the commit marker); return the rows."""
-    stem = arch_stem(index)
-    h5_name, sha = "", ""
-    if arrays:
-        import h5py
-
-        h5_path = shard_dir / f"{stem}.h5"
-        with atomic_path(h5_path) as tmp:
-            with h5py.File(tmp, "w") as fh:
-                for key in sorted(arrays):
-                    data = np.asarray(arrays[key])
-                    big = data.size >= COMPRESS_MIN_ELEMENTS  # per-sample flags: gzip+shuffle, ~8x smaller
-                    fh.create_dataset(key, data=data, **({"compression": "gzip", "shuffle": True} if big else {}))
-            sha = sha256_file(tmp)
-        h5_name = h5_path.name
-    table = rows_to_table(rows, spec_json)
-    meta = dict(table.schema.metadata or {})
-    meta.update(
-        {
-            META_ARRAYS_FILE.encode(): h5_name.encode(),
-            META_ARRAYS_SHA.encode(): sha.encode(),
-            META_ARCH.encode(): str(index).encode(),
-            META_TIMINGS.encode(): json.dumps(timings or {}).encode(),
-            META_DEVICE.encode(): device.encode(),
-        }
-    )
-    write_parquet_atomic(table.replace_schema_metadata(meta), shard_dir / f"{stem}.parquet")
-    return len(rows)
-
-
-@dataclass
-class ArchFileInfo:
-    """What a verified per-architecture Parquet says about itself."""
-
-    index: int
-    rows: int
-    spec_hashes: tuple[str, ...]
-    arrays_file: str
-    timings: dict[str, float]
-    device: str
-    table: Any = field(default=None, repr=False)  # the rows, as read
-
-
-def verify_arch_file(parquet_path: Path, index: int | None = None) -> ArchFileInfo:
-    """Read a per-architecture Parquet completely and check its HDF5 hash; raise DataIntegrityError if unusable."""
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(parquet_path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError on truncated or garbled files
-        raise DataIntegrityError(f"{parquet_path} cannot be read ({type(exc).__name__}: {exc})") from None
-    check_table_schema(table.schema, str(parquet_path))
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    idx_col = set(table.column("arch_index").to_pylist())
-    want = index if index is not None else int(meta.get(META_ARCH, -1))
-    if table.num_rows == 0 or idx_col != {want}:
-        raise DataIntegrityError(f"{parquet_path} should hold rows of architecture {want} only, has {sorted(idx_col)}")
-    arrays_file = meta.get(META_ARRAYS_FILE, "")
-    if arrays_file:
-        h5 = parquet_path.parent / arrays_file
-        if not h5.is_file():
-            raise DataIntegrityError(f"{parquet_path} names arrays file {h5}, which is missing")
-        if sha256_file(h5) != meta.get(META_ARRAYS_SHA, ""):
-            raise DataIntegrityError(f"{h5} does not match the sha256 in {parquet_path} (modified or truncated)")
-    try:
-        timings = json.loads(meta.get(META_TIMINGS, "{}"))
-    except json.JSONDecodeError:
-        timings = {}
-    return ArchFileInfo(
-        index=want,
-        rows=table.num_rows,
-        spec_hashes=tuple(sorted(set(table.column("spec_hash").to_pylist()))),
-        arrays_file=arrays_file,
-        timings=timings,
-        device=meta.get(META_DEVICE, ""),
-        table=table,
-    )
 
 
 # ---- the shard directory ------------------------------------------------------------------------------------
@@ -184,9 +79,11 @@ class Shard:
         archs: list[int],
         bounds: tuple[int, int] | None = None,
         force_new_spec: bool = False,
+        allow_overlap: bool = False,
     ) -> Shard:
         """Create or resume the shard for ``archs`` under ``out``: refuse another spec's output directory
-        (unless ``force_new_spec``) and overlapping shards of the same job; clean temps; re-verify finished files."""
+        (unless ``force_new_spec``) and overlapping shards of the same job (unless ``allow_overlap``: filling gaps,
+        where the overlap is cells another shard failed); clean temps; re-verify finished files."""
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise WriteError(f"output directory {out} exists and is not a directory")
@@ -197,7 +94,7 @@ class Shard:
         if not os.access(out, os.W_OK | os.X_OK):
             raise WriteError(f"output directory {out} is not writable")
         name = shard_name(spec_hash, identity, archs, bounds)
-        check_out_dir(out, spec_hash, identity, set(archs), name, force_new_spec)
+        check_out_dir(out, spec_hash, identity, set() if allow_overlap else set(archs), name, force_new_spec)
         shard = cls(out / name, spec_hash, spec_json, identity, list(archs), bounds)
         try:
             shard.path.mkdir(exist_ok=True)
@@ -293,15 +190,6 @@ class Shard:
         self._last_save = now
 
 
-def read_shard_manifest(shard_dir: Path) -> dict[str, Any] | None:
-    """The manifest of a shard directory, or None if it has none (or it is unreadable)."""
-    try:
-        data = json.loads((shard_dir / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == SHARD_FORMAT else None
-
-
 def check_out_dir(
     out: Path, spec_hash: str, identity: dict[str, Any], archs: set[int], name: str, force_new_spec: bool
 ) -> None:
@@ -326,3 +214,22 @@ def check_out_dir(
                     f"the requested architectures overlap shard {d.name} ({len(overlap)} shared, e.g. "
                     f"{min(overlap)}); resume with that shard's exact range or use another --out"
                 )
+
+
+def finished_in_out(out: str | Path, spec_hash: str, identity: dict[str, Any]) -> set[int]:
+    """Cells with a committed per-architecture file in any shard of this job under ``out`` (not verified: a plan
+    uses this to skip cells finished since the last merge; merge verifies every file)."""
+    done: set[int] = set()
+    root = Path(out)
+    if not root.is_dir():
+        return done
+    for d in root.glob("shard-*"):
+        m = read_shard_manifest(d) if d.is_dir() else None
+        if m is None or m.get("spec_hash") != spec_hash or m.get("identity") != identity:
+            continue
+        for p in d.glob("arch-*.parquet"):
+            try:
+                done.add(int(p.stem.split("-")[1]))
+            except (IndexError, ValueError):
+                continue
+    return done

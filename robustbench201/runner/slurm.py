@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import Rb201Error, check_choice
 from .job import EvaluatorFactory, run_job
-from .plan import select_archs
+from .plan import PlannedShard
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +27,21 @@ class LaunchError(Rb201Error):
 
 @dataclass
 class ShardTask:
-    """One array task: evaluate the representatives (or all cells) of ``bounds`` into ``out``."""
+    """One array task: evaluate ``archs`` (named after ``bounds``, or a list shard when None) into ``out``."""
 
-    bounds: tuple[int, int]
+    archs: tuple[int, ...]
+    bounds: tuple[int, int] | None
     out: str
     factory: EvaluatorFactory
-    unique_only: bool = True
     devices: list[str] = field(default_factory=lambda: ["cpu"])
     retries: int = 2
     force_new_spec: bool = False
+    threads: int | None = None
+    allow_overlap: bool = False
 
     def __call__(self) -> dict[str, Any]:
-        archs = select_archs([self.bounds], unique_only=self.unique_only)
         rep = run_job(
-            archs,
+            list(self.archs),
             self.out,
             self.factory,
             bounds=self.bounds,
@@ -48,6 +49,8 @@ class ShardTask:
             retries=self.retries,
             force_new_spec=self.force_new_spec,
             progress=False,
+            threads=self.threads,
+            allow_overlap=self.allow_overlap,
         )
         log.info("%s", rep.summary())
         return {
@@ -74,13 +77,12 @@ def task_devices(gpus_per_task: int) -> list[str]:
 
 
 def launch_shards(
-    ranges: list[tuple[int, int]],
+    shards: list[PlannedShard],
     out: str | Path,
     factory: EvaluatorFactory,
     *,
     executor: str = "slurm",
     folder: str | Path | None = None,
-    unique_only: bool = True,
     partition: str | None = None,
     time_min: int = 24 * 60,
     gpus_per_task: int = 1,
@@ -90,8 +92,10 @@ def launch_shards(
     retries: int = 2,
     force_new_spec: bool = False,
     slurm_extra: dict[str, Any] | None = None,
+    threads: int | None = None,
+    allow_overlap: bool = False,
 ) -> list[Any]:
-    """Submit one task per range as a submitit job array; return the submitit jobs.
+    """Submit one task per planned shard as a submitit job array; return the submitit jobs.
 
     ``executor``: ``slurm`` (needs ``sbatch``), ``local`` (subprocesses on this machine) or ``debug`` (in
     this process). Logs and pickled tasks go to ``folder`` (default ``OUT/submitit``)."""
@@ -125,9 +129,12 @@ def launch_shards(
             params["slurm_partition"] = partition
     ex.update_parameters(**params)
     devices = task_devices(gpus_per_task)
+    if threads is None:  # the task's CPUs shared by its workers
+        threads = max(1, int(cpus_per_task) // len(devices))
     tasks = [
-        ShardTask(tuple(r), str(out), factory, unique_only, devices, retries, force_new_spec)  # type: ignore[arg-type]
-        for r in ranges
+        ShardTask(tuple(s.archs), s.bounds, str(out), factory, devices, retries, force_new_spec, threads, allow_overlap)
+        for s in shards
+        if s.archs
     ]
     try:
         with ex.batch():

@@ -51,10 +51,10 @@ def _parsed(df) -> dict[str, tuple[str, float, int]]:  # type: ignore[no-untyped
     out = {}
     for c in df.columns:
         try:
-            key, eps, sev, measure = parse_wide_name(str(c))
+            key, eps, sev, measure, semantics = parse_wide_name(str(c))
         except Rb201Error:
             continue
-        if measure is None:
+        if measure is None and not semantics:  # per-epsilon accuracies, the published protocol
             out[str(c)] = (key, eps, sev)
     return out
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import Rb201Error
-from ..store.schema import parse_wide_name
+from ..store.schema import WideName, parse_wide_name
 
 _GROUPS_HELP = "mean(KEY), mean(corruption), mean(corruption:SEV), mean(adversarial), mean(adversarial@EPS)"
 _NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
@@ -48,7 +48,7 @@ class ObjectiveError(Rb201Error):
     """An objective or constraint that cannot be read, names unknown columns, or selects nothing."""
 
 
-def _parse_name(name: str) -> tuple[str, float, int, str | None] | None:
+def _parse_name(name: str) -> WideName | None:
     try:
         return parse_wide_name(name)
     except Rb201Error:
@@ -70,7 +70,8 @@ def resolve_group(name: str, columns: Sequence[str]) -> tuple[str, ...]:
     if name in columns:
         return (name,)
     parsed = {c: _parse_name(c) for c in columns}
-    plain = {c: p for c, p in parsed.items() if p is not None and p[3] is None}
+    # groups hold per-epsilon accuracies (the published protocol); cumulative columns are named one by one
+    plain = {c: p for c, p in parsed.items() if p is not None and p.measure is None and not p.semantics}
     m = re.fullmatch(r"(corruption)(?::(\d))?|(adversarial)(?:@([0-9.]+))?", name)
     if m and m.group(1):
         sev = int(m.group(2)) if m.group(2) else None

@@ -208,7 +208,7 @@ def read_file(path: Path, dataset: str, meta: JungMeta) -> tuple[dict[str, Any],
 
 def read_jung(root: str | Path) -> tuple[JungMeta, dict[str, Any], dict[str, np.ndarray], dict[str, list[str]]]:
     """Read the whole original layout -> (meta, {dataset: pyarrow Table}, arrays, {dataset: imported items})."""
-    from ..tables.build import columns_table
+    from .dataset import columns_table
 
     root = Path(root)
     meta = read_meta(root)
@@ -241,7 +241,7 @@ def import_jung(path: str | Path, out_dir: str | Path, created: str | None = Non
     """Convert the original layout at ``path`` into an rb201 dataset directory ``out_dir``.
 
     ``created`` is the manifest timestamp (default: now, UTC); pass a fixed one for byte-identical output."""
-    from ..tables.build import write_dataset_dir
+    from .dataset import write_dataset_dir
 
     meta, tables, arrays, items = read_jung(path)
     created = created or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -22,16 +22,10 @@ import numpy as np
 
 from .._version import code_version
 from ..errors import DataIntegrityError, Rb201Error, check_choice
-from .atomic import TMP_SUFFIX, WriteError, sha256_file
-from .schema import KEY_COLUMNS, META_SPEC, SCHEMA_VERSION, SORT_COLUMNS, check_table_schema, pa_schema, table_metadata
-from .validate import (
-    DATASET_FORMAT,
-    MANIFEST,
-    Coverage,
-    compute_coverage,
-    read_dataset_manifest,
-    validate_dataset,
-)
+from .atomic import TMP_SUFFIX, WriteError
+from .dataset import FORMAT, MANIFEST, FileEntry, Manifest, file_entry, manifest_format, read_manifest
+from .schema import KEY_COLUMNS, META_SPEC, SORT_COLUMNS, check_table_schema, pa_schema, table_metadata
+from .validate import Coverage, compute_coverage, validate_dataset
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +51,8 @@ class MergeReport:
     specs: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     coverage: Coverage | None = None
+    notes: list[str] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # identity, out, shards, failures per evaluation job
 
     def lines(self) -> list[str]:
         out = [
@@ -66,6 +62,16 @@ class MergeReport:
             + (" (kept the first)" if self.conflicts else ""),
             f"  specs: {', '.join(self.specs) or '(none)'}",
         ]
+        out += [f"  note: {n}" for n in self.notes]
+        for job in self.jobs:
+            fails = job.get("failures", {})
+            if fails:
+                ident = job.get("identity") or {}
+                shown = "; ".join(f"{k}: {v}" for k, v in sorted(fails.items(), key=lambda kv: int(kv[0]))[:5])
+                out.append(
+                    f"  {len(fails)} architecture(s) failed in the shards of {ident.get('dataset')} under "
+                    f"{job.get('out')} (not in the dataset): {shown}"
+                )
         if self.coverage is not None:
             out += self.coverage.lines()
         return out
@@ -79,25 +85,65 @@ class _Source:
     table: Any = None  # already read (and checked) pyarrow Table
 
 
-def _collect(inputs: list[Path]) -> list[_Source]:
-    """Per-architecture shard files (verified) and dataset-directory files, in input order."""
-    from ..runner.shard import verify_arch_file
+def _job_key(job: dict[str, Any]) -> str:
+    return json.dumps({"identity": job.get("identity"), "out": job.get("out")}, sort_keys=True, default=str)
+
+
+def _add_job(jobs: dict[str, dict[str, Any]], job: dict[str, Any]) -> None:
+    """Merge one job record (identity, where its shards live, shard count, failures) into ``jobs``."""
+    cur = jobs.setdefault(_job_key(job), {"identity": job.get("identity"), "out": job.get("out"), "shards": 0,
+                                          "failures": {}})  # fmt: skip
+    cur["shards"] += int(job.get("shards", 0))
+    cur["failures"].update(job.get("failures", {}))
+
+
+def _shard_job(shard_dir: Path) -> dict[str, Any] | None:
+    """The job record of a shard directory, from its manifest (None if it has none)."""
+    from .shardfile import read_shard_manifest
+
+    m = read_shard_manifest(shard_dir)
+    if m is None or not isinstance(m.get("identity"), dict):
+        return None
+    fails = m.get("failures") if isinstance(m.get("failures"), dict) else {}
+    finished = set(m.get("finished", {})) if isinstance(m.get("finished"), dict) else set()
+    failures = {
+        str(k): f"{v.get('error_type', 'Error')}: {v.get('message', '')}"[:300]
+        for k, v in fails.items()
+        if str(k) not in finished and isinstance(v, dict)
+    }
+    return {"identity": m["identity"], "out": str(shard_dir.parent), "shards": 1, "failures": failures}
+
+
+def _collect(inputs: list[Path], jobs: dict[str, dict[str, Any]]) -> list[_Source]:
+    """Per-architecture shard files (verified) and dataset-directory files, in input order; the job records of the
+    shards (and those dataset directories carry) are gathered in ``jobs``."""
+    from .shardfile import verify_arch_file
 
     sources: list[_Source] = []
     for d in inputs:
         if not d.is_dir():
             raise Rb201Error(f"merge input {d} is not a directory; give shard directories or dataset directories")
-        if _manifest_format(d) == DATASET_FORMAT:
+        if manifest_format(d) == FORMAT:
             rep = validate_dataset(d, coverage=False)
             rep.raise_if_bad()
-            manifest = read_dataset_manifest(d)
-            specs = manifest.get("specs", {})
-            arrays = [d / f["path"] for f in manifest["files"] if f.get("kind") == "arrays"]
-            results = [d / f["path"] for f in manifest["files"] if f.get("kind") == "results"]
+            manifest = read_manifest(d)
+            specs = manifest.specs
+            arrays = [d / f.path for f in manifest.of_kind("arrays")]
+            results = [d / f.path for f in manifest.of_kind("results")]
+            for job in manifest.extra.get("jobs", []):
+                if isinstance(job, dict):
+                    _add_job(jobs, job)
             sources += [_Source(p, arrays if i == 0 else [], specs) for i, p in enumerate(results)]
             continue
         files = sorted(d.glob("arch-*.parquet")) + sorted(d.glob("shard-*/arch-*.parquet"))
-        if not files:
+        shard_dirs = [d] if list(d.glob("arch-*.parquet")) or (d / "manifest.json").is_file() else []
+        found = 0
+        for sd in shard_dirs + sorted(p for p in d.glob("shard-*") if p.is_dir()):
+            job = _shard_job(sd)
+            if job is not None:
+                _add_job(jobs, job)
+                found += 1
+        if not files and not found:
             raise Rb201Error(f"merge input {d} holds no shard files (arch-*.parquet) and no dataset manifest")
         for p in files:
             if p.name.endswith(TMP_SUFFIX):
@@ -110,14 +156,6 @@ def _collect(inputs: list[Path]) -> list[_Source]:
             specs = {h: spec for h in info.spec_hashes if h}
             sources.append(_Source(p, [p.parent / info.arrays_file] if info.arrays_file else [], specs, info.table))
     return sources
-
-
-def _manifest_format(d: Path) -> str | None:
-    try:
-        data = json.loads((d / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data.get("format") if isinstance(data, dict) else None
 
 
 def _file_spec(table: Any) -> Any:
@@ -147,10 +185,15 @@ def merge_datasets(
 
     check_choice("on-conflict policy", on_conflict, ON_CONFLICT)
     out = Path(out)
+    report = MergeReport(out)
     if out.exists() and not overwrite:
         raise WriteError(f"{out} already exists; choose another --out or allow overwriting it")
-    sources = _collect([Path(p) for p in inputs])
-    report = MergeReport(out, inputs=len(sources))
+    jobs: dict[str, dict[str, Any]] = {}
+    sources = _collect([Path(p) for p in inputs], jobs)
+    if not sources:
+        raise Rb201Error(f"the merge inputs {[str(p) for p in inputs]} hold no finished architecture yet")
+    report.jobs = list(jobs.values())
+    report.inputs = len(sources)
     tables = []
     specs: dict[str, Any] = {}
     for order, src in enumerate(sources):
@@ -201,17 +244,17 @@ def merge_datasets(
         arr_files, report.arrays, n_conf = _write_arrays(array_sources, tmp, on_conflict, max_array_bytes)
         report.conflicts += n_conf
         files += arr_files
-        manifest = {
-            "format": DATASET_FORMAT,
-            "schema_version": SCHEMA_VERSION,
-            "name": name or out.name,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "code_version": code_version(),
-            "specs": {h: specs.get(h, {}) for h in used},
-            "files": files,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        report.files = [f["path"] for f in files]
+        files += _write_wide(df, tmp, report)
+        manifest = Manifest(
+            name=name or out.name,
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            code_version=code_version(),
+            files=tuple(files),
+            specs={h: specs.get(h, {}) for h in used},
+            extra={"jobs": report.jobs} if report.jobs else {},
+        )
+        (tmp / MANIFEST).write_text(manifest.to_json())
+        report.files = [f.path for f in files]
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -240,7 +283,7 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_results(df: Any, tmp: Path, specs: dict[str, Any], max_rows: int) -> list[dict[str, Any]]:
+def _write_results(df: Any, tmp: Path, specs: dict[str, Any], max_rows: int) -> list[FileEntry]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -255,14 +298,30 @@ def _write_results(df: Any, tmp: Path, specs: dict[str, Any], max_rows: int) -> 
             table = pa.Table.from_arrays(cols, schema=schema)
             rel = f"results-{n:03d}.parquet"
             pq.write_table(table.replace_schema_metadata(meta), tmp / rel, compression="zstd")
-            files.append(_entry(tmp, rel, "results", dataset=str(dataset), rows=len(chunk)))
+            files.append(file_entry(tmp, rel, "results", rows=len(chunk), dataset=str(dataset)))
             n += 1
     return files
 
 
-def _entry(tmp: Path, rel: str, kind: str, **extra: Any) -> dict[str, Any]:
-    p = tmp / rel
-    return {"path": rel, "kind": kind, "sha256": sha256_file(p), "bytes": p.stat().st_size, **extra}
+def _write_wide(df: Any, tmp: Path, report: MergeReport) -> list[FileEntry]:
+    """The derived per-dataset wide matrices (fast queries); skipped, with a note, when rows of different kinds
+    (e.g. two weight sources) would share a column name: the tidy rows stay complete either way."""
+    import pyarrow as pa
+
+    from .wide import pivot, write_wide
+
+    cols = [pa.array(df[f.name].to_numpy(), type=f.type, from_pandas=False) for f in pa_schema()]
+    try:
+        wides = pivot(pa.Table.from_arrays(cols, schema=pa_schema()))
+    except DataIntegrityError as exc:
+        report.notes.append(f"no wide tables written (queries pivot the rows on opening instead): {exc}")
+        return []
+    out = []
+    for ds, wide in wides.items():
+        rel = f"wide-{ds}.parquet"
+        write_wide(wide, tmp / rel)
+        out.append(file_entry(tmp, rel, "wide", dataset=ds))
+    return out
 
 
 def _dataset_names(group: Any) -> list[str]:
@@ -288,7 +347,7 @@ class _ArrayWriter:
     def __init__(self, tmp: Path, max_bytes: int) -> None:
         self.tmp, self.max_bytes = tmp, max_bytes
         self.current: dict[str, list[Any]] = {}  # dataset -> [h5py.File, rel path, bytes, arrays]
-        self.closed: list[dict[str, Any]] = []
+        self.closed: list[FileEntry] = []
         self.n = 0
 
     def file_for(self, dataset: str, size: int) -> Any:
@@ -308,17 +367,15 @@ class _ArrayWriter:
     def _close(self, dataset: str) -> None:
         fh, rel, _, count = self.current.pop(dataset)
         fh.close()
-        self.closed.append(_entry(self.tmp, rel, "arrays", dataset=dataset, arrays=count))
+        self.closed.append(file_entry(self.tmp, rel, "arrays", dataset=dataset, arrays=count))
 
-    def close(self) -> list[dict[str, Any]]:
+    def close(self) -> list[FileEntry]:
         for dataset in list(self.current):
             self._close(dataset)
-        return sorted(self.closed, key=lambda e: e["path"])
+        return sorted(self.closed, key=lambda e: e.path)
 
 
-def _write_arrays(
-    sources: list[Path], tmp: Path, on_conflict: str, max_bytes: int
-) -> tuple[list[dict[str, Any]], int, int]:
+def _write_arrays(sources: list[Path], tmp: Path, on_conflict: str, max_bytes: int) -> tuple[list[FileEntry], int, int]:
     """Copy every array once into ``arrays-NNN.h5`` files (per dataset, split by size), keeping the
     ``store.schema.array_path`` keys; whole architecture groups are copied in one HDF5 call. Returns
     (manifest entries, arrays written, conflicting arrays)."""

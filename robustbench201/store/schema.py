@@ -5,9 +5,11 @@ Scalars are tidy rows (one value per row) with explicit columns. Units: ``epsilo
 no epsilon. ``severity`` is 1..5 for corruptions, 0 otherwise. Arrays (confusion matrices, per-sample flags) live
 in HDF5 files at the path :func:`array_path` builds from the same key columns.
 
-Wide form: per dataset, one row per architecture and one column per (key, epsilon/severity, measure), named by
-:func:`wide_name`: ``clean``, ``fgsm@1``, ``pgd@0.5``, ``fog:3``, ``jacobian``, ``nb201_test_accuracy``, with a
-``/measure`` suffix when the measure is not ``accuracy`` (or ``value``), e.g. ``pgd@1/confidence_pred``.
+Wide form: per dataset, one row per architecture and one column per (key, epsilon/severity, semantics, measure),
+named by :func:`wide_name`: ``clean``, ``fgsm@1``, ``pgd@0.5``, ``fog:3``, ``jacobian``, ``nb201_test_accuracy``;
+the cumulative worst case of an attack carries ``/cumulative`` (``pgd@1/cumulative``; the plain name is the
+per-epsilon value of the published protocol), and a measure other than ``accuracy`` (or ``value``) comes last,
+e.g. ``pgd@1/confidence_pred``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import DataIntegrityError, Rb201Error, check_choice
 
@@ -154,6 +156,9 @@ def check_table_schema(table_schema, path: str) -> None:  # type: ignore[no-unty
 
 # ---- names ---------------------------------------------------------------------------------------------------
 _PLAIN_MEASURES = ("accuracy", "value")
+#: The semantics segment of a wide name: per-epsilon rows (the published protocol) carry none, the cumulative worst
+#: case carries ``/cumulative``; ``/per-epsilon`` is accepted when reading a name, as an explicit spelling.
+CUMULATIVE_SEGMENT = "cumulative"
 
 
 def format_eps(epsilon: float) -> str:
@@ -161,31 +166,68 @@ def format_eps(epsilon: float) -> str:
     return f"{epsilon:g}"
 
 
-def wide_name(key: str, epsilon: float = math.nan, severity: int = 0, measure: str = "accuracy") -> str:
-    """Column name in the wide form (see module docstring)."""
+def wide_name(
+    key: str, epsilon: float = math.nan, severity: int = 0, measure: str = "accuracy", semantics: str = ""
+) -> str:
+    """Column name in the wide form: ``key[@eps|:severity][/cumulative][/measure]`` (epsilon in 1/255 units).
+
+    Per-epsilon values (each attack at each epsilon on its own, the published protocol) have the plain name
+    (``pgd@1``); the cumulative worst case of the same attack has ``/cumulative`` (``pgd@1/cumulative``); a measure
+    other than accuracy / value comes last (``pgd@1/cumulative/confidence_pred``)."""
     if not math.isnan(epsilon):
         base = f"{key}@{format_eps(epsilon)}"
     elif severity:
         base = f"{key}:{severity}"
     else:
         base = key
+    if semantics == "cumulative":
+        base = f"{base}/{CUMULATIVE_SEGMENT}"
     return base if measure in _PLAIN_MEASURES else f"{base}/{measure}"
 
 
-_WIDE_RE = re.compile(r"^(?P<key>[^@:/]+)(?:@(?P<eps>[0-9.]+)|:(?P<sev>[1-5]))?(?:/(?P<measure>.+))?$")
+class WideName(NamedTuple):
+    """A parsed wide column name; ``measure`` None means the plain one (accuracy or value), ``semantics`` is
+    ``""`` for a name without a semantics segment (per-epsilon values, or rows without an epsilon)."""
+
+    key: str
+    epsilon: float
+    severity: int
+    measure: str | None
+    semantics: str
 
 
-def parse_wide_name(name: str) -> tuple[str, float, int, str | None]:
-    """Inverse of :func:`wide_name`: ``'pgd@1' -> ('pgd', 1.0, 0, None)`` (measure None = the plain one)."""
+_WIDE_RE = re.compile(r"^(?P<key>[^@:/]+)(?:@(?P<eps>[0-9.]+)|:(?P<sev>[1-5]))?(?:/(?P<rest>.+))?$")
+
+
+def parse_wide_name(name: str) -> WideName:
+    """Inverse of :func:`wide_name`: ``'pgd@1' -> WideName('pgd', 1.0, 0, None, '')``,
+    ``'pgd@1/cumulative/confidence_pred' -> WideName('pgd', 1.0, 0, 'confidence_pred', 'cumulative')``."""
     m = _WIDE_RE.match(name.strip())
     if not m:
         raise Rb201Error(
             f"cannot read column name {name!r}; expected 'key', 'key@eps' (eps in 1/255), 'key:severity' "
-            "with an optional '/measure', e.g. 'fgsm@1', 'fog:3', 'pgd@2/confidence_pred'"
+            "with an optional '/cumulative' and '/measure', e.g. 'fgsm@1', 'fog:3', 'pgd@1/cumulative', "
+            "'pgd@2/confidence_pred'"
         )
     eps = float(m.group("eps")) if m.group("eps") else math.nan
     sev = int(m.group("sev")) if m.group("sev") else 0
-    return m.group("key"), eps, sev, m.group("measure")
+    semantics, measure = "", None
+    rest = m.group("rest")
+    if rest:
+        head, _, tail = rest.partition("/")
+        if head in ("cumulative", "per-epsilon"):
+            semantics = "cumulative" if head == "cumulative" else ""
+            measure = tail or None
+        elif tail:
+            raise Rb201Error(
+                f"cannot read column name {name!r}: {head!r} is not a semantics; allowed after the key: "
+                "'/cumulative' or '/per-epsilon', then an optional '/measure'"
+            )
+        else:
+            measure = head
+    if semantics == "cumulative" and math.isnan(eps):
+        raise Rb201Error(f"column name {name!r}: '/cumulative' needs an epsilon, e.g. 'pgd@1/cumulative'")
+    return WideName(m.group("key"), eps, sev, measure, semantics)
 
 
 def array_path(

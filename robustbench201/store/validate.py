@@ -7,40 +7,22 @@ summarises coverage: which isomorphism representatives x datasets x result colum
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataIntegrityError
-from .atomic import TMP_SUFFIX, sha256_file
-from .schema import KEY_COLUMNS, SCHEMA_VERSION, check_table_schema
+from ..errors import DataIntegrityError, Rb201Error
+from ..space import NUM_UNIQUE, format_indices, representative_indices, unique_indices
+from .atomic import TMP_SUFFIX
+from .dataset import MANIFEST, NOT_DATA, read_manifest
+from .integrity import verify_file
+from .schema import KEY_COLUMNS, check_table_schema
 
 log = logging.getLogger(__name__)
 
-DATASET_FORMAT = "rb201-dataset"
-MANIFEST = "manifest.json"
 #: Columns that together name one result column of the wide table (with dataset and architecture as the rows).
 COLUMN_KEYS: tuple[str, ...] = tuple(c for c in KEY_COLUMNS if c not in ("arch_index", "dataset"))
-
-
-def read_dataset_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of a dataset directory; DataIntegrityError if missing, unreadable or of another format."""
-    mpath = Path(path) / MANIFEST
-    try:
-        manifest = json.loads(mpath.read_text())
-    except FileNotFoundError:
-        raise DataIntegrityError(f"{path} has no {MANIFEST}; not an rb201 dataset directory") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataIntegrityError(f"{mpath} cannot be read: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != DATASET_FORMAT:
-        raise DataIntegrityError(f"{mpath} is not an {DATASET_FORMAT!r} manifest")
-    if str(manifest.get("schema_version")) != SCHEMA_VERSION:
-        raise DataIntegrityError(
-            f"{mpath} has schema version {manifest.get('schema_version')!r}; this rb201 reads {SCHEMA_VERSION!r}"
-        )
-    return manifest
 
 
 # ---- coverage -----------------------------------------------------------------------------------------------
@@ -62,9 +44,6 @@ class Coverage:
 
     def lines(self, max_columns: int = 8) -> list[str]:
         """Human-readable summary (a few lines per dataset)."""
-        from ..runner.plan import format_indices
-        from ..space import NUM_UNIQUE
-
         out = []
         for d in self.datasets:
             have = NUM_UNIQUE - len(d.representatives_missing)
@@ -90,9 +69,6 @@ def _column_label(values: tuple[Any, ...]) -> str:
 
 def compute_coverage(df: Any) -> Coverage:
     """Coverage of a DataFrame holding at least :data:`store.schema.KEY_COLUMNS`."""
-    from ..runner.plan import format_indices
-    from ..space import representative_indices, unique_indices
-
     reps = representative_indices()
     unique = set(unique_indices())
     cov = Coverage()
@@ -124,11 +100,6 @@ def compute_coverage(df: Any) -> Coverage:
 
 
 # ---- validation ---------------------------------------------------------------------------------------------
-#: Files that may sit in a dataset folder without being data: the registry `rb201 publish` writes there by
-#: default, and the package marker of the embedded table.
-NOT_DATA = frozenset({"registry.json", "__init__.py"})
-
-
 @dataclass
 class ValidationReport:
     """Outcome of :func:`validate_dataset`; ``ok`` when ``problems`` is empty."""
@@ -157,37 +128,33 @@ class ValidationReport:
 
 
 def validate_dataset(path: str | Path, coverage: bool = True) -> ValidationReport:
-    """Check a dataset directory; never raises for a damaged dataset (problems are listed in the report)."""
+    """Check a dataset directory, re-hashing every file; never raises for a damaged dataset (problems are listed in
+    the report)."""
     import pyarrow.parquet as pq
 
     root = Path(path)
     report = ValidationReport(root)
     try:
-        manifest = read_dataset_manifest(root)
-    except DataIntegrityError as exc:
+        manifest = read_manifest(root)
+    except Rb201Error as exc:
         report.problems.append(str(exc))
         return report
     listed: set[str] = set()
     good_results: list[Path] = []
-    for entry in manifest.get("files", []):
-        rel = str(entry.get("path", ""))
+    for entry in manifest.files:
+        rel = entry.path
         listed.add(rel)
         p = root / rel
-        if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
-            report.problems.append(f"manifest lists an unsafe path {rel!r}")
-            continue
         if not p.is_file():
             report.problems.append(f"{rel} is listed in the manifest but missing")
             continue
         report.files += 1
-        size = p.stat().st_size
-        if size != entry.get("bytes"):
-            report.problems.append(f"{rel} has {size} bytes, the manifest says {entry.get('bytes')} (truncated?)")
+        try:
+            verify_file(p, entry.sha256, entry.bytes, use_cache=False, what=rel)
+        except DataIntegrityError as exc:
+            report.problems.append(str(exc))
             continue
-        if sha256_file(p) != entry.get("sha256"):
-            report.problems.append(f"{rel} does not match its sha256 in the manifest (modified)")
-            continue
-        if entry.get("kind") == "results":
+        if entry.kind == "results":
             try:
                 meta = pq.ParquetFile(p).metadata
                 check_table_schema(pq.read_schema(p), rel)
@@ -197,8 +164,8 @@ def validate_dataset(path: str | Path, coverage: bool = True) -> ValidationRepor
             except Exception as exc:
                 report.problems.append(f"{rel} cannot be read as Parquet: {exc}")
                 continue
-            if meta.num_rows != entry.get("rows"):
-                report.problems.append(f"{rel} has {meta.num_rows} rows, the manifest says {entry.get('rows')}")
+            if entry.rows >= 0 and meta.num_rows != entry.rows:
+                report.problems.append(f"{rel} has {meta.num_rows} rows, the manifest says {entry.rows}")
                 continue
             report.rows += meta.num_rows
             good_results.append(p)
@@ -217,9 +184,49 @@ def validate_dataset(path: str | Path, coverage: bool = True) -> ValidationRepor
         report.duplicates = dup
         if dup:
             report.problems.append(f"{dup} duplicate rows (same key columns)")
-        unknown = sorted(set(df["spec_hash"].unique()) - set(manifest.get("specs", {})) - {""})
+        unknown = sorted(set(df["spec_hash"].unique()) - set(manifest.specs) - {""})
         if unknown:
             report.problems.append(f"rows carry spec hashes not in the manifest: {unknown[:5]}")
         if coverage:
             report.coverage = compute_coverage(df)
     return report
+
+
+def archs_present(path: str | Path, *, dataset: str, weights: str, seed: int, spec_hash: str) -> set[int]:
+    """NB201 indices with rows of one evaluation job (dataset, weights label, seed, spec hash) in the dataset
+    directory ``path`` (each results file is verified against the manifest before it is read)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .dataset import DatasetDir
+
+    d = DatasetDir.open(path)
+    out: set[int] = set()
+    for f in d.manifest.of_kind("results"):
+        if f.dataset and f.dataset != dataset:
+            continue
+        t = pq.read_table(d.file(f), columns=["arch_index", "dataset", "weights", "seed", "spec_hash"])
+        m = pc.and_(
+            pc.and_(pc.equal(t.column("dataset"), dataset), pc.equal(t.column("weights"), weights)),
+            pc.and_(pc.equal(t.column("seed"), seed), pc.equal(t.column("spec_hash"), spec_hash)),
+        )
+        out.update(pc.unique(t.filter(m).column("arch_index")).to_pylist())
+    return out
+
+
+def specs_of_dataset(path: str | Path, dataset: str) -> list[str]:
+    """Spec hashes the rows of ``dataset`` carry in the dataset directory ``path`` (sorted, imported rows' '' left
+    out)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .dataset import DatasetDir
+
+    d = DatasetDir.open(path)
+    out: set[str] = set()
+    for f in d.manifest.of_kind("results"):
+        if f.dataset and f.dataset != dataset:
+            continue
+        t = pq.read_table(d.file(f), columns=["dataset", "spec_hash"])
+        out.update(pc.unique(t.filter(pc.equal(t.column("dataset"), dataset)).column("spec_hash")).to_pylist())
+    return sorted(out - {""})

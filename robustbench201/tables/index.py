@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InvalidChoiceError
 from ..store.schema import format_eps, parse_wide_name, wide_name
-from .wide import Wide, fill_isomorphs
+from ..store.wide import Wide, fill_isomorphs
 
 _PLAIN = ("accuracy", "value")
 
@@ -79,31 +79,40 @@ class Index:
         return self._keys
 
     def column(
-        self, name: str, epsilon: float | None = None, severity: int | None = None, measure: str | None = None
+        self,
+        name: str,
+        epsilon: float | None = None,
+        severity: int | None = None,
+        measure: str | None = None,
+        semantics: str | None = None,
     ) -> int:
-        """Column position of ``name`` (a wide name, or a key with ``epsilon``/``severity``/``measure``)."""
-        if epsilon is None and severity is None and measure is None:
+        """Column position of ``name``: a wide name (``'pgd@1'``, ``'pgd@1/cumulative'``), or a key with
+        ``epsilon`` (1/255 units) / ``severity`` / ``measure`` / ``semantics`` (``'per-epsilon'``, the default, or
+        ``'cumulative'``)."""
+        if epsilon is None and severity is None and measure is None and semantics is None:
             j = self.col.get(name)
             if j is not None:
                 return j
-            key, eps, sev, meas = parse_wide_name(name)
+            key, eps, sev, meas, sem = parse_wide_name(name)
         else:
             key = name
             eps = math.nan if epsilon is None else float(epsilon)
             sev = int(severity or 0)
             meas = measure
-        if meas is None or meas in _PLAIN:
-            for m in _PLAIN:
-                j = self.col.get(wide_name(key, eps, sev, m))
-                if j is not None:
-                    return j
-        else:
-            j = self.col.get(wide_name(key, eps, sev, meas))
+            sem = _semantics(semantics)
+        j = self._find(key, eps, sev, meas, sem)
+        if j is None:
+            raise self._missing(key, eps, sev, meas, sem)
+        return j
+
+    def _find(self, key: str, eps: float, sev: int, meas: str | None, sem: str) -> int | None:
+        for m in _PLAIN if meas is None or meas in _PLAIN else (meas,):
+            j = self.col.get(wide_name(key, eps, sev, m, sem))
             if j is not None:
                 return j
-        raise self._missing(key, eps, sev, meas)
+        return None
 
-    def _missing(self, key: str, eps: float, sev: int, measure: str | None) -> InvalidChoiceError:
+    def _missing(self, key: str, eps: float, sev: int, measure: str | None, sem: str = "") -> InvalidChoiceError:
         ds = self.dataset
         keys = self.keys()
         if key not in keys:
@@ -120,8 +129,21 @@ class Index:
                 f"{key} on {ds} needs an epsilon (1/255 units); available: {', '.join(format_eps(e) for e in epss)}"
             )
         if epss:
+            other = "" if sem == "cumulative" else "cumulative"
+            j = self._find(key, eps, sev, measure, other)
+            if j is not None:
+                asked = "per-epsilon value" if other else "cumulative worst case"
+                held = "the cumulative worst case" if other else "per-epsilon values"
+                return InvalidChoiceError(
+                    f"{ds} holds no {asked} of {key} at epsilon {format_eps(eps)}, only {held}: ask for "
+                    f"{self.names[j]!r} (semantics={'cumulative' if other else 'per-epsilon'!r})"
+                )
+            hint = ""
+            if 0 < eps < 1 and any(abs(eps * 255 - e) < 1e-3 for e in epss):
+                hint = f"; epsilons are in units of 1/255: did you mean {format_eps(round(eps * 255, 3))}?"
             return InvalidChoiceError(
-                f"no epsilon {format_eps(eps)} for {key} on {ds}; available: {', '.join(format_eps(e) for e in epss)}"
+                f"no epsilon {format_eps(eps)} for {key} on {ds}; available: "
+                f"{', '.join(format_eps(e) for e in epss)} (units of 1/255){hint}"
             )
         if sevs and not sev:
             return InvalidChoiceError(f"{key} on {ds} needs a severity; available: {', '.join(map(str, sevs))}")
@@ -130,3 +152,12 @@ class Index:
         if not math.isnan(eps) or sev:
             return InvalidChoiceError(f"{key} on {ds} has no epsilon or severity; ask for {key!r} alone")
         return InvalidChoiceError(f"no column for {key!r} on {ds}; available: {', '.join(c['name'] for c in cols)}")
+
+
+def _semantics(semantics: str | None) -> str:
+    """``None`` / ``'per-epsilon'`` -> ``''`` (the plain name), ``'cumulative'`` -> ``'cumulative'``."""
+    if semantics in (None, "", "per-epsilon"):
+        return ""
+    if semantics == "cumulative":
+        return "cumulative"
+    raise InvalidChoiceError(f"unknown semantics {semantics!r}; allowed: 'per-epsilon', 'cumulative'")

@@ -31,8 +31,8 @@ def _wrap(pairs: list[str], width: int, indent: str = "  ") -> list[str]:
 
 
 def _grid(title: str, cells: dict[str, dict[Any, float]], heads: list[Any], label, width: int) -> list[str]:  # type: ignore[no-untyped-def]
-    w = max(6, *(len(label(h)) + 1 for h in heads))
-    kw = max(len(title), *(len(k) for k in cells)) + 1
+    w = max([6, *(len(label(h)) + 1 for h in heads)])
+    kw = max([len(title), *(len(k) for k in cells)]) + 1
     lines = [f"  {title:<{kw}}" + "".join(f"{label(h):>{w}}" for h in heads)]
     for k, row in cells.items():
         lines.append(f"  {k:<{kw}}" + "".join(f"{_num(row.get(h, math.nan)):>{w}}" for h in heads))
@@ -50,8 +50,9 @@ def format_result(r: QueryResult, width: int = 100) -> str:
         scalars, attacks, corr, other = [], {}, {}, {}
         for info, v in items:
             fam, plain = info["family"], info["measure"] in ("accuracy", "value")
-            if fam == "adversarial" and plain:
-                attacks.setdefault(info["key"], {})[info["epsilon"]] = v
+            if fam in ("adversarial", "certified") and plain and info["epsilon"] is not None:
+                label = info["key"] + (" (cumulative)" if info.get("semantics") == "cumulative" else "")
+                attacks.setdefault(label, {})[info["epsilon"]] = v
             elif fam == "corruption" and plain:
                 corr.setdefault(info["key"], {})[info["severity"]] = v
             elif fam in ("clean", "nb201-training", "cost"):

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import DataIntegrityError
 from ..space import NUM_ARCHS, representative_indices
-from ..store.schema import FAMILIES, META_KIND, META_SCHEMA_VERSION, SCHEMA_VERSION, wide_name
+from .schema import FAMILIES, META_KIND, META_SCHEMA_VERSION, SCHEMA_VERSION, wide_name
 
 META_DATASET = "rb201.dataset"
 META_COLUMNS = "rb201.columns"
@@ -41,10 +41,18 @@ class Wide:
         self.col = {n: j for j, n in enumerate(self.names)}
 
 
+def column_name(info: dict[str, Any]) -> str:
+    """The wide name of a column from its facts (``epsilon`` None when the column has none)."""
+    eps = math.nan if info.get("epsilon") is None else float(info["epsilon"])
+    return wide_name(info["key"], eps, int(info.get("severity") or 0), info["measure"], info.get("semantics", ""))
+
+
 def _order(info: dict[str, Any]) -> tuple:
     fam = FAMILIES.index(info["family"]) if info["family"] in FAMILIES else len(FAMILIES)
     eps = -1.0 if info["epsilon"] is None else info["epsilon"]
-    return (fam, info["key"], info["measure"] not in ("accuracy", "value"), info["measure"], eps, info["severity"])
+    cumulative = info.get("semantics") == "cumulative"
+    plain = info["measure"] in ("accuracy", "value")
+    return (fam, info["key"], cumulative, not plain, info["measure"], eps, info["severity"])
 
 
 def pivot(table) -> dict[str, Wide]:  # type: ignore[no-untyped-def]
@@ -80,7 +88,7 @@ def pivot(table) -> dict[str, Wide]:  # type: ignore[no-untyped-def]
             gn = np.unique(ns[mask])
             info = dict(h, epsilon=eps)
             info.update(
-                name=wide_name(h["key"], math.nan if eps is None else eps, h["severity"], h["measure"]),
+                name=column_name(dict(h, epsilon=eps)),
                 seeds=gseeds,
                 n=int(gn[0]) if len(gn) == 1 else -1,
                 class_level=bool(np.all(reps[present] == present)) and len(present) < NUM_ARCHS,
@@ -129,7 +137,7 @@ def write_wide(wide: Wide, target: str | Path) -> None:
     """Write one dataset's wide matrix as Parquet (float64 columns, column facts in the file metadata)."""
     import pyarrow as pa
 
-    from ..store.atomic import write_parquet_atomic
+    from .atomic import write_parquet_atomic
 
     arrays = [pa.array(np.arange(NUM_ARCHS, dtype=np.int32)), pa.array(wide.reps.astype(np.int32))]
     arrays += [pa.array(wide.matrix[:, j]) for j in range(len(wide.names))]
@@ -168,12 +176,20 @@ def read_wide(path: str | Path) -> Wide:
             f"{path} is not an rb201 wide table of schema version {SCHEMA_VERSION!r} "
             f"(kind {meta.get(META_KIND)!r}, version {meta.get(META_SCHEMA_VERSION)!r})"
         )
-    info = tuple(json.loads(meta[META_COLUMNS]))
-    names = tuple(table.column_names[2:])
-    if names != tuple(i["name"] for i in info) or table.num_rows != NUM_ARCHS:
+    try:
+        info = tuple(json.loads(meta[META_COLUMNS]))
+        stored = tuple(table.column_names[2:])
+        ok = stored == tuple(i["name"] for i in info) and table.num_rows == NUM_ARCHS
+        # names follow the current naming rule (files written before the semantics segment existed named a
+        # cumulative column like a per-epsilon one); the column facts decide
+        names = tuple(column_name(i) for i in info)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataIntegrityError(f"{path}: malformed column metadata ({exc})") from None
+    if not ok:
         raise DataIntegrityError(f"{path}: columns or rows do not match its metadata")
+    info = tuple(dict(i, name=n) for i, n in zip(info, names, strict=True))
     matrix = np.empty((NUM_ARCHS, len(names)), dtype=np.float64)
-    for j, name in enumerate(names):
+    for j, name in enumerate(stored):
         matrix[:, j] = _to_numpy(table.column(name), np.float64)
     reps = _to_numpy(table.column("representative"), np.int32).astype(np.int64)
     return Wide(meta[META_DATASET], names, matrix, info, reps)

@@ -1,0 +1,337 @@
+"""The dataset directory: ``manifest.json`` plus the files it lists. The one owner of this format
+(docs/ARCHITECTURE.md): merge, the importer of the published dataset, the embedded-table build and every reader
+go through it.
+
+Layout::
+
+    DATASET/
+      manifest.json       {"format": "rb201-dataset", "schema_version": "1", "name", "created", "code_version",
+                           "specs": {spec_hash: spec}, "files": [{"path", "kind", "sha256", "bytes",
+                           "rows"?, "dataset"?, "arrays"?}, ...], ...extra keys kept as they are}
+      results-*.parquet   tidy schema v1 rows (kind ``results``)
+      arrays-*.h5         arrays at ``store.schema.array_path`` keys (kind ``arrays``)
+      wide-<ds>.parquet   a derived per-dataset matrix for fast lookups (kind ``wide``, :mod:`.wide`)
+
+Writers put every file in place atomically and write the manifest last, so a directory with a manifest is complete.
+Readers (:class:`DatasetDir`) parse the manifest strictly, check every listed file's size on opening and its
+sha256 before the file is first used (:func:`robustbench201.store.integrity.verify_file`, cheap on repeated opens),
+and refuse a mismatch with an error naming the file. No torch import; pyarrow and h5py only in the writers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import DataIntegrityError, Rb201Error
+from .atomic import atomic_path, sha256_file, write_parquet_atomic, write_text_atomic
+from .integrity import Verified, verify_file
+from .schema import COLUMNS, SCHEMA_VERSION, SORT_COLUMNS, pa_schema, table_metadata
+
+log = logging.getLogger(__name__)
+
+FORMAT = "rb201-dataset"
+MANIFEST = "manifest.json"
+FILE_KINDS: tuple[str, ...] = ("results", "arrays", "wide")
+#: Schema versions this rb201 reads (the tidy columns of version 1 are unchanged).
+READABLE_SCHEMA_VERSIONS: tuple[str, ...] = (SCHEMA_VERSION,)
+#: Files that may sit in a dataset folder without being data: the registry ``rb201 publish`` writes there by
+#: default, and the package marker of the embedded table.
+NOT_DATA = frozenset({"registry.json", "__init__.py"})
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_KNOWN_KEYS = ("format", "schema_version", "name", "created", "code_version", "specs", "files")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One listed file: ``bytes`` its size, ``rows`` its scalar rows (-1: none), ``arrays`` its arrays (-1: none),
+    ``dataset`` the one dataset it holds ("" if several or not applicable)."""
+
+    path: str
+    kind: str
+    sha256: str
+    bytes: int
+    rows: int = -1
+    dataset: str = ""
+    arrays: int = -1
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "kind": self.kind, "sha256": self.sha256, "bytes": self.bytes}
+        if self.rows >= 0:
+            d["rows"] = self.rows
+        if self.dataset:
+            d["dataset"] = self.dataset
+        if self.arrays >= 0:
+            d["arrays"] = self.arrays
+        return d
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed ``manifest.json``."""
+
+    name: str
+    created: str
+    code_version: str
+    files: tuple[FileEntry, ...]
+    specs: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+
+    def of_kind(self, kind: str) -> list[FileEntry]:
+        return [f for f in self.files if f.kind == kind]
+
+    def entry(self, path: str) -> FileEntry:
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise DataIntegrityError(f"the manifest lists no file {path!r}; it lists {[f.path for f in self.files]}")
+
+    def to_json(self) -> str:
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "created": self.created,
+            "code_version": self.code_version,
+            "specs": self.specs,
+            "files": [f.to_dict() for f in sorted(self.files, key=lambda f: f.path)],
+        }
+        doc.update(self.extra)
+        return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+
+# ---- reading ---------------------------------------------------------------------------------------------------
+def _int_field(entry: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
+    v = entry.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v < (0 if default is None else -1):
+        raise DataIntegrityError(f"{where}: {key!r} is {v!r}; allowed: a non-negative integer")
+    return v
+
+
+def _file_entry(raw: object, k: int, where: str) -> FileEntry:
+    at = f"{where}: files[{k}]"
+    if not isinstance(raw, dict):
+        raise DataIntegrityError(f"{at} is {raw!r}; allowed: an object with path, kind, sha256 and bytes")
+    path = raw.get("path")
+    if not isinstance(path, str) or not path or "/" in path or "\\" in path or path.startswith("."):
+        raise DataIntegrityError(f"{at}: path {path!r} is not allowed; allowed: a plain file name inside the directory")
+    kind = raw.get("kind")
+    if kind not in FILE_KINDS:
+        raise DataIntegrityError(f"{at} ({path}): kind {kind!r} is unknown; allowed: {', '.join(FILE_KINDS)}")
+    sha = raw.get("sha256")
+    if not isinstance(sha, str) or not _SHA256.match(sha):
+        raise DataIntegrityError(f"{at} ({path}): sha256 {sha!r} is not 64 lowercase hex digits")
+    dataset = raw.get("dataset", "")
+    if not isinstance(dataset, str):
+        raise DataIntegrityError(f"{at} ({path}): dataset {dataset!r} is not a string")
+    return FileEntry(
+        path,
+        kind,
+        sha,
+        _int_field(raw, "bytes", f"{at} ({path})"),
+        _int_field(raw, "rows", f"{at} ({path})", -1),
+        dataset,
+        _int_field(raw, "arrays", f"{at} ({path})", -1),
+    )
+
+
+def parse_manifest(doc: object, where: str = MANIFEST) -> Manifest:
+    """Check a manifest's JSON document strictly; :class:`DataIntegrityError` naming the bad value otherwise."""
+    if not isinstance(doc, dict):
+        raise DataIntegrityError(f"{where} holds {type(doc).__name__} {doc!r:.60}; allowed: a JSON object")
+    if doc.get("format") != FORMAT:
+        raise DataIntegrityError(f"{where} has format {doc.get('format')!r}; an rb201 dataset has {FORMAT!r}")
+    version = str(doc.get("schema_version"))
+    if version not in READABLE_SCHEMA_VERSIONS:
+        raise DataIntegrityError(
+            f"{where} has schema version {doc.get('schema_version')!r}; this rb201 reads "
+            f"{', '.join(READABLE_SCHEMA_VERSIONS)}"
+        )
+    files = doc.get("files", [])
+    if not isinstance(files, list):
+        raise DataIntegrityError(f"{where}: 'files' is {type(files).__name__} {files!r:.60}; allowed: a list")
+    entries = tuple(_file_entry(f, k, where) for k, f in enumerate(files))
+    seen: set[str] = set()
+    for e in entries:
+        if e.path in seen:
+            raise DataIntegrityError(f"{where} lists {e.path!r} twice")
+        seen.add(e.path)
+    specs = doc.get("specs") or {}
+    if not isinstance(specs, dict):
+        raise DataIntegrityError(f"{where}: 'specs' is {type(specs).__name__}; allowed: an object spec_hash -> spec")
+    return Manifest(
+        name=str(doc.get("name", "")),
+        created=str(doc.get("created", "")),
+        code_version=str(doc.get("code_version", "")),
+        files=entries,
+        specs=dict(specs),
+        extra={k: v for k, v in doc.items() if k not in _KNOWN_KEYS},
+        schema_version=version,
+    )
+
+
+def read_manifest(directory: str | Path) -> Manifest:
+    """Read and check ``DIRECTORY/manifest.json`` (the files themselves are not looked at)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise Rb201Error(f"dataset directory {str(directory)!r} does not exist")
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise DataIntegrityError(f"{directory} is not an rb201 dataset directory: no {MANIFEST}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataIntegrityError(f"{path} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise DataIntegrityError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    m = parse_manifest(doc, str(path))
+    return m if m.name else Manifest(**{**vars(m), "name": directory.name})
+
+
+def manifest_format(directory: str | Path) -> str | None:
+    """The ``format`` of ``DIRECTORY/manifest.json`` (dataset or shard), or None if there is none."""
+    try:
+        doc = json.loads((Path(directory) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc.get("format") if isinstance(doc, dict) else None
+
+
+class DatasetDir:
+    """An opened dataset directory. Opening parses the manifest and checks every listed file's size; :meth:`file`
+    checks a file's sha256 before handing out its path (once per change of the file, see
+    :mod:`robustbench201.store.integrity`)."""
+
+    def __init__(self, path: str | Path, manifest: Manifest) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        self._verified: set[str] = set()
+
+    @classmethod
+    def open(cls, path: str | Path, *, verify: bool = False) -> DatasetDir:
+        """Open ``path``; with ``verify`` re-hash every listed file now (ignoring earlier verifications)."""
+        manifest = read_manifest(path)
+        d = cls(path, manifest)
+        for e in manifest.files:
+            p = d.path / e.path
+            try:
+                size = p.stat().st_size
+            except OSError:
+                raise DataIntegrityError(f"{p} is listed in {d.path / MANIFEST} but missing") from None
+            if size != e.bytes:
+                raise DataIntegrityError(f"{p} has {size} bytes; the manifest says {e.bytes} (truncated or changed)")
+        if verify:
+            d.verify_all(use_cache=False)
+        return d
+
+    def file(self, entry: FileEntry | str, *, use_cache: bool = True) -> Path:
+        """The path of a listed file after checking its size and sha256 against the manifest."""
+        e = self.manifest.entry(entry) if isinstance(entry, str) else entry
+        if e.path not in self._verified:
+            verify_file(self.path / e.path, e.sha256, e.bytes, use_cache=use_cache)
+            self._verified.add(e.path)
+        return self.path / e.path
+
+    def verify_all(self, *, use_cache: bool = False) -> list[Verified]:
+        """Check every listed file (re-hashing each unless ``use_cache``)."""
+        out = []
+        for e in self.manifest.files:
+            out.append(verify_file(self.path / e.path, e.sha256, e.bytes, use_cache=use_cache))
+            self._verified.add(e.path)
+        return out
+
+
+# ---- writing ---------------------------------------------------------------------------------------------------
+def file_entry(directory: Path, name: str, kind: str, rows: int = -1, dataset: str = "", arrays: int = -1) -> FileEntry:
+    """Describe a file already written in ``directory``."""
+    if kind not in FILE_KINDS:
+        raise Rb201Error(f"unknown file kind {kind!r}; allowed: {', '.join(FILE_KINDS)}")
+    p = directory / name
+    return FileEntry(name, kind, sha256_file(p), p.stat().st_size, rows, dataset, arrays)
+
+
+def write_manifest(directory: str | Path, manifest: Manifest) -> Path:
+    """Write ``manifest.json`` atomically (after every listed file is in place)."""
+    target = Path(directory) / MANIFEST
+    write_text_atomic(target, manifest.to_json())
+    return target
+
+
+def columns_table(columns: Mapping[str, Any], spec_json: str = "{}"):  # type: ignore[no-untyped-def]
+    """Column arrays (numpy arrays or lists, one per schema v1 column) -> a schema v1 pyarrow Table."""
+    import pyarrow as pa
+
+    missing = [c for c in COLUMNS if c not in columns]
+    if missing:
+        raise DataIntegrityError(f"rows lack schema v1 columns {missing}")
+    schema = pa_schema()
+    arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema).replace_schema_metadata(table_metadata(spec_json))
+
+
+def sort_rows(table):  # type: ignore[no-untyped-def]
+    """Sort a schema v1 table by ``SORT_COLUMNS`` (stable, deterministic)."""
+    return table.sort_by([(c, "ascending") for c in SORT_COLUMNS])
+
+
+def write_arrays_h5(target: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write arrays at their ``array_path`` keys into one HDF5 file (atomically, no timestamps)."""
+    import h5py
+
+    with atomic_path(target) as tmp, h5py.File(tmp, "w", track_order=False) as fh:
+        for key in sorted(arrays):
+            a = arrays[key]
+            # small arrays (confusion matrices) are stored contiguously: chunk + filter overhead would dominate
+            opts = {"compression": "gzip", "shuffle": True} if a.nbytes > 1 << 14 else {}
+            fh.create_dataset(key, data=a, track_times=False, **opts)
+
+
+def write_dataset_dir(
+    out_dir: str | Path,
+    parts: Mapping[str, Any],
+    name: str,
+    created: str,
+    arrays: Mapping[str, np.ndarray] | None = None,
+    code_version: str = __version__,
+    extra: dict[str, Any] | None = None,
+    specs: dict[str, Any] | None = None,
+) -> Manifest:
+    """Write ``results-<part>.parquet`` for each tidy table in ``parts``, ``arrays-000.h5`` if ``arrays``,
+    ``wide-<dataset>.parquet`` per dataset, then ``manifest.json``. Returns the manifest."""
+    import pyarrow as pa
+
+    from .wide import pivot, write_wide
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    entries: list[FileEntry] = []
+    tables = []
+    for part in sorted(parts):
+        t = sort_rows(parts[part])
+        if not t.schema.metadata or b"rb201.schema_version" not in t.schema.metadata:
+            t = t.replace_schema_metadata(table_metadata())
+        fname = f"results-{part}.parquet"
+        write_parquet_atomic(t, out / fname)
+        entries.append(file_entry(out, fname, "results", rows=t.num_rows))
+        tables.append(t)
+        log.info("wrote %s (%d rows)", fname, t.num_rows)
+    if arrays:
+        write_arrays_h5(out / "arrays-000.h5", arrays)
+        entries.append(file_entry(out, "arrays-000.h5", "arrays", arrays=len(arrays)))
+    if tables:
+        for ds, wide in pivot(pa.concat_tables(tables)).items():
+            fname = f"wide-{ds}.parquet"
+            write_wide(wide, out / fname)
+            entries.append(file_entry(out, fname, "wide", dataset=ds))
+    manifest = Manifest(name, created, code_version, tuple(entries), specs=dict(specs or {}), extra=dict(extra or {}))
+    write_manifest(out, manifest)
+    return manifest
