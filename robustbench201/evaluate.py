@@ -73,6 +73,9 @@ class EvalResult:
     records: list[Record] = field(default_factory=list)
     arrays: dict[ArrayKey, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: ``source`` of the corruption rows: the corruption source's ``row_source`` (generated corruptions name their
+    #: generator version there, so rows of two generator versions never merge), else "rb201".
+    corruption_row_source: str = "rb201"
 
     def to_rows(self, arch_index: int, dataset: str, seed: int, weights: str, code_version: str) -> list[Row]:
         """Schema-v1 rows stamped with the spec hash."""
@@ -91,7 +94,7 @@ class EvalResult:
                 severity=r.severity,
                 semantics=r.semantics,
                 n=r.n,
-                source="rb201",
+                source=self.corruption_row_source if r.family == "corruption" else "rb201",
                 spec_hash=self.spec.hash,
                 code_version=code_version,
             )
@@ -324,6 +327,7 @@ def _run_corruptions(
     device: torch.device,
 ) -> None:
     t0 = time.perf_counter()
+    result.corruption_row_source = str(getattr(source, "row_source", "rb201"))
     for c in spec.corruptions:
         for s in spec.severities:
             cs = source.get(c, s)

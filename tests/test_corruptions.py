@@ -88,15 +88,17 @@ def test_image_gets_the_same_corruption_in_any_batch(name: str) -> None:
     np.testing.assert_array_equal(part, full[2:])
 
 
-MONOTONE = [c for c in CORRUPTIONS if c not in ("glass_blur", "frost", "elastic_transform")]
+MONOTONE = [c for c in CORRUPTIONS if c not in ("glass_blur", "motion_blur", "frost", "elastic_transform")]
 
 
 @pytest.mark.parametrize("name", MONOTONE)
 def test_distortion_grows_with_severity(name: str) -> None:
     """Mean absolute difference to the clean image is non-decreasing in severity (1% tolerance), on real digits and
-    on colour images. glass_blur, frost and elastic_transform are not monotone in the original parameters
-    (glass_blur's sigma drops from severity 3 to 4 while iterations double; frost's crop is random; elastic's
-    severity 1 is a pure, strong affine jitter) and are checked separately. pixelate gets 10%: PIL's BOX resampling
+    on colour images. glass_blur, motion_blur, frost and elastic_transform are not monotone in the original
+    parameters (glass_blur's sigma drops from severity 3 to 4 while iterations double; motion_blur's severities 3
+    and 4 share sigma 2 and differ only in where the kernel is cut, so only their random angles differ; frost's
+    photograph and crop are random; elastic's severity 1 is a pure, strong affine jitter) and are checked
+    separately. pixelate gets 10%: PIL's BOX resampling
     between close sizes (28 -> 26 vs 28 -> 25) picks pixels rather than averaging areas."""
     tol = 0.9 if name == "pixelate" else 0.99
     for x in (_mnist(16), _smooth_images(16, SHAPES["cifar"], seed=7)):
@@ -111,6 +113,9 @@ def test_non_monotone_types_still_distort_more_at_high_severity() -> None:
         return float(np.abs(corrupt(x, name, s, seed=2).astype(np.float64) - x).mean())
 
     assert min(dist("glass_blur", 4), dist("glass_blur", 5)) > max(dist("glass_blur", s) for s in (1, 2, 3))
+    motion = [dist("motion_blur", s) for s in range(1, 6)]
+    assert motion[0] < motion[1] < motion[2] < motion[4] and motion[3] < motion[4]
+    assert motion[3] == pytest.approx(motion[2], rel=0.1)  # same sigma: equal up to the random angles
     assert dist("frost", 5) > dist("frost", 1)
     assert dist("elastic_transform", 1) > 1.0 and dist("elastic_transform", 5) > 1.0
 
@@ -189,15 +194,22 @@ def test_fog_on_constant_image_spans_the_closed_form_range() -> None:
         assert y.min() == pytest.approx(np.floor(v * v / (v + c) * 255), abs=1)
 
 
-def test_frost_is_the_published_blend_of_image_and_texture() -> None:
-    from robustbench201.corruptions.weather import FROST, frost_textures
+def test_frost_is_the_published_blend_of_image_and_photograph_crop() -> None:
+    """On black images frost is b * (crop of a photograph), with photograph, top row and left column drawn in that
+    order from the image's generator, upper bounds exclusive (``randint`` of the original)."""
+    from robustbench201.corruptions import _common
+    from robustbench201.corruptions.weather import FROST, frost_photographs
 
-    x = np.zeros((4, 3, 32, 32), dtype=np.uint8)
-    y = corrupt(x, "frost", 5, seed=0).astype(np.float64) / 255
-    tex = frost_textures(128)
-    assert y.max() <= FROST[4][1] * tex.max() + 1e-6
-    assert y.mean() == pytest.approx(FROST[4][1] * tex.mean(), rel=0.35)
-    assert 0.3 < tex.mean() < 0.6 and tex.min() >= 0 and tex.max() <= 1
+    x = np.zeros((6, 3, 32, 32), dtype=np.uint8)
+    photos = frost_photographs()
+    for s in (1, 5):
+        y = corrupt(x, "frost", s, seed=3).transpose(0, 2, 3, 1)
+        b = FROST[s - 1][1]
+        for img, g in zip(y, _common.per_image_rngs(3, CORRUPTIONS.index("frost"), s, np.arange(6))):
+            p = photos[int(g.integers(5))]
+            r0, c0 = int(g.integers(0, p.shape[0] - 32)), int(g.integers(0, p.shape[1] - 32))
+            want = np.floor(b * (p[r0 : r0 + 32, c0 : c0 + 32] / 255.0) * 255.0 + 1e-3)
+            np.testing.assert_array_equal(img, want)
 
 
 def test_snow_brightens_images() -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robustbench201.corruptions import CORRUPTIONS, CifarCFiles, GeneratedCorruptions, corrupt, read_cifar_c
+from robustbench201.corruptions import (
+    CORRUPTIONS,
+    GENERATED_ID,
+    CifarCFiles,
+    GeneratedCorruptions,
+    corrupt,
+    read_cifar_c,
+)
 from robustbench201.data.base import ImageSet
 from robustbench201.errors import DataIntegrityError, InvalidChoiceError, Rb201Error
 
@@ -121,7 +128,7 @@ def test_bad_arguments(tmp_path: Path, clean: ImageSet) -> None:
 
 def test_generated_source_is_aligned_labelled_and_subset_consistent(clean: ImageSet) -> None:
     src = GeneratedCorruptions(clean, seed=4)
-    assert src.name == "generated-seed4" and src.corruptions() == CORRUPTIONS
+    assert src.name == f"{GENERATED_ID}-seed4" and src.corruptions() == CORRUPTIONS
     full = src.get("glass_blur", 3)
     np.testing.assert_array_equal(full.labels, clean.labels)
     np.testing.assert_array_equal(full.images, corrupt(clean.images, "glass_blur", 3, seed=4))

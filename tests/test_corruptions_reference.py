@@ -115,3 +115,68 @@ def test_device_argument_is_validated() -> None:
 
     with pytest.raises(Rb201Error, match="unknown device 'gpu0'"):
         corrupt(_images(1, 3, 16, 16), "contrast", 1, device="gpu0")
+
+
+def _published_shuffle(img: np.ndarray, offsets: np.ndarray, d: int) -> np.ndarray:
+    """The original glass-blur loop on one H x W x C uint8 image, its "swap" statement as written (numpy views)."""
+    x = img.copy()
+    h, w = x.shape[:2]
+    for it in range(offsets.shape[0]):
+        k = 0
+        for r in range(h - d, d, -1):
+            for c in range(w - d, d, -1):
+                dx, dy = offsets[it, k]
+                k += 1
+                rp, cp = r + dy, c + dx
+                x[r, c], x[rp, cp] = x[rp, cp], x[r, c]
+    return x
+
+
+def _true_swap(img: np.ndarray, offsets: np.ndarray, d: int) -> np.ndarray:
+    x = img.copy()
+    h, w = x.shape[:2]
+    for it in range(offsets.shape[0]):
+        k = 0
+        for r in range(h - d, d, -1):
+            for c in range(w - d, d, -1):
+                dx, dy = offsets[it, k]
+                k += 1
+                here = x[r, c].copy()
+                x[r, c] = x[r + dy, c + dx]
+                x[r + dy, c + dx] = here
+    return x
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_glass_blur_shuffle_is_the_published_view_aliased_swap(d: int) -> None:
+    """The original's swap copies the neighbour (its right-hand side holds views); ours does the same, for the CIFAR
+    displacement d = 1 (one gather per iteration) and for d = 2 (pixel by pixel), and differs from a true swap."""
+    rng = np.random.default_rng(d)
+    img = rng.integers(0, 256, (3, 12, 10, 3), dtype=np.uint8)
+    offsets = rng.integers(-d, d, size=(3, 2, (12 - 2 * d) * (10 - 2 * d), 2))
+    got = blur.copy_shuffle(img, offsets, d)
+    for i in range(3):
+        np.testing.assert_array_equal(got[i], _published_shuffle(img[i], offsets[i], d))
+        assert not np.array_equal(got[i], _true_swap(img[i], offsets[i], d))
+
+
+def test_zoom_blur_matches_the_per_image_original() -> None:
+    """Mean of the image and its clipped zooms by every factor, each zoom as the original's per-image scipy call."""
+    from scipy.ndimage import zoom
+
+    def clipped(img: np.ndarray, z: float) -> np.ndarray:
+        h = img.shape[0]
+        ch = int(np.ceil(h / z))
+        top = (h - ch) // 2
+        out = zoom(img[top : top + ch, top : top + ch], (z, z, 1), order=1)
+        t = (out.shape[0] - h) // 2
+        return out[t : t + h, t : t + h]
+
+    for side in (32, 16):
+        x = _images(2, 3, side, side, seed=side).transpose(0, 2, 3, 1).astype(np.float32) / 255
+        for s in (1, 5):
+            factors = np.arange(1, blur.ZOOM_BLUR_END[s - 1], 0.01)
+            got = blur.zoom_blur(x, s, [])
+            for img, out in zip(x, got):
+                ref = (img + sum(clipped(img, float(z)) for z in factors)) / (len(factors) + 1)
+                np.testing.assert_allclose(out, ref, atol=2e-6)

@@ -113,11 +113,46 @@ def zoom_operators(h: int, w: int, zoom_factor: float) -> tuple[np.ndarray, np.n
 
 
 def zoom_hwk(xt: np.ndarray, zoom_factor: float) -> np.ndarray:
-    """``clipped_zoom`` of images stored as H x W x K (K = batch x channels): two BLAS products."""
+    """``clipped_zoom`` of images stored as H x W x K (K = batch x channels); see ``zoom_sum_hwk``."""
+    return zoom_sum_hwk(xt, (zoom_factor,))
+
+
+#: Float32 values of the zoomed intermediate per chunk of ``zoom_sum_hwk`` (16 MiB): bounds memory, not results.
+_ZOOM_CHUNK_VALUES = 1 << 22
+
+
+@functools.lru_cache(maxsize=32)
+def stacked_zoom_operators(h: int, w: int, zoom_factors: tuple[float, ...]) -> tuple[Any, Any]:
+    """Sparse float32 [R_1; ...; R_Z] ((Z H) x H) and [C_1 ... C_Z] (W x (Z W)) of ``zoom_operators`` for each
+    factor; order-1 zoom reads two neighbours, so each row of R_z and C_z has at most two non-zeros."""
+    import scipy.sparse as sp
+
+    ops = [zoom_operators(h, w, z) for z in zoom_factors]
+    r_all = sp.csr_array(np.concatenate([r for r, _ in ops]).astype(np.float32))
+    c_all = sp.csr_array(np.concatenate([c for _, c in ops], axis=1).astype(np.float32))
+    return r_all, c_all
+
+
+def zoom_sum_hwk(xt: np.ndarray, zoom_factors: Sequence[float]) -> np.ndarray:
+    """Sum over ``zoom_factors`` of ``clipped_zoom`` of images stored as H x W x K (K = batch x channels).
+
+    With (R_z, C_z) = ``zoom_operators`` the sum is sum_z R_z X C_z^T, computed per chunk of K as two sparse
+    products (``stacked_zoom_operators``): [R_1; ...; R_Z] X, then [C_1 ... C_Z] times those Z results stacked along
+    W, which also sums over z. Sparse products run in one thread, so the time does not depend on the BLAS thread
+    count: the former batched dense product (one small product per image row) was tens of times slower with two
+    BLAS threads than with one on a busy machine (``bench/bench_corruptions.py`` measures both counts)."""
     h, w, k = xt.shape
-    r, c = (m.astype(xt.dtype) for m in zoom_operators(h, w, zoom_factor))
-    t = (r @ xt.reshape(h, w * k)).reshape(h, w, k)
-    return np.matmul(c, t)
+    nz = len(zoom_factors)
+    r_all, c_all = stacked_zoom_operators(h, w, tuple(float(z) for z in zoom_factors))
+    out = np.empty((h, w, k), dtype=np.result_type(xt.dtype, np.float32))
+    step = max(1, _ZOOM_CHUNK_VALUES // (nz * h * w))
+    for k0 in range(0, k, step):
+        k1 = min(k, k0 + step)
+        kc = k1 - k0
+        rows = r_all @ xt[:, :, k0:k1].reshape(h, w * kc)  # (Z H) x (W kc): R_z X for every z
+        stacked = rows.reshape(nz, h, w, kc).transpose(0, 2, 1, 3).reshape(nz * w, h * kc)
+        out[:, :, k0:k1] = (c_all @ stacked).reshape(w, h, kc).transpose(1, 0, 2)
+    return out
 
 
 def clipped_zoom(x: np.ndarray, zoom_factor: float) -> np.ndarray:

@@ -1,13 +1,10 @@
 """Weather corruptions: snow, frost, fog.
 
 Severity parameters are those of the CIFAR generator ``make_cifar_c.py`` (Hendrycks & Dietterich, ICLR 2019).
-Two parts of the original need assets we do not ship, and are replaced by documented procedural equivalents:
-
-- snow blurs its flake layer with ImageMagick's motion blur: we use our line-kernel re-implementation
-  (``_common.motion_blur``) with the same radius, sigma and angle range;
-- frost blends random crops of six photographs of frost (the original draws ``randint(5)``, so only the first
-  five are used): we blend random crops of five seeded procedural frost textures (``frost_textures``) with the
-  same blend weights. Fog blending and the frost blend run on a torch device.
+Snow blurs its flake layer with ImageMagick's motion blur in the original: we use our line-kernel re-implementation
+(``_common.motion_blur``) with the same radius, sigma and angle range. Frost blends crops of the original's frost
+photographs, shipped in the form it uses them (shrunk by 0.2; ``frost/SOURCE.md``). Fog and the frost blend run on a
+torch device.
 """
 
 from __future__ import annotations
@@ -43,9 +40,8 @@ FROST = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))
 #: (fog strength, plasma wibble decay).
 FOG = ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75))
 
-#: Number of frost textures drawn from, as ``np.random.randint(5)`` in the original.
-N_FROST_TEXTURES = 5
-_FROST_TEXTURE_SEED = 20190101  # fixed: the textures play the role of shipped assets, not of per-call randomness
+#: The frost photographs, in the original's order: it draws ``np.random.randint(5)``, so its sixth is never used.
+FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.png", "frost5.png")
 
 
 def snow(x: np.ndarray, severity: int, rngs: Rngs) -> np.ndarray:
@@ -77,59 +73,66 @@ def fog(x: Array, severity: int, rngs: Rngs) -> Array:
     return (x + c * like(plasma, x)) * max_val / (max_val + c)
 
 
-def _line_kernel(length: int, angle: float) -> np.ndarray:
-    """Binary kernel of a centred line segment of ``length`` pixels at ``angle`` (radians)."""
-    half = length // 2
-    k = np.zeros((2 * half + 1, 2 * half + 1), dtype=np.float32)
-    t = np.linspace(-half, half, 4 * half + 1)
-    rr = np.rint(half + t * np.sin(angle)).astype(int)
-    cc = np.rint(half + t * np.cos(angle)).astype(int)
-    k[rr, cc] = 1.0
-    return k
+@functools.lru_cache(maxsize=1)
+def frost_photographs() -> tuple[np.ndarray, ...]:
+    """The five frost photographs as the original uses them (shrunk by 0.2), uint8 H x W x 3 RGB, read-only.
+
+    Shipped in ``robustbench201/corruptions/frost/`` with their licence and provenance (``SOURCE.md`` there)."""
+    from importlib.resources import files
+
+    from PIL import Image
+
+    out = []
+    for name in FROST_FILES:
+        with files(__package__).joinpath("frost", name).open("rb") as f:
+            photo = np.asarray(Image.open(f).convert("RGB"))
+        photo.setflags(write=False)
+        out.append(photo)
+    return tuple(out)
 
 
-@functools.lru_cache(maxsize=4)
-def frost_textures(size: int) -> np.ndarray:
-    """Five seeded procedural frost textures, N_FROST_TEXTURES x size x size x 3, float32 in [0, 1] (read-only).
+def frost_scale(h: int, w: int) -> float:
+    """Factor by which the (0.2x) photographs are enlarged before an H x W crop: 1 when an H x W crop with at least
+    one possible offset per axis fits in every photograph (H <= 62 and W <= 104), else the smallest common factor
+    that makes it fit."""
+    need = max(max((h + 1) / p.shape[0], (w + 1) / p.shape[1]) for p in frost_photographs())
+    return max(1.0, need)
 
-    Our stand-in for the frost photographs of the original: tileable ice-crystal patterns made of sparse seeds
-    grown into needles along three directions 60 degrees apart (the hexagonal habit of ice), in two sizes, over a
-    low-frequency plasma haze; mean brightness about 0.45, tinted slightly blue like the photographs. Fixed (they do
-    not depend on the corruption seed), so, like the photographs, only the crop position varies per image."""
-    from scipy.ndimage import convolve
 
-    rng = np.random.default_rng(_FROST_TEXTURE_SEED)
-    psize = plasma_size(size, size)
-    out = np.empty((N_FROST_TEXTURES, size, size, 3), dtype=np.float32)
-    for i in range(N_FROST_TEXTURES):
-        needles = np.zeros((size, size), dtype=np.float32)
-        base = rng.uniform(0, np.pi / 3)
-        for length, density, weight in ((max(5, size // 10) | 1, 0.004, 1.0), (5, 0.02, 0.5)):
-            for j in range(3):
-                seeds = (rng.random((size, size)) < density) * rng.uniform(0.3, 1.0, (size, size))
-                ang = base + j * np.pi / 3 + rng.normal(0, 0.08)
-                needles += weight * convolve(seeds.astype(np.float32), _line_kernel(length, ang), mode="wrap")
-        crystals = 1.0 - np.exp(-1.5 * needles)
-        haze = plasma_fractal(rng.uniform(-1, 1, (1, plasma_draws(psize))), psize, 2.0)[0, :size, :size]
-        t = 0.65 * crystals + 0.35 * haze
-        t = (t - t.min()) / (t.max() - t.min())
-        t = t ** (np.log(0.45) / np.log(max(float(t.mean()), 1e-3)))  # gamma so that the mean is 0.45
-        out[i] = t[..., None] * np.array([0.85, 0.92, 1.0], dtype=np.float32)
-    out.setflags(write=False)
-    return out
+@functools.lru_cache(maxsize=8)
+def frost_layers(h: int, w: int) -> tuple[np.ndarray, ...]:
+    """The photographs that H x W crops are taken from: float32 in [0, 1], each H' x W' x 3 with H' > H and W' > W,
+    enlarged by ``frost_scale(h, w)`` (scipy zoom, order 1) when the shipped size is too small (read-only)."""
+    from scipy.ndimage import zoom
+
+    f = frost_scale(h, w)
+    out = []
+    for photo in frost_photographs():
+        layer = photo.astype(np.float32) / np.float32(255.0)
+        if f > 1.0:
+            layer = zoom(layer, (f, f, 1), order=1)  # round(f * side) pixels per side: > H and > W by design
+        layer.setflags(write=False)
+        out.append(layer)
+    return tuple(out)
 
 
 def frost(x: Array, severity: int, rngs: Rngs) -> Array:
-    """a * x + b * frost crop, the crop taken at a random place of a random one of the frost textures."""
+    """a * x + b * crop of a frost photograph, (a, b) = FROST[severity - 1] (``frost`` of make_cifar_c.py).
+
+    Per image, as the original: photograph ``integers(5)``, then the crop's top row ``integers(0, H' - H)`` and left
+    column ``integers(0, W' - W)`` (upper bounds exclusive), from that image's generator. H x W crops are taken at
+    the published scale (the 0.2x photographs, so frost crystals have the size in pixels they have in CIFAR-10-C)
+    for every input with H <= 62 and W <= 104 (CIFAR, ImageNet16-120, MNIST); larger inputs crop from photographs
+    enlarged by ``frost_scale``. One-channel images blend the luma of the crop."""
     a, b = FROST[severity - 1]
     _, h, w, ch = x.shape
-    size = max(128, 4 * max(h, w))
-    tex = frost_textures(size)
-    if ch == 1:
-        tex = gray(tex)
-    crops = np.empty((len(rngs), h, w, ch), dtype=np.float32)
+    layers = frost_layers(h, w)
+    crops = np.empty((len(rngs), h, w, 3), dtype=np.float32)
     for n, g in enumerate(rngs):
-        idx = int(g.integers(N_FROST_TEXTURES))
-        r0, c0 = int(g.integers(0, size - h)), int(g.integers(0, size - w))
-        crops[n] = tex[idx, r0 : r0 + h, c0 : c0 + w]
+        layer = layers[int(g.integers(len(layers)))]
+        r0 = int(g.integers(0, layer.shape[0] - h))
+        c0 = int(g.integers(0, layer.shape[1] - w))
+        crops[n] = layer[r0 : r0 + h, c0 : c0 + w]
+    if ch == 1:
+        crops = gray(crops)
     return a * x + b * like(crops, x)

@@ -59,7 +59,7 @@ class ImageSet:
 class CorruptionSource(Protocol):
     """Corrupted versions of one test set, image-aligned with it (same order and labels)."""
 
-    name: str  # e.g. "cifar10-c-files" or "generated-seed0"
+    name: str  # e.g. "cifar10-c-files" or "generated-v2-seed0"
 
     def corruptions(self) -> tuple[str, ...]: ...
 

@@ -186,8 +186,16 @@ class EvalJob:
             "n_test": self.n_test,
             "channels": self.channels,
             "n_cells": self.n_cells,
-            "corruptions": self.corruptions,
+            "corruptions": self._corruptions_id(),
         }
+
+    def _corruptions_id(self) -> str:
+        """``corruptions`` as it enters the identity: "generated" names the generator version."""
+        if self.corruptions != "generated":
+            return self.corruptions
+        from ..corruptions import GENERATED_ID
+
+        return GENERATED_ID
 
     def check(self) -> None:
         """Load the test data once (cheap compared to a job) so missing files fail before any work starts."""

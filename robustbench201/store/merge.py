@@ -213,6 +213,7 @@ def merge_datasets(
                 f"dataset {ds!r} mixes evaluation specs {hashes}; merge one spec at a time or allow mixed specs"
             )
     report.specs = used
+    _check_corruption_sources(df)
     keys = list(KEY_COLUMNS)
     before = len(df)
     df = df.drop_duplicates(subset=keys + ["value"], keep="first")
@@ -281,6 +282,23 @@ def _replace_dir(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_corruption_sources(df: Any) -> None:
+    """Refuse corruption rows of one result column that come from different sources: their ``source`` says which
+    corruption set they were measured on (the published files, or a version of the generator), and numbers from
+    two sets must not share a column."""
+    cols = ["dataset", "key", "severity"]
+    corr = df.loc[df["family"] == "corruption", [*cols, "source"]].drop_duplicates()
+    clash = corr[corr.duplicated(cols, keep=False)]
+    if not clash.empty:
+        ds, key, sev = clash.iloc[0][cols]
+        same = (clash["dataset"] == ds) & (clash["key"] == key) & (clash["severity"] == sev)
+        found = sorted(clash.loc[same, "source"])
+        raise MergeConflictError(
+            f"dataset {ds!r}: corruption {key!r} severity {sev} has rows from different sources {found} (e.g. "
+            "two versions of the corruption generator); merge results of one corruption source at a time"
+        )
 
 
 def _write_results(df: Any, tmp: Path, specs: dict[str, Any], max_rows: int) -> list[FileEntry]:
