@@ -182,3 +182,39 @@ def test_real_pipeline_with_a_spec_file_on_mnist(tmp_path):
     assert set(table["arch_index"]) == {0, 7} and (table["weights"] == "init").all()
     assert {"clean", "fgsm"} <= set(table["key"]) and (table["n"] == 24).all()
     assert any(f["kind"] == "arrays" for f in manifest["files"])
+
+
+def test_missing_from_evaluates_exactly_what_a_merged_dataset_lacks(tmp_path, small_eval):
+    """Pilot with one failing cell -> merge (reports the failure and the fill command) -> --missing-from evaluates
+    the failed cell and the rest of the range, nothing twice -> merge gives the rows of one uninterrupted run."""
+    small_eval["factory"] = CleanEvalFactory(fail=(2,))
+    r = CliRunner().invoke(main, ["evaluate", "--arch-range", "0:4", *BASE, "--out", str(tmp_path / "s")])
+    assert r.exit_code == 3
+    r = invoke("merge", str(tmp_path / "s"), "--out", str(tmp_path / "d"))
+    assert "1 architecture(s) failed in the shards of mnist5k" in r.output and "2: RuntimeError" in r.output
+    assert "rb201 evaluate --missing-from" in r.output and "--weights init" in r.output
+    small_eval["factory"] = CleanEvalFactory()  # the checkpoint got fixed
+    r = invoke("evaluate", "--missing-from", str(tmp_path / "d"), "--arch-range", "0:8", *BASE,
+               "--out", str(tmp_path / "s"))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "5 of 8 cells are missing" in r.output  # 2 (failed) and 4..7
+    done = {int(p.stem.split("-")[1]) for p in (tmp_path / "s").glob("shard-list-*/arch-*.parquet")}
+    assert done == {2, 4, 5, 6, 7}
+    # nothing is missing once merged again; cells finished but not merged are not planned again either
+    r = invoke("evaluate", "--missing-from", str(tmp_path / "d"), "--arch-range", "0:8", *BASE,
+               "--out", str(tmp_path / "s"))  # fmt: skip
+    assert "5 cells are finished in shards under" in r.output and "0 of 8 cells are missing" in r.output
+    invoke("merge", str(tmp_path / "s"), "--out", str(tmp_path / "m"))
+    invoke("evaluate", "--arch-range", "0:8", *BASE, "--out", str(tmp_path / "u"))
+    invoke("merge", str(tmp_path / "u"), "--out", str(tmp_path / "mu"))
+    a = pq.read_table(tmp_path / "m" / "results-000.parquet").to_pandas()
+    b = pq.read_table(tmp_path / "mu" / "results-000.parquet").to_pandas()
+    cols = [c for c in a.columns if c != "code_version"]
+    assert a[cols].equals(b[cols])
+
+
+def test_threads_option_is_validated_and_passed_on(tmp_path, small_eval):
+    r = CliRunner().invoke(main, ["evaluate", "--arch-range", "0:2", *BASE, "--threads", "0", "--out", str(tmp_path)])
+    assert r.exit_code != 0 and "--threads" in r.output
+    r = invoke("evaluate", "--arch-range", "0:2", *BASE, "--threads", "1", "--out", str(tmp_path))
+    assert r.exit_code == 0, r.output

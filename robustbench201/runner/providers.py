@@ -314,8 +314,18 @@ def fill_command(identity: dict[str, Any], dataset_dir: str, shards_out: str) ->
     args += ["--seed", str(identity.get("seed", 777))]
     if identity.get("n_test"):
         args += ["--n-test", str(identity["n_test"])]
-    if identity.get("corruptions", "none") != "none":
-        args += ["--corruptions", str(identity["corruptions"])]
+    corruptions = str(identity.get("corruptions", "none"))
+    if corruptions.startswith("generated"):
+        from ..corruptions import GENERATED_ID
+
+        if corruptions != GENERATED_ID:
+            raise Rb201Error(
+                f"the job used corruption generator {corruptions!r}; this rb201 has {GENERATED_ID!r}, whose rows would "
+                "not merge with it"
+            )
+        args += ["--corruptions", "generated"]
+    elif corruptions != "none":
+        args += ["--corruptions", corruptions]
     if identity.get("channels", 16) != 16:
         args += ["--channels", str(identity["channels"])]
     if identity.get("n_cells", 5) != 5:
