@@ -31,12 +31,18 @@ differentiable in the weights. Use :func:`ibp_cell` / :func:`backward_cell` dire
 with :func:`register_cell` (a function ``cell -> (edges, n_nodes)``), or pass ``ctx.cell_edges``, a function
 ``cell -> (edges, n_nodes) | None`` consulted before the registry (how a network whose cells receive their mixing
 weights at forward time supplies them).
+
+Floating point: the rules are exact for real arithmetic. With ``ctx.rounding`` set (a
+:class:`~robustbench201.measures.rounding.Rounding`), every interval is widened and every backward step adds to a
+rounding allowance so that the results bound the real-arithmetic ones (see :mod:`~robustbench201.measures.rounding`);
+:func:`~robustbench201.measures.bounds.certify` uses this in float64.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +78,8 @@ class BoundContext:
     pre_relu: dict[nn.Module, Interval] = field(default_factory=dict)
     in_shape: dict[nn.Module, torch.Size] = field(default_factory=dict)
     affine: dict[nn.Module, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    #: a :class:`~robustbench201.measures.rounding.Rounding` for bounds that are sound in floating point, or None
+    rounding: Any = None
 
     def _note_shape(self, module: nn.Module, shape: torch.Size) -> None:
         if self.record and module in self.in_shape:
@@ -117,7 +125,10 @@ def ibp_forward(module: nn.Module | Mixed, lower: Tensor, upper: Tensor, ctx: Bo
     spec = _cell_spec(module, ctx)
     if spec is not None:
         return ibp_cell(spec[0], lower, upper, ctx, spec[1])
-    return _lookup(_IBP, module, "interval")(module, lower, upper, ctx)
+    out = _lookup(_IBP, module, "interval")(module, lower, upper, ctx)
+    if ctx.rounding is not None:
+        out = ctx.rounding.leaf_forward(module, lower, upper, out, ctx)
+    return out
 
 
 def linear_backward(module: nn.Module | Mixed, A: Tensor, ctx: BoundContext) -> BackResult:
@@ -127,6 +138,8 @@ def linear_backward(module: nn.Module | Mixed, A: Tensor, ctx: BoundContext) -> 
     spec = _cell_spec(module, ctx)
     if spec is not None:
         return backward_cell(spec[0], A, ctx, spec[1])
+    if ctx.rounding is not None:
+        ctx.rounding.leaf_backward(module, A, ctx)
     return _lookup(_BACK, module, "linear backward")(module, A, ctx)
 
 
@@ -149,6 +162,41 @@ def register_cell(cls: type, edges_fn: Callable[[nn.Module], tuple[Sequence[Edge
     _CELLS[cls] = edges_fn
 
 
+# ---- sums (outward rounded / with a rounding allowance when ctx.rounding is set) --------------------------------
+def _add_interval(a: Interval | None, b: Interval, ctx: BoundContext) -> Interval:
+    if a is None:
+        return b
+    if ctx.rounding is not None:
+        return ctx.rounding.add(a, b)
+    return a[0] + b[0], a[1] + b[1]
+
+
+def _add_functional(a: Tensor | None, b: Tensor, key: object, ctx: BoundContext) -> Tensor:
+    if a is None:
+        return b
+    total = a + b
+    if ctx.rounding is not None:
+        ctx.rounding.sum_functional(key, total)
+    return total
+
+
+def add_bias(a: Tensor | float, b: Tensor | float, ctx: BoundContext) -> Tensor | float:
+    """``a + b`` for the bias terms of a backward pass (accounted in the rounding allowance when there is one)."""
+    total = a + b
+    if ctx.rounding is not None:
+        ctx.rounding.sum_bias(total)
+    return total
+
+
+def _ops_key(ops: Sequence[nn.Module]) -> tuple:
+    return ("mixed", *map(id, ops))
+
+
+def _edges_key(edges: Sequence[Edge]) -> tuple:
+    """Identifies a cell across the interval and backward passes (its edge list may be rebuilt in between)."""
+    return tuple((s, d, _ops_key(op.ops) if isinstance(op, Mixed) else id(op)) for s, d, op in edges)
+
+
 # ---- mixed edges and cells ------------------------------------------------------------------------------------
 def _check_weights(weights: Tensor, n: int) -> None:
     if weights.dim() != 1 or weights.numel() != n:
@@ -163,15 +211,18 @@ def ibp_mixed(
     """Interval of ``sum_k w_k op_k(x)`` (``w >= 0``): the ``w``-weighted sum of each op's interval."""
     ctx = BoundContext(record=False) if ctx is None else ctx
     _check_weights(weights, len(ops))
-    lo = torch.zeros_like(lower)
-    hi = torch.zeros_like(upper)
+    if ctx.rounding is not None:
+        ctx.rounding.note(_ops_key(ops), lower, upper, ctx)
+    acc: Interval = (torch.zeros_like(lower), torch.zeros_like(upper))
     for k, op in enumerate(ops):
         if isinstance(op, Zero):
             continue
         lk, uk = ibp_forward(op, lower, upper, ctx)
-        lo = lo + weights[k] * lk
-        hi = hi + weights[k] * uk
-    return lo, hi
+        if ctx.rounding is not None:
+            acc = ctx.rounding.add(acc, ctx.rounding.weighted(weights[k], (lk, uk)))
+        else:
+            acc = (acc[0] + weights[k] * lk, acc[1] + weights[k] * uk)
+    return acc
 
 
 def backward_mixed(ops: Sequence[nn.Module], weights: Tensor, A: Tensor, ctx: BoundContext) -> BackResult:
@@ -179,10 +230,17 @@ def backward_mixed(ops: Sequence[nn.Module], weights: Tensor, A: Tensor, ctx: Bo
     _check_weights(weights, len(ops))
     A_in: Tensor | None = None
     bias: Tensor | float = 0.0
+    rnd, key, n_terms = ctx.rounding, _ops_key(ops), 2 * len(ops)
     for k, op in enumerate(ops):
         if isinstance(op, Zero):
             continue
+        before = rnd.delta if rnd is not None else 0.0
         Ak, bk = linear_backward(op, A, ctx)
+        if rnd is not None:  # op k's allowance scales with its weight; then the weighted sums' own rounding
+            rnd.scale_since(before, weights[k])
+            rnd.weighted_bias(weights[k], bk, n_terms)
+            if Ak is not None:
+                rnd.weighted_functional(key, weights[k], Ak, n_terms)
         bias = bias + weights[k] * bk
         if Ak is not None:
             Ak = weights[k] * Ak
@@ -204,9 +262,12 @@ def ibp_cell(
         for src, dst, op in edges:
             if dst != j or isinstance(op, Zero):
                 continue
-            lo, hi = ibp_forward(op, nodes[src][0], nodes[src][1], ctx)
-            acc = (lo, hi) if acc is None else (acc[0] + lo, acc[1] + hi)
+            acc = _add_interval(acc, ibp_forward(op, nodes[src][0], nodes[src][1], ctx), ctx)
         nodes.append(acc if acc is not None else (torch.zeros_like(lower), torch.zeros_like(upper)))
+    if ctx.rounding is not None:
+        key = _edges_key(edges)
+        for j, (lo, hi) in enumerate(nodes):
+            ctx.rounding.note((key, j), lo, hi, ctx)
     return nodes[-1]
 
 
@@ -217,6 +278,7 @@ def backward_cell(edges: Sequence[Edge], A: Tensor, ctx: BoundContext, n_nodes: 
     acc: list[Tensor | None] = [None] * n_nodes
     acc[-1] = A
     bias: Tensor | float = 0.0
+    key = _edges_key(edges) if ctx.rounding is not None else None
     for j in range(n_nodes - 1, 0, -1):
         Aj = acc[j]
         if Aj is None:
@@ -225,9 +287,9 @@ def backward_cell(edges: Sequence[Edge], A: Tensor, ctx: BoundContext, n_nodes: 
             if dst != j or isinstance(op, Zero):
                 continue
             Ai, bi = linear_backward(op, Aj, ctx)
-            bias = bias + bi
+            bias = add_bias(bias, bi, ctx)
             if Ai is not None:
-                acc[src] = Ai if acc[src] is None else acc[src] + Ai
+                acc[src] = _add_functional(acc[src], Ai, (key, src), ctx)
     return acc[0], bias
 
 
@@ -269,7 +331,7 @@ def _back_seq(m: nn.Sequential, A: Tensor, ctx: BoundContext) -> BackResult:
     bias: Tensor | float = 0.0
     for sub in reversed(list(m)):
         A, b = linear_backward(sub, A, ctx)
-        bias = bias + b
+        bias = add_bias(bias, b, ctx)
         if A is None:
             return None, bias
     return A, bias
@@ -360,7 +422,7 @@ def _bn_affine(m: nn.BatchNorm2d, lo: Tensor, hi: Tensor, ctx: BoundContext) -> 
 def _ibp_bn(m: nn.BatchNorm2d, lo: Tensor, hi: Tensor, ctx: BoundContext) -> Interval:
     ctx._note_shape(m, lo.shape)
     scale, shift = _bn_affine(m, lo, hi, ctx)
-    if ctx.record:
+    if ctx.record or ctx.rounding is not None:
         ctx.affine[m] = (scale, shift)
     return _chan_affine_ibp(lo, hi, scale, shift)
 
@@ -447,17 +509,18 @@ register_rules(nn.Linear, _ibp_linear, _back_linear)
 
 
 def _ibp_resblock(m: ResNetBasicBlock, lo: Tensor, hi: Tensor, ctx: BoundContext) -> Interval:
-    l1, u1 = ibp_forward(m.downsample, lo, hi, ctx)
+    if ctx.rounding is not None:
+        ctx.rounding.note(m, lo, hi, ctx)
+    short = ibp_forward(m.downsample, lo, hi, ctx)
     l2, u2 = ibp_forward(m.conv_a, lo, hi, ctx)
-    l2, u2 = ibp_forward(m.conv_b, l2, u2, ctx)
-    return l1 + l2, u1 + u2
+    return _add_interval(short, ibp_forward(m.conv_b, l2, u2, ctx), ctx)
 
 
 def _back_resblock(m: ResNetBasicBlock, A: Tensor, ctx: BoundContext) -> BackResult:
     A1, b1 = linear_backward(m.downsample, A, ctx)
     A2, b2 = linear_backward(m.conv_b, A, ctx)
     A2, b3 = linear_backward(m.conv_a, A2, ctx)
-    return A1 + A2, b1 + b2 + b3
+    return _add_functional(A1, A2, m, ctx), add_bias(add_bias(b1, b2, ctx), b3, ctx)
 
 
 register_rules(ResNetBasicBlock, _ibp_resblock, _back_resblock)

@@ -21,6 +21,11 @@ caller's choice. Each function returns ``dict(mean=float, per_batch=list[float],
 ReLU networks are piecewise linear, so the input Hessian of the logits is zero almost everywhere; the Hessian of the
 softmax cross-entropy is not: ``J^T (diag(p) - p p^T) J`` with ``J`` the logit Jacobian. These surrogates therefore
 measure the curvature that the softmax adds on top of the locally linear network.
+
+Networks whose output does not depend on the input (an NB201 cell with no path from input to output, PROTOCOL.md
+section 1: 341 of the 15625 cells; the network then outputs a constant) have ``J = 0`` and an input Hessian of 0:
+the Jacobian norm, the dominant Hessian eigenvalue and the Hessian trace are then exactly 0 (autograd reports such an
+input as unused; it is read as a zero derivative, not an error).
 """
 
 from __future__ import annotations
@@ -74,8 +79,19 @@ def _param_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def _input_grad(outputs: Tensor, x: Tensor, **kwargs: object) -> Tensor:
+    """``d outputs / d x`` contracted as :func:`torch.autograd.grad` does; zeros where ``outputs`` does not depend on
+    ``x`` (a constant-output network), instead of autograd's unused-input error."""
+    if not outputs.requires_grad:
+        return torch.zeros_like(x)
+    (g,) = torch.autograd.grad(outputs, x, allow_unused=True, **kwargs)  # type: ignore[arg-type]
+    return torch.zeros_like(x) if g is None else g
+
+
 def jacobian_frobenius(model: nn.Module, x: Tensor, batch_size: int = 128) -> dict:
-    """Mean over samples of ``||d logits / d x||_F`` (x in [0, 1]); exact, ``batch_size`` samples at a time."""
+    """Mean over samples of ``||d logits / d x||_F`` (x in [0, 1]); exact, ``batch_size`` samples at a time.
+
+    0 for a network whose output does not depend on its input (a dead NB201 cell)."""
     _check_x(x)
     _check_int("batch_size", batch_size, 1)
     device = _param_device(model)
@@ -88,7 +104,7 @@ def jacobian_frobenius(model: nn.Module, x: Tensor, batch_size: int = 128) -> di
             n, k = out.shape
             sq = torch.zeros(n, device=device)
             for c in range(k):  # row c of every sample's Jacobian (samples are independent in eval mode)
-                (g,) = torch.autograd.grad(out[:, c].sum(), xb, retain_graph=c < k - 1)
+                g = _input_grad(out[:, c].sum(), xb, retain_graph=c < k - 1)
                 sq += g.pow(2).flatten(1).sum(1)
             fro = sq.sqrt()
             values.append(float(fro.mean()))
@@ -153,14 +169,14 @@ def hutchinson_trace(
 
 
 def _loss_hvp(model: nn.Module, xb: Tensor, yb: Tensor) -> Callable[[Tensor], Tensor]:
-    """Hessian-vector product of the batch-mean cross-entropy w.r.t. the input (double backward)."""
+    """Hessian-vector product of the batch-mean cross-entropy w.r.t. the input (double backward); the zero map when
+    the loss does not depend on the input (a constant-output network)."""
     xb = xb.detach().requires_grad_(True)
     loss = F.cross_entropy(model(xb), yb)
-    (g,) = torch.autograd.grad(loss, xb, create_graph=True)
+    g = _input_grad(loss, xb, create_graph=True)
 
     def hvp(v: Tensor) -> Tensor:
-        (hv,) = torch.autograd.grad(g, xb, grad_outputs=v, retain_graph=True)
-        return hv.detach()
+        return _input_grad(g, xb, grad_outputs=v, retain_graph=True).detach()
 
     return hvp
 
@@ -192,7 +208,9 @@ def hessian_max_eigenvalue(
     tol: float = 1e-3,
 ) -> dict:
     """Mean over batches of the dominant eigenvalue of the input Hessian of the batch-mean cross-entropy
-    (x in [0, 1]), by power iteration (``iters`` Hessian-vector products at most, relative tolerance ``tol``)."""
+    (x in [0, 1]), by power iteration (``iters`` Hessian-vector products at most, relative tolerance ``tol``).
+
+    0 for a network whose output does not depend on its input (a dead NB201 cell)."""
     _check_int("iters", iters, 1)
     return _per_batch(
         model,
@@ -212,7 +230,8 @@ def hessian_trace(
     generator: torch.Generator | None = None,
 ) -> dict:
     """Mean over batches of Hutchinson's estimate (``n_samples`` Rademacher probes) of the trace of the input
-    Hessian of the batch-mean cross-entropy (x in [0, 1])."""
+    Hessian of the batch-mean cross-entropy (x in [0, 1]); 0 for a network whose output does not depend on its
+    input."""
     _check_int("n_samples", n_samples, 1)
     return _per_batch(
         model,
