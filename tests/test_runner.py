@@ -248,3 +248,20 @@ def test_a_pool_worker_that_cannot_start_stops_the_job_with_its_message(tmp_path
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     with pytest.raises(WorkerError, match="test files missing"):
         run_job(ARCHS[:3], tmp_path, _NoDataFactory(), devices=["cpu", "cpu"], progress=False)
+
+
+def test_plans_for_missing_cells_split_what_is_missing():
+    from robustbench201.runner.plan import plan_evaluate, plan_launch
+
+    shards, notes = plan_evaluate([(0, 40)], [], True, present={0, 1, 2})
+    (only,) = shards
+    assert only.bounds is None and 0 not in only.archs and set(only.archs) <= set(range(3, 40))
+    assert "missing from the dataset" in notes[0]
+    parts = plan_launch((0, 40), 3, True, present={0, 1, 2})
+    assert sorted(i for p in parts for i in p.archs) == list(only.archs)
+    assert len(parts) == 3 and all(p.bounds is None and p.archs for p in parts)
+    assert plan_launch((0, 40), 3, True, present=set(range(40))) == []
+    ranges = plan_launch((0, 40), 3, True)
+    assert [p.bounds for p in ranges][0][0] == 0 and ranges[-1].bounds[1] == 40
+    with pytest.raises(PlanError, match="missing-from"):
+        plan_evaluate([], [], True)
