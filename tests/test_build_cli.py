@@ -131,6 +131,7 @@ def test_launch_with_the_local_executor_matches_a_direct_run(tmp_path, small_eva
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     r = invoke(
         "launch", "--executor", "local", "--shards", "2", "--arch-range", "0:10", "--gpus-per-task", "0",
+        "--cpus-per-task", "1",
         "--time", "5", *BASE[:-1], "--out", str(tmp_path / "l"), "--folder", str(tmp_path / "sub"), "--wait",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -144,6 +145,7 @@ def test_launch_with_the_local_executor_matches_a_direct_run(tmp_path, small_eva
     # re-submitting resumes: nothing is recomputed
     r = invoke(
         "launch", "--executor", "debug", "--shards", "2", "--arch-range", "0:10", "--gpus-per-task", "0",
+        "--cpus-per-task", "1",
         *BASE[:-1], "--out", str(tmp_path / "l"), "--folder", str(tmp_path / "sub"), "--wait",
     )  # fmt: skip
     assert r.output.count("0 evaluated") == 2, r.output

@@ -265,3 +265,14 @@ def test_plans_for_missing_cells_split_what_is_missing():
     assert [p.bounds for p in ranges][0][0] == 0 and ranges[-1].bounds[1] == 40
     with pytest.raises(PlanError, match="missing-from"):
         plan_evaluate([], [], True)
+
+
+def test_cpu_array_tasks_run_one_worker_per_cpu_they_were_given():
+    import os
+
+    from robustbench201.runner.slurm import task_devices
+
+    have = len(os.sched_getaffinity(0))
+    assert task_devices(0, 1) == ["cpu"]
+    assert task_devices(0, 64) == ["cpu"] * min(64, have)
+    assert task_devices(2, 8) == ["cuda:0", "cuda:1"]

@@ -57,8 +57,8 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
                      help="Retries of an architecture after an out-of-memory error."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help="Torch threads per worker [default: the cores shared evenly by the workers]. Small "
-                          "networks (C=8, N=1) often run fastest with 1."),
+                     help="Torch threads per worker [default: 1; use more workers for more cores, e.g. "
+                          "--devices cpu,cpu]."),
     ]  # fmt: skip
     for opt in reversed(opts):
         fn = opt(fn)
@@ -197,7 +197,8 @@ def evaluate(arch_list: tuple[str, ...], device: str, devices: str | None, gpus:
 @click.option("--time", "time_min", type=click.IntRange(min=1), default=1440, show_default=True,
               help="Time limit per task in minutes (tasks requeue and resume).")  # fmt: skip
 @click.option("--gpus-per-task", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--cpus-per-task", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--cpus-per-task", type=click.IntRange(min=1), default=8, show_default=True,
+              help="CPUs per task; without GPUs the task runs one worker per CPU.")  # fmt: skip
 @click.option("--mem-gb", type=click.IntRange(min=1), help="Memory per task.")
 @click.option("--array-parallelism", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--folder", type=click.Path(file_okay=False), help="submitit logs (default OUT/submitit).")

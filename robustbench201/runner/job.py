@@ -12,7 +12,6 @@ import contextlib
 import gc
 import logging
 import math
-import os
 import sys
 import time
 import traceback
@@ -224,11 +223,12 @@ def check_threads(threads: int) -> int:
     return threads
 
 
-def default_threads(devices: list[str], cores: int | None = None) -> int:
-    """Torch intra-op threads per worker when none are given: the machine's cores shared evenly by the workers
-    (at least one each), so a pool of CPU workers never oversubscribes the cores."""
-    cores = cores or os.cpu_count() or 1
-    return max(1, cores // max(1, len(devices)))
+def default_threads(devices: list[str]) -> int:  # noqa: ARG001 - the policy may depend on the devices later
+    """Torch intra-op threads per worker when none are given: one. Measured on the 2-core development machine
+    (BENCHMARKS.md), two threads per worker made the same evaluation 3x (C=8, N=1) to 5x (C=16, N=5) slower as soon
+    as anything else ran on the cores; architectures are independent, so more cores are used by more workers
+    (``--devices cpu,cpu,...``; a CPU array task runs one worker per CPU it was given)."""
+    return 1
 
 
 @contextlib.contextmanager

@@ -8,7 +8,8 @@ resumes from its finished per-architecture files, so nothing is computed twice a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,13 @@ class ShardTask:
     bounds: tuple[int, int] | None
     out: str
     factory: EvaluatorFactory
-    devices: list[str] = field(default_factory=lambda: ["cpu"])
+    devices: list[str] | None = None  # None: decided on the node (task_devices)
     retries: int = 2
     force_new_spec: bool = False
     threads: int | None = None
     allow_overlap: bool = False
+    gpus_per_task: int = 1
+    cpus_per_task: int = 1
 
     def __call__(self) -> dict[str, Any]:
         rep = run_job(
@@ -45,7 +48,7 @@ class ShardTask:
             self.out,
             self.factory,
             bounds=self.bounds,
-            devices=self.devices,
+            devices=self.devices or task_devices(self.gpus_per_task, self.cpus_per_task),
             retries=self.retries,
             force_new_spec=self.force_new_spec,
             progress=False,
@@ -67,13 +70,22 @@ class ShardTask:
         return submitit.helpers.DelayedSubmission(self)
 
 
-def task_devices(gpus_per_task: int) -> list[str]:
-    """Devices of one array task: ``cpu`` without GPUs, else one worker per visible GPU."""
+def task_devices(gpus_per_task: int, cpus_per_task: int = 1) -> list[str]:
+    """Devices of one array task: one worker per GPU, or without GPUs one CPU worker per CPU of the task (each with
+    one torch thread: architectures are independent, so processes scale better than threads on small networks).
+    The CPU count is capped at run time by the CPUs the scheduler actually gave the task."""
     if gpus_per_task <= 0:
-        return ["cpu"]
+        return ["cpu"] * max(1, min(int(cpus_per_task), _cpus_available()))
     if gpus_per_task == 1:
         return ["cuda:0"]
     return [f"cuda:{i}" for i in range(gpus_per_task)]
+
+
+def _cpus_available() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def launch_shards(
@@ -128,11 +140,20 @@ def launch_shards(
         if partition:
             params["slurm_partition"] = partition
     ex.update_parameters(**params)
-    devices = task_devices(gpus_per_task)
-    if threads is None:  # the task's CPUs shared by its workers
-        threads = max(1, int(cpus_per_task) // len(devices))
     tasks = [
-        ShardTask(tuple(s.archs), s.bounds, str(out), factory, devices, retries, force_new_spec, threads, allow_overlap)
+        ShardTask(
+            tuple(s.archs),
+            s.bounds,
+            str(out),
+            factory,
+            None,
+            retries,
+            force_new_spec,
+            threads,
+            allow_overlap,
+            gpus_per_task,
+            cpus_per_task,
+        )  # fmt: skip
         for s in shards
         if s.archs
     ]
