@@ -70,7 +70,7 @@ def main() -> None:
     a = p.parse_args()
     root = a.shared / "nb201-robustness"
     import robustbench201 as rb201
-    from robustbench201.query import Dataset, default_dataset
+    from robustbench201 import Dataset, default_dataset
 
     rows = []
 

@@ -143,7 +143,7 @@ def merge_step(out: Path) -> DemoStep:
 
 def result_step(out: Path, archs: tuple[int, ...] = DEMO_ARCHS) -> DemoStep:
     """Query the built dataset with the same API as the shipped table."""
-    from .query import Dataset
+    from ._query import Dataset
 
     t0 = time.perf_counter()
     ds = Dataset(out / "dataset")

@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
 
+from robustbench201 import Dataset, default_dataset
 from robustbench201.cli import main
-from robustbench201.query import Dataset, default_dataset
 from robustbench201.store.dataset import columns_table, write_dataset_dir
 from robustbench201.tables.compare import compare
 

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 import robustbench201 as rb201
+from robustbench201 import Dataset
 from robustbench201.cli import main
 from robustbench201.errors import DataIntegrityError, Rb201Error
-from robustbench201.query import Dataset
 from robustbench201.store import integrity
 from robustbench201.store.dataset import DatasetDir, parse_manifest, write_dataset_dir
 from robustbench201.store.schema import Row, parse_wide_name, rows_to_table, wide_name

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -209,10 +208,10 @@ def test_score_on_table_reports_values_and_percentiles(monkeypatch) -> None:  # 
         def value(self, column: str) -> float:
             return float(wide.loc[2, column])
 
-    fake = types.ModuleType("robustbench201.query")
-    fake.query = lambda arch, dataset, source=None: Result()  # type: ignore[attr-defined]
-    fake.table = lambda dataset, form="wide", source=None: wide  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "robustbench201.query", fake)
+    from robustbench201 import _query
+
+    monkeypatch.setattr(_query, "query", lambda arch, dataset, source=None: Result())
+    monkeypatch.setattr(_query, "table", lambda dataset, form="wide", source=None: wide)
     res = DSRNAResult(_cfg(), Arch.from_index(2), [], [], 0.0)
     score = score_on_table(res, "cifar10")
     assert score.n_classes == 4 and score.index == 2
@@ -223,12 +222,7 @@ def test_score_on_table_reports_values_and_percentiles(monkeypatch) -> None:  # 
 
 def test_score_on_the_embedded_table() -> None:
     """1462 (all 3x3 convs) on the shipped CIFAR-10 table: a real lookup among the 6466 classes."""
-    pytest.importorskip("pyarrow")
-    pytest.importorskip("pandas")
-    try:
-        score = score_on_table(Arch.from_index(1462), "cifar10")
-    except Rb201Error as exc:
-        pytest.skip(f"embedded table not available: {exc}")
+    score = score_on_table(Arch.from_index(1462), "cifar10")
     assert score.n_classes == 6466 and score.representative == 1462
     assert 0.5 < score.clean <= 1.0
     assert 0.0 <= score.percentiles["clean"] <= 100.0

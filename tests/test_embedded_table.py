@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robustbench201.query import default_dataset
+from robustbench201 import default_dataset
 from robustbench201.space import Arch
 from robustbench201.store.dataset import DatasetDir, read_manifest
 from robustbench201.store.jung import parse_key

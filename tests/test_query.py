@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import robustbench201 as rb201
+from robustbench201 import default_dataset
 from robustbench201.errors import DataIntegrityError, InvalidArchError, InvalidChoiceError
-from robustbench201.query import default_dataset
 from robustbench201.space import Arch
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from robustbench201 import Dataset
 from robustbench201.cli import main
-from robustbench201.query import Dataset
 from robustbench201.spec import AttackSpec, EvalSpec, preset
 
 CELLS = {

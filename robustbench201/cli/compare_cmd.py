@@ -39,7 +39,7 @@ def compare(dataset_dir: str, to: str, datasets: tuple[str, ...], columns: str |
       rb201 compare nb201rob-v1 --to jung2023 -d cifar10 -c clean,fgsm@1,pgd@1 --worst 10
       rb201 compare rebuild-a/ --to rebuild-b/ --format json
     """
-    from ..query import Dataset, default_dataset
+    from .._query import Dataset, default_dataset
     from ..tables.compare import PUBLISHED
     from ..tables.compare import compare as run_compare
 

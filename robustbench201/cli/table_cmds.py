@@ -1,4 +1,4 @@
-"""``rb201 query``, ``rb201 table`` and ``rb201 import-jung``: thin commands over :mod:`robustbench201.query` and
+"""``rb201 query``, ``rb201 table`` and ``rb201 import-jung``: thin commands over :mod:`robustbench201._query` and
 :mod:`robustbench201.store.jung` (no torch or pandas)."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def query(arch: str, dataset: str | None, fmt: str, source: str | None) -> None:
       rb201 query 13433 --dataset cifar10
       rb201 query 3,3,3,3,3,3 --format json
     """
-    from ..query import query as run_query
+    from .._query import query as run_query
 
     r = run_library(run_query, arch, dataset, source)
     if fmt == "json":
@@ -86,10 +86,10 @@ def table(
       rb201 table --dataset cifar10 --columns clean,fgsm@1,params --where 'params<0.5' --sort fgsm@1 --desc
       rb201 table -d cifar100 -c clean,fog:3 --where 'clean>0.7 and fog:3>0.4' --format csv --limit 0
     """
-    from ..query import _source
+    from .._query import resolve_source
     from ..tables.select import select
 
-    src = run_library(_source, source)
+    src = run_library(resolve_source, source)
     idx = run_library(src.index, dataset)
     cols = [c.strip() for c in columns.split(",") if c.strip()]
     sel = run_library(select, idx, cols, where, sort, desc, limit or None, not all_cells)

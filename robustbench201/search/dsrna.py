@@ -433,19 +433,12 @@ def _table_column(name: str) -> bool:
 
 def score_on_table(result: DSRNAResult | object, dataset: str, source: object | None = None) -> TableScore:
     """Look the derived cell (a :class:`DSRNAResult` or any architecture) up in the results table via
-    :func:`robustbench201.query.query`: clean, adversarial and corruption accuracies and percentiles among the
+    :func:`robustbench201.query`: clean, adversarial and corruption accuracies and percentiles among the
     isomorphism classes (6466 in the full table). ``source``: a dataset directory (default: the embedded table)."""
     arch = result.arch if isinstance(result, DSRNAResult) else Arch.parse(result)
     ds = canonical_dataset(dataset)
-    import importlib
+    from .. import _query as q
 
-    try:  # the module, not the lazy ``rb201.query`` function of the package namespace
-        q = importlib.import_module("robustbench201.query")
-    except ModuleNotFoundError as exc:
-        raise Rb201Error(
-            f"table lookup needs robustbench201.query and its dependencies (missing module {exc.name!r}); "
-            "the search result itself is complete without it"
-        ) from None
     try:
         res = q.query(arch, ds, source=source)
         wide = q.table(ds, "wide", source=source)

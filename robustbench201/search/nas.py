@@ -403,7 +403,7 @@ def search_table(
 
 def load_table(dataset: str = "cifar10", source: str | Path | None = None):  # type: ignore[no-untyped-def]
     """The wide table of ``dataset``: a wide file (``.parquet``, ``.csv``: rows = NB201 indices in the first or an
-    ``arch_index`` column) when ``source`` is one, else :func:`robustbench201.query.table` (embedded or ``source``)."""
+    ``arch_index`` column) when ``source`` is one, else :func:`robustbench201.table` (embedded or ``source``)."""
     from ..data.info import canonical_dataset
 
     name = canonical_dataset(dataset)
@@ -419,10 +419,6 @@ def load_table(dataset: str = "cifar10", source: str | Path | None = None):  # t
         elif path.suffix.lower() == ".csv":
             df = df.set_index(df.columns[0])
         return df
-    import importlib
+    from .._query import table
 
-    try:
-        query = importlib.import_module("robustbench201.query")  # the package attribute is the query function
-    except ImportError as exc:  # depends on the installed version
-        raise Rb201Error(f"the table query API is not available in this installation ({exc})") from None
-    return query.table(name, form="wide", source=source)
+    return table(name, form="wide", source=source)

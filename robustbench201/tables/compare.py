@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InvalidChoiceError
 
 if TYPE_CHECKING:
-    from ..query import Dataset
+    from .._query import Dataset
 
 PUBLISHED = "jung2023"
 #: Families a comparison looks at by default: the evaluated robustness values, not provenance columns copied from

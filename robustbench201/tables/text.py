@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..store.schema import format_eps
 
 if TYPE_CHECKING:
-    from ..query import QueryResult
+    from .._query import QueryResult
 
 
 def _num(v: float) -> str:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
-import types
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from .tables.index import Index
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Dataset", "QueryResult", "query", "query_many", "table", "load", "default_dataset"]
+__all__ = ["Dataset", "QueryResult", "query", "query_many", "table", "load", "default_dataset", "resolve_source"]
 
 
 def _ordered(names: Iterable[str]) -> tuple[str, ...]:
@@ -400,7 +398,9 @@ def default_dataset() -> Dataset:
     return _DEFAULT[0]
 
 
-def _source(source: str | Path | Dataset | None) -> Dataset:
+def resolve_source(source: str | Path | Dataset | None) -> Dataset:
+    """The :class:`Dataset` a ``source`` argument names: None (the embedded table), a dataset directory (opened
+    once per process) or a :class:`Dataset`."""
     if source is None:
         return _DEFAULT[0] if _DEFAULT else default_dataset()
     if isinstance(source, Dataset):
@@ -419,14 +419,14 @@ def query(
 ) -> QueryResult:
     """Results of one cell (NB201 string, index, op tuple or :class:`Arch`) on ``dataset`` (None: all datasets of
     the source). ``source``: a dataset directory or :class:`Dataset` (default: the embedded table)."""
-    return _source(source).query(arch, dataset)
+    return resolve_source(source).query(arch, dataset)
 
 
 def query_many(
     archs: Iterable[object], column: str, dataset: str, source: str | Path | Dataset | None = None
 ) -> np.ndarray:
     """One column (wide name, e.g. ``'fgsm@1'``; epsilon in 1/255) for many cells at once, as a float64 array."""
-    return _source(source).query_many(archs, column, dataset)
+    return resolve_source(source).query_many(archs, column, dataset)
 
 
 def table(
@@ -436,22 +436,9 @@ def table(
     columns: Sequence[str] | None = None,
 ):  # type: ignore[no-untyped-def]
     """The results as a pandas DataFrame (``form='wide'`` or ``'long'``; see :meth:`Dataset.table`)."""
-    return _source(source).table(dataset, form, columns)
+    return resolve_source(source).table(dataset, form, columns)
 
 
 def load(source: str | Path | Dataset | None = None, dataset: str | None = None, columns: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
     """All tidy schema v1 rows of a source (default: the embedded table) as a pandas DataFrame."""
-    return _source(source).table(dataset, "long", columns)
-
-
-class _CallableModule(types.ModuleType):
-    """Importing this submodule rebinds ``robustbench201.query`` from the function to the module (Python sets the
-    package attribute on import); making the module callable keeps ``rb201.query(arch, ...)`` working either way."""
-
-    def __call__(
-        self, arch: object, dataset: str | Sequence[str] | None = None, source: str | Path | Dataset | None = None
-    ) -> QueryResult:
-        return query(arch, dataset, source)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+    return resolve_source(source).table(dataset, "long", columns)
