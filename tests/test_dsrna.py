@@ -192,7 +192,7 @@ def test_result_json_describes_the_derived_cell() -> None:
 
 
 def test_score_on_table_reports_values_and_percentiles(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     reps = [0, 1, 2, 3, 3]  # arch 4 is an isomorph of 3
     wide = pd.DataFrame(
         {
@@ -230,7 +230,7 @@ def test_score_on_the_embedded_table() -> None:
 
 
 def test_cli_runs_a_short_search_and_writes_json_and_png(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("mlxtend")
+    import mlxtend  # noqa: F401 - part of the test extra
     from click.testing import CliRunner
 
     from robustbench201.cli import main

@@ -7,9 +7,8 @@ import socket
 from pathlib import Path
 
 import pytest
+import pytest_httpserver  # noqa: F401 - part of the test extra
 from click.testing import CliRunner
-
-pytest.importorskip("pytest_httpserver")
 from werkzeug.wrappers import Request, Response  # noqa: E402
 
 from robustbench201.cli import main  # noqa: E402

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytest_httpserver  # noqa: F401 - part of the test extra
 
 from robustbench201.data.fetch_data import ARCHIVES, DownloadError, fetch_data, is_present
 from robustbench201.data.readers import load_dataset
 from robustbench201.errors import DataIntegrityError, Rb201Error
-
-pytest.importorskip("pytest_httpserver")
 
 
 def _pickle_bytes(n: int, label_key: bytes, classes: int, seed: int) -> bytes:

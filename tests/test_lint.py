@@ -12,7 +12,6 @@ from conftest import REPO
 @pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]])
 def test_ruff(args):
     ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff is not installed (it is part of the 'test' extra)")
+    assert ruff is not None, "ruff (part of the 'test' extra) is not installed"
     res = subprocess.run([ruff, *args], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr

