@@ -4,46 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
 from . import run_library
-
-ALPHA_PNG = "alphas.png"
-TABLE_JSON = "table_score.json"
-
-
-def _plot_alphas(alpha_history: list[list[list[float]]], path: Path) -> bool:
-    """Softmax alphas over epochs, one panel per edge (needs matplotlib; returns False without it)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    import numpy as np
-    from matplotlib.ticker import MaxNLocator
-
-    from ..space import EDGES, OPS
-    from ..store.atomic import atomic_path
-
-    a = np.asarray(alpha_history)  # epochs+1 x 6 x 5
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True, sharey=True)
-    for k, ax in enumerate(axes.flat):
-        for o, name in enumerate(OPS):
-            ax.plot(range(len(a)), a[:, k, o], label=name)
-        ax.set_title(f"edge {EDGES[k][0]}->{EDGES[k][1]}")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 0].set_ylabel("softmax(alpha)")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return True
 
 
 @click.command("dsrna")
@@ -74,7 +38,7 @@ def _plot_alphas(alpha_history: list[list[list[float]]], path: Path) -> bool:
 @click.option("--table-source", type=click.Path(file_okay=False), help="Results table folder (default: embedded).")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch intra-op threads.")
-@click.option("--plot/--no-plot", default=True, show_default=True, help="Write alphas.png (needs matplotlib).")
+@click.option("--plot/--no-plot", default=True, show_default=True, help="Write alphas.png (needs rb201[plot]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def dsrna(
     dataset: str,
@@ -112,8 +76,7 @@ def dsrna(
       rb201 search dsrna --metric certified --eps 2 --epochs 3 --out runs/cb
       rb201 search dsrna --dataset cifar10 --data-root ~/data --metric none --epochs 10 --out runs/darts
     """
-    from ..data.info import PUBLISHED_DATASETS
-    from ..search.dsrna import DSRNAConfig, score_on_table, search
+    from ..search.dsrna import DSRNAConfig, search, summarize
 
     cfg = run_library(
         DSRNAConfig,
@@ -147,28 +110,7 @@ def dsrna(
     result = run_library(
         search, cfg, out, resume=resume, data_root=data_root, on_epoch=progress, threads=threads, device=device
     )
-    info: dict[str, Any] = {
-        "arch": result.arch_string,
-        "index": result.index,
-        "representative": result.representative,
-        "dead": result.arch.is_dead,
-        "seconds_per_epoch": [round(h["seconds"], 3) for h in result.history],
-        "alphas": result.alpha_history[-1],
-    }
-    if cfg.dataset in PUBLISHED_DATASETS:
-        try:
-            score = score_on_table(result, cfg.dataset, source=table_source)
-            info["table"] = {"values": score.values, "percentiles": score.percentiles, "n_classes": score.n_classes}
-        except (ValueError, OSError) as exc:  # Rb201Error is a ValueError
-            info["table_error"] = str(exc)
-    if out is not None:
-        from ..store.atomic import write_text_atomic
-
-        out_dir = Path(out)
-        if "table" in info:
-            write_text_atomic(out_dir / TABLE_JSON, json.dumps(info["table"], indent=1))
-        if plot and _plot_alphas(result.alpha_history, out_dir / ALPHA_PNG):
-            info["plot"] = str(out_dir / ALPHA_PNG)
+    info = run_library(summarize, result, out, table_source=table_source, plot=plot)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return

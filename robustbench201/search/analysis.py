@@ -279,7 +279,7 @@ def run_analyses(df, out: str | Path | None = None, which: str = "all", dataset:
             res["attacks_eps1"] = am.round(4).to_dict()
             if outdir is not None:
                 plots.heatmap(am, fig("kendall_attacks_eps1"), "Kendall tau between attacks (eps 1/255)")
-                plots.eps_curves(df, fig("robust_vs_eps"))
+                plots.eps_curves(df, fig("robust_vs_eps"), {a: attack_columns(df, a, (255.0,)) for a in ATTACKS})
         except Rb201Error as exc:
             res["skipped"]["kendall"] = str(exc)
         try:
@@ -294,7 +294,8 @@ def run_analyses(df, out: str | Path | None = None, which: str = "all", dataset:
             res["equal_params"] = equal_params_study(df)
             res["equal_params_candidates"] = headline_candidates(df)
             if outdir is not None and "params" in df.columns and "fgsm@1" in df.columns:
-                plots.pareto(df, "fgsm@1", "params", fig("pareto_fgsm1_params"))
+                front = pareto_front(df, "fgsm@1", "params")
+                plots.pareto(df, "fgsm@1", "params", front, fig("pareto_fgsm1_params"))
         except Rb201Error as exc:
             res["skipped"]["params"] = str(exc)
     if which in ("surrogates", "all"):

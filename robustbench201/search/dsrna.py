@@ -459,3 +459,40 @@ def score_on_table(result: DSRNAResult | object, dataset: str, source: object | 
         if column.size:
             percentiles[str(col)] = float(100.0 * np.mean(column <= v))
     return TableScore(ds, arch.index, arch.representative.index, values, percentiles, int(len(reps)))
+
+
+ALPHA_PNG = "alphas.png"
+TABLE_JSON = "table_score.json"
+
+
+def summarize(
+    result: DSRNAResult, out: str | Path | None = None, *, table_source: object | None = None, plot: bool = True
+) -> dict[str, Any]:
+    """What a finished search reports: the derived cell, per-epoch times, the final softmax alphas, and, on a
+    published dataset, its values and percentiles in the results table. With ``out``, the table score is written
+    to ``table_score.json`` and (``plot``) the alphas' trajectories to ``alphas.png`` there."""
+    from ..data.info import PUBLISHED_DATASETS
+
+    info: dict[str, Any] = {
+        "arch": result.arch_string,
+        "index": result.index,
+        "representative": result.representative,
+        "dead": result.arch.is_dead,
+        "seconds_per_epoch": [round(h["seconds"], 3) for h in result.history],
+        "alphas": result.alpha_history[-1],
+    }
+    if result.config.dataset in PUBLISHED_DATASETS:
+        try:
+            score = score_on_table(result, result.config.dataset, source=table_source)
+            info["table"] = {"values": score.values, "percentiles": score.percentiles, "n_classes": score.n_classes}
+        except Rb201Error as exc:
+            info["table_error"] = str(exc)
+    if out is not None:
+        out_dir = Path(out)
+        if "table" in info:
+            write_text_atomic(out_dir / TABLE_JSON, json.dumps(info["table"], indent=1))
+        if plot:
+            from . import plots
+
+            info["plot"] = str(plots.alphas(result.alpha_history, out_dir / ALPHA_PNG))
+    return info

@@ -55,15 +55,15 @@ def regret(results: Sequence, path: str | Path, title: str | None = None, log: b
 def eps_curves(
     df,  # type: ignore[no-untyped-def]
     path: str | Path,
-    attacks: Sequence[str] | None = None,
+    columns: dict[str, list[str]],
     archs: Sequence[int] | None = None,
 ) -> Path:
-    """Robust accuracy vs epsilon per attack: median and 10-90% band over all rows, plus a few cells' curves
-    (default: the best and the median cell by clean accuracy)."""
+    """Robust accuracy vs epsilon per attack (``columns``: attack -> its ``attack@eps`` columns, ascending):
+    median and 10-90% band over all rows, plus a few cells' curves (default: the best and the median cell by clean
+    accuracy)."""
     from ..store.schema import parse_wide_name
-    from .analysis import ATTACKS, attack_columns
 
-    attacks = [a for a in (attacks or ATTACKS) if attack_columns(df, a, (255.0,))]
+    attacks = [a for a, cols in columns.items() if cols]
     if not attacks:
         raise Rb201Error("the table has no attack columns to plot")
     if archs is None and "clean" in df.columns:
@@ -72,7 +72,7 @@ def eps_curves(
     plt = _plt()
     fig, axes = plt.subplots(1, len(attacks), figsize=(3.4 * len(attacks), 3.2), sharey=True, squeeze=False)
     for ax, a in zip(axes[0], attacks, strict=True):
-        cols = attack_columns(df, a, (255.0,))
+        cols = columns[a]
         eps = np.array([parse_wide_name(c)[1] for c in cols])
         v = df[cols].to_numpy(dtype=np.float64)
         q10, q50, q90 = np.nanpercentile(v, [10, 50, 90], axis=0)
@@ -107,11 +107,9 @@ def heatmap(matrix, path: str | Path, title: str = "Kendall tau") -> Path:  # ty
     return _save(fig, path)
 
 
-def pareto(df, objective: str, cost: str, path: str | Path) -> Path:  # type: ignore[no-untyped-def]
-    """Scatter of ``objective`` vs ``cost`` over all rows with the Pareto front (max objective, min cost)."""
-    from .analysis import pareto_front
-
-    front = pareto_front(df, objective, cost)
+def pareto(df, objective: str, cost: str, front: Sequence[int], path: str | Path) -> Path:  # type: ignore[no-untyped-def]
+    """Scatter of ``objective`` vs ``cost`` over all rows with the Pareto ``front`` (row labels; max objective, min
+    cost)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.scatter(df[cost], df[objective], s=3, alpha=0.3, color="gray", label="cells")
@@ -120,4 +118,25 @@ def pareto(df, objective: str, cost: str, path: str | Path) -> Path:  # type: ig
     ax.set_ylabel(objective)
     ax.grid(alpha=0.3)
     ax.legend()
+    return _save(fig, path)
+
+
+def alphas(alpha_history: Sequence, path: str | Path) -> Path:  # type: ignore[type-arg]
+    """Softmax architecture weights over epochs (epochs+1 x 6 edges x 5 ops), one panel per edge."""
+    from matplotlib.ticker import MaxNLocator
+
+    from ..space import EDGES, OPS
+
+    plt = _plt()
+    a = np.asarray(alpha_history)
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True, sharey=True)
+    for k, ax in enumerate(axes.flat):
+        for o, name in enumerate(OPS):
+            ax.plot(range(len(a)), a[:, k, o], label=name)
+        ax.set_title(f"edge {EDGES[k][0]}->{EDGES[k][1]}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].set_ylabel("softmax(alpha)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
     return _save(fig, path)
