@@ -44,6 +44,35 @@ def _tables() -> tuple[tuple[int, ...], dict[int, int]]:
     return tuple(perm), {p: i for i, p in enumerate(perm)}
 
 
+def product_positions() -> tuple[int, ...]:
+    """Index -> position in ``itertools.product(range(5), repeat=6)`` order (the order before NB201's shuffle)."""
+    return _tables()[0]
+
+
+@cache
+def ops_table() -> tuple[tuple[int, ...], ...]:
+    """Index -> op tuple (NB201 op order) for all 15625 cells, in index order."""
+    return tuple(_ops_from_position(p) for p in _tables()[0])
+
+
+def index_of_position(position: int) -> int:
+    """Inverse of :func:`product_positions`."""
+    return _tables()[1][position]
+
+
+def reachability(ops: Sequence[int]) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """Per node 0..3: (reached from the input by non-``none`` edges, reaches the output by non-``none`` edges)."""
+    fwd = [True, False, False, False]
+    for o, (s, d) in zip(ops, EDGES, strict=True):
+        if o and fwd[s]:
+            fwd[d] = True
+    bwd = [False, False, False, True]
+    for o, (s, d) in reversed(list(zip(ops, EDGES, strict=True))):
+        if o and bwd[d]:
+            bwd[s] = True
+    return tuple(fwd), tuple(bwd)
+
+
 def _ops_from_position(pos: int) -> tuple[int, ...]:
     digits = []
     for _ in range(NUM_EDGES):
@@ -224,11 +253,7 @@ class Arch:
     @property
     def is_dead(self) -> bool:
         """True if no path of non-``none`` edges joins the input (node 0) to the output (node 3)."""
-        reach = [True, False, False, False]
-        for o, (src, dst) in zip(self.ops, EDGES, strict=True):
-            if o != 0 and reach[src]:
-                reach[dst] = True
-        return not reach[3]
+        return not reachability(self.ops)[0][3]
 
     @property
     def num_conv_edges(self) -> int:
@@ -247,14 +272,7 @@ class Arch:
         path from the input reaches: that node is identically zero, so the edge adds an input-independent constant
         (zero for skip and pooling; the BatchNorm shift for a conv edge in eval mode). An exact eval-mode rewrite
         drops the first kind and folds the second into a constant."""
-        fwd = [True, False, False, False]
-        for o, (s, d) in zip(self.ops, EDGES, strict=True):
-            if o and fwd[s]:
-                fwd[d] = True
-        bwd = [False, False, False, True]
-        for o, (s, d) in reversed(list(zip(self.ops, EDGES, strict=True))):
-            if o and bwd[d]:
-                bwd[s] = True
+        fwd, bwd = reachability(self.ops)
         return tuple(bool(o) and fwd[s] and bwd[d] for o, (s, d) in zip(self.ops, EDGES, strict=True))
 
     def __str__(self) -> str:

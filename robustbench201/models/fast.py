@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..space import EDGES
+from ..space import EDGES, reachability
 from .network import NB201Network
 from .ops import Identity, Pooling, ReLUConvBN, ResNetBasicBlock, Zero
 
@@ -86,15 +86,8 @@ class _FastCell(nn.Module):
         super().__init__()
         arch = cell.arch
         live = arch.live_edges()
-        fwd = [True, False, False, False]
-        for o, (s, d) in zip(arch.ops, EDGES):
-            if o and fwd[s]:
-                fwd[d] = True
-        bwd = [False, False, False, True]
-        for o, (s, d) in reversed(list(zip(arch.ops, EDGES))):
-            if o and bwd[d]:
-                bwd[s] = True
-        self.fwd = tuple(fwd)
+        fwd, bwd = reachability(arch.ops)
+        self.fwd = fwd
         ops: dict[str, nn.Module] = {}
         self.dynamic: list[tuple[int, int, str]] = []  # (src, dst, key) fed by the input
         self.static: list[tuple[int, int, str]] = []  # (src, dst, key) fed by input-independent nodes

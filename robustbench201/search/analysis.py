@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import Rb201Error, check_choice
-from ..space import Arch
+from ..space import Arch, ops_table
 from ..store.schema import parse_wide_name
 
 #: The four L-inf attacks of the published dataset.
@@ -162,9 +162,7 @@ def mean_adversarial(
 
 def op_counts(index: Sequence[int]) -> np.ndarray:
     """(rows, 5) number of edges per op (NB201 op order) for NB201 indices."""
-    from .nas import _space_tables
-
-    ops = _space_tables()[0][np.asarray(index, dtype=np.int64)]
+    ops = np.asarray(ops_table(), dtype=np.int64)[np.asarray(index, dtype=np.int64)]
     return np.stack([(ops == k).sum(axis=1) for k in range(5)], axis=1)
 
 

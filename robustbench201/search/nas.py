@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import Rb201Error, check_choice
-from ..space import NUM_ARCHS, NUM_EDGES, NUM_OPS, Arch, representative_indices
+from ..space import NUM_ARCHS, NUM_EDGES, NUM_OPS, Arch, ops_table, product_positions, representative_indices
 from .objective import Constraint, Objective, feasible_mask, parse_constraints, parse_objective
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,9 @@ class InfeasibleError(Rb201Error):
 @cache
 def _space_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(index -> op tuple (15625, 6), index -> representative, index -> 24 one-edge neighbours (15625, 24))."""
-    ops = np.array([Arch.from_index(i).ops for i in range(NUM_ARCHS)], dtype=np.int64)
+    ops = np.array(ops_table(), dtype=np.int64)
     weights = NUM_OPS ** np.arange(NUM_EDGES - 1, -1, -1)
-    pos = ops @ weights
+    pos = np.array(product_positions(), dtype=np.int64)
     index_of_pos = np.empty(NUM_ARCHS, dtype=np.int64)
     index_of_pos[pos] = np.arange(NUM_ARCHS)
     nbrs = np.empty((NUM_ARCHS, NUM_EDGES * (NUM_OPS - 1)), dtype=np.int64)
