@@ -187,26 +187,27 @@ class Dataset:
         return self.index(dataset).names
 
     def table(self, dataset: str | None = None, form: str = "wide", columns: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
-        """A pandas DataFrame. ``wide``: index ``arch_index`` (all 15625; ``(dataset, arch_index)`` when several
-        datasets), a ``representative`` column and one column per wide name, class-level columns filled for
-        isomorphs. ``long``: the tidy schema v1 rows as stored."""
+        """A pandas DataFrame. ``wide``: one dataset's table (``dataset`` may be omitted when the source holds only
+        one), index ``arch_index`` (all 15625), a ``representative`` column and one column per wide name, class-level
+        columns filled for isomorphs. ``long``: the tidy schema v1 rows as stored (of every dataset when ``dataset``
+        is None; a ``dataset`` column says which)."""
         import pandas as pd
 
         if form == "long":
             return self.read_results(dataset, columns).to_pandas()
         if form != "wide":
             raise InvalidChoiceError(f"unknown table form {form!r}; allowed: 'wide', 'long'")
-        frames = {}
-        for ds in self._datasets_for(dataset):
-            idx = self.index(ds)
-            cols = [idx.column(c) for c in columns] if columns else list(range(len(idx.names)))
-            df = pd.DataFrame(idx.filled[:, cols], columns=[idx.names[j] for j in cols])
-            df.insert(0, "representative", idx.reps)
-            df.index.name = "arch_index"
-            frames[ds] = df
-        if len(frames) == 1:
-            return next(iter(frames.values()))
-        return pd.concat(frames, names=["dataset", "arch_index"])
+        if dataset is None and len(self.datasets) != 1:
+            raise InvalidChoiceError(
+                f"{self.path} holds {len(self.datasets)} datasets ({', '.join(self.datasets)}): the wide table is one "
+                "dataset's, pass dataset=...; form='long' has all of them"
+            )
+        idx = self.index(dataset if dataset is not None else self.datasets[0])
+        cols = [idx.column(c) for c in columns] if columns else list(range(len(idx.names)))
+        df = pd.DataFrame(idx.filled[:, cols], columns=[idx.names[j] for j in cols])
+        df.insert(0, "representative", idx.reps)
+        df.index.name = "arch_index"
+        return df
 
 
 def _columns_filter(t, columns: Sequence[str]):  # type: ignore[no-untyped-def]
@@ -239,7 +240,8 @@ class QueryResult:
     """All results of one NB201 cell from one source, per dataset. Values are floats (accuracies as fractions 0..1,
     epsilons in 1/255 units, params/FLOPs in millions); NaN where the source has no value for this cell.
 
-    With one dataset, accessors return a float; with several, a ``{dataset: float}`` dict (pass ``dataset=``)."""
+    Single-value accessors always return a float: pass ``dataset=`` when the result holds several datasets;
+    :meth:`values` returns ``{dataset: float}`` over all of them."""
 
     __slots__ = ("index", "representative", "datasets", "_idx", "_rows", "_source")
 
@@ -259,6 +261,20 @@ class QueryResult:
     def is_representative(self) -> bool:
         return self.representative == self.index
 
+    def _one(self, dataset: str | None) -> str:
+        """The dataset a single-value accessor answers for: ``dataset``, or the only one this result holds."""
+        if dataset is not None:
+            ds = canonical_dataset(dataset)
+            if ds not in self._idx:
+                raise InvalidChoiceError(f"dataset {ds!r} not in this result; available: {', '.join(self.datasets)}")
+            return ds
+        if len(self.datasets) != 1:
+            raise InvalidChoiceError(
+                f"this result holds {len(self.datasets)} datasets ({', '.join(self.datasets)}): pass dataset=..., "
+                "or use values(...) for a {dataset: value} dict"
+            )
+        return self.datasets[0]
+
     def value(
         self,
         column: str,
@@ -267,46 +283,51 @@ class QueryResult:
         measure: str | None = None,
         dataset: str | None = None,
         semantics: str | None = None,
-    ) -> float | dict[str, float]:
-        """A value by wide name (``'pgd@1'``, ``'pgd@1/cumulative'``, ``'fog:3'``, ``'params'``) or by key with
-        ``eps`` (1/255 units) / ``severity`` (1..5) / ``measure`` / ``semantics``."""
-        if dataset is not None:
-            ds = canonical_dataset(dataset)
-            if ds not in self._idx:
-                raise InvalidChoiceError(f"dataset {ds!r} not in this result; available: {', '.join(self.datasets)}")
-            return float(self._rows[ds][self._idx[ds].column(column, eps, severity, measure, semantics)])
-        if len(self._idx) == 1:
-            ds = self.datasets[0]
-            return float(self._rows[ds][self._idx[ds].column(column, eps, severity, measure, semantics)])
+    ) -> float:
+        """One value (a float; NaN where this cell has none) by wide name (``'pgd@1'``, ``'pgd@1/cumulative'``,
+        ``'fog:3'``, ``'params'``) or by key with ``eps`` (1/255 units) / ``severity`` (1..5) / ``measure`` /
+        ``semantics``, on ``dataset`` (needed when the result holds several)."""
+        ds = self._one(dataset)
+        return float(self._rows[ds][self._idx[ds].column(column, eps, severity, measure, semantics)])
+
+    def values(
+        self,
+        column: str,
+        eps: float | None = None,
+        severity: int | None = None,
+        measure: str | None = None,
+        semantics: str | None = None,
+    ) -> dict[str, float]:
+        """The value of one column on every dataset of the result: ``{dataset: value}``."""
         return {
             ds: float(self._rows[ds][ix.column(column, eps, severity, measure, semantics)])
             for ds, ix in self._idx.items()
         }
 
-    def robust(  # type: ignore[no-untyped-def]
+    def robust(
         self,
         attack: str,
         eps: float,
         measure: str = "accuracy",
         dataset: str | None = None,
         semantics: str = "per-epsilon",
-    ):
+    ) -> float:
         """Accuracy (or ``measure``) under ``attack`` (fgsm, pgd, aa_apgd-ce, aa_square, ...) at L-inf ``eps``
         (units of 1/255: ``eps=8`` is 8/255). ``semantics``: ``'per-epsilon'`` (that attack at that epsilon on its
         own, as published) or ``'cumulative'`` (a point broken at a smaller epsilon counts as broken)."""
         return self.value(attack, eps=eps, measure=measure, dataset=dataset, semantics=semantics)
 
-    def corruption(self, name: str, severity: int, measure: str = "accuracy", dataset: str | None = None):  # type: ignore[no-untyped-def]
+    def corruption(self, name: str, severity: int, measure: str = "accuracy", dataset: str | None = None) -> float:
         """Accuracy on corruption ``name`` (e.g. 'fog') at ``severity`` 1..5 (CIFAR-10-C / CIFAR-100-C)."""
         return self.value(name, severity=severity, measure=measure, dataset=dataset)
 
     @property
-    def clean_accuracy(self):  # type: ignore[no-untyped-def]
-        """Clean test accuracy (fraction) of the published evaluation."""
+    def clean_accuracy(self) -> float:
+        """Clean test accuracy (fraction) of the published evaluation (a result of one dataset; else ``values``)."""
         return self.value("clean")
 
     @property
-    def nb201_test_accuracy(self):  # type: ignore[no-untyped-def]
+    def nb201_test_accuracy(self) -> float:
         """NB201 200-epoch test accuracy (fraction), mean over training seeds (NATS-Bench)."""
         return self.value("nb201_test_accuracy")
 

@@ -49,9 +49,11 @@ def test_non_representative_uses_its_representative_and_says_so():
 def test_all_datasets_when_none_given_are_explicit():
     r = rb201.query(13433)
     assert r.datasets == ("cifar10", "cifar100", "ImageNet16-120")
-    clean = r.clean_accuracy
+    clean = r.values("clean")
     assert set(clean) == set(r.datasets) and clean["cifar10"] == 0.893
     assert r.value("clean", dataset="cifar10") == 0.893
+    with pytest.raises(InvalidChoiceError, match="holds 3 datasets"):
+        r.clean_accuracy  # noqa: B018 - one type per accessor: a float, so the dataset must be named
     with pytest.raises(InvalidChoiceError, match="ImageNet16-120"):
         r.corruption("fog", 3, dataset="ImageNet16-120")
 
@@ -188,3 +190,10 @@ def test_nan_where_a_cell_has_no_value():
     r = rb201.query(dead, "cifar10")
     assert math.isnan(r.value("synflow")) or isinstance(r.value("synflow"), float)
     assert r.clean_accuracy < 0.2
+
+
+def test_the_wide_table_is_one_datasets_and_says_so():
+    with pytest.raises(InvalidChoiceError, match="pass dataset="):
+        rb201.table()
+    long = rb201.table(form="long", columns=["clean"])
+    assert set(long["dataset"]) == {"cifar10", "cifar100", "ImageNet16-120"}
