@@ -16,24 +16,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .corruptions import CORRUPTIONS
 from .errors import Rb201Error, check_choice, choice_error
-
-SEMANTICS = ("per-epsilon", "cumulative")
-PRECISIONS = ("fp32", "tf32", "amp")
-SURROGATES = ("jacobian", "hessian")
-CERTIFIED = ("ibp", "crown-ibp")
-CORRUPTION_SOURCES = ("files", "generated", "files-or-generated")
-
-# attack defaults, duplicated from the attack classes so this module stays torch-free; a test pins them equal
-_ATTACK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "fgsm": {"norm": "Linf"},
-    "pgd": {"norm": "Linf", "steps": 40, "step_factor": 2.5, "random_start": True, "restarts": 1},
-    "aa_apgd-ce": {"norm": "Linf", "n_iter": 100, "n_restarts": 1, "rho": 0.75},
-    "aa_apgd-dlr": {"norm": "Linf", "n_iter": 100, "n_restarts": 1, "rho": 0.75},
-    "aa_square": {"norm": "Linf", "n_queries": 5000, "p_init": 0.8, "n_restarts": 1},
-}
-_ATTACK_ALIASES = {"apgd-ce": "aa_apgd-ce", "apgd": "aa_apgd-ce", "apgd-dlr": "aa_apgd-dlr", "square": "aa_square"}
+from .vocab import (
+    CERTIFIED_METHODS,
+    CORRUPTION_SOURCES,
+    CORRUPTIONS,
+    PRECISIONS,
+    SEMANTICS,
+    SURROGATES,
+    attack_defaults,
+    canonical_attack,
+)
 
 
 def _check_eps(what: str, eps: tuple[float, ...]) -> tuple[float, ...]:
@@ -56,14 +49,12 @@ class AttackSpec:
     params: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        name = _ATTACK_ALIASES.get(self.name, self.name)
-        if name not in _ATTACK_DEFAULTS:
-            raise choice_error("attack", self.name, list(_ATTACK_DEFAULTS))
+        name = canonical_attack(self.name)
         object.__setattr__(self, "name", name)
         if not self.epsilons:
             raise Rb201Error(f"attack {name!r} needs at least one epsilon (0 < eps <= 255, units of 1/255)")
         object.__setattr__(self, "epsilons", _check_eps(f"attack {name!r}", tuple(self.epsilons)))
-        defaults = _ATTACK_DEFAULTS[name]
+        defaults = attack_defaults(name)
         given = dict(self.params)
         bad = sorted(set(given) - set(defaults))
         if bad:
@@ -129,7 +120,7 @@ class EvalSpec:
         for s in self.surrogates:
             check_choice("surrogate", s, SURROGATES)
         for m in self.certified:
-            check_choice("certified method", m, CERTIFIED)
+            check_choice("certified method", m, CERTIFIED_METHODS)
         if self.certified and not self.certified_epsilons:
             raise Rb201Error("certified methods need certified_epsilons (0 < eps <= 255, units of 1/255)")
         object.__setattr__(self, "certified_epsilons", _check_eps("certified", tuple(self.certified_epsilons)))
@@ -249,18 +240,13 @@ def _jung2023() -> EvalSpec:
 
 
 def _full() -> EvalSpec:
+    published = _jung2023().attacks
     return EvalSpec(
         name="full",
-        attacks=(
-            attack("fgsm", _FGSM_EPS),
-            attack("pgd", _GRID_EPS),
-            attack("aa_apgd-ce", _GRID_EPS),
-            attack("aa_apgd-dlr", _GRID_EPS),
-            attack("aa_square", _GRID_EPS),
-        ),
+        attacks=(*published[:3], attack("aa_apgd-dlr", _GRID_EPS), *published[3:]),
         corruptions=CORRUPTIONS,
         surrogates=SURROGATES,
-        certified=CERTIFIED,
+        certified=CERTIFIED_METHODS,
         certified_epsilons=(0.1, 0.5, 1, 2),
         semantics="cumulative",
     )
@@ -289,12 +275,12 @@ def _smoke() -> EvalSpec:
     )
 
 
-PRESETS = {"jung2023": _jung2023, "full": _full, "smoke": _smoke}
+_PRESETS = {"jung2023": _jung2023, "full": _full, "smoke": _smoke}
 
 
 def preset(name: str) -> EvalSpec:
     """A named spec: ``jung2023`` (the published protocol, per-epsilon semantics), ``full`` (everything,
     cumulative semantics) or ``smoke`` (tiny budgets for tests and CPU demos)."""
-    if name not in PRESETS:
-        raise choice_error("evaluation preset", name, list(PRESETS))
-    return PRESETS[name]()
+    if name not in _PRESETS:
+        raise choice_error("evaluation preset", name, list(_PRESETS))
+    return _PRESETS[name]()

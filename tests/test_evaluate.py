@@ -139,11 +139,13 @@ def test_presets_are_hashable_roundtrip_and_match_the_protocol():
 
 
 def test_spec_defaults_match_the_attack_classes():
-    from robustbench201.attacks import attack_defaults
-    from robustbench201.spec import _ATTACK_DEFAULTS
+    from robustbench201.attacks import ATTACKS as CLASSES
+    from robustbench201.vocab import ATTACKS
 
-    for name, defaults in _ATTACK_DEFAULTS.items():
-        assert attack_defaults(name) == defaults
+    assert set(CLASSES) == set(ATTACKS)
+    for name, entry in ATTACKS.items():
+        assert CLASSES[name]().params() == dict(entry.defaults), name
+        assert attack(name, (1,)).kwargs() == dict(entry.defaults)
 
 
 @pytest.mark.parametrize(

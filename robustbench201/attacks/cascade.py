@@ -24,11 +24,10 @@ import torch
 from torch import nn
 
 from ..errors import Rb201Error, check_choice
+from ..vocab import SEMANTICS
 from .base import Attack
 
 log = logging.getLogger(__name__)
-
-SEMANTICS = ("per-epsilon", "cumulative")
 
 
 class BatchPolicy:

@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
+from ..vocab import PRESETS
 from . import run_library
 
-PRESETS = ("jung2023", "full", "smoke")
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 FAILED_EXIT = 3  # exit status when some architectures failed (they are recorded in the shard manifest)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..vocab import CERTIFIED_METHODS
 from . import run_library
 
 
@@ -27,7 +28,7 @@ from . import run_library
 @click.option("--gamma", type=float, default=0.01, show_default=True, help="Weight of R in L_val - gamma R.")
 @click.option("--eps", type=float, default=2.0, show_default=True, help="L-inf radius in pixel units of 1/255.")
 @click.option("--q", type=float, default=1.0, show_default=True, help="Norm of the Jacobian rows (1: dual of L-inf).")
-@click.option("--bound", type=click.Choice(["ibp", "crown-ibp"]), default="ibp", show_default=True)
+@click.option("--bound", type=click.Choice(CERTIFIED_METHODS), default="ibp", show_default=True)
 @click.option("--reg-batch", type=int, default=32, show_default=True, help="Validation images per step in R.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--second-order", is_flag=True, help="DARTS unrolled (second-order) alpha gradient.")

@@ -30,27 +30,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import Rb201Error, check_choice
+from ..vocab import CORRUPTIONS
 from . import blur, digital, noise, weather
 from ._common import CorruptionFn, is_torch, per_image_rngs, to_numpy
-
-#: The 15 corruption types, in protocol order (PROTOCOL.md section 5).
-CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
 
 #: name -> function(x: float32 N x H x W x C in [0, 1], severity, per-image generators) -> same shape.
 REGISTRY: dict[str, CorruptionFn] = {

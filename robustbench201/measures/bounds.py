@@ -81,6 +81,7 @@ from torch import Tensor, nn
 
 from ..errors import Rb201Error, check_choice
 from ..space import EDGES
+from ..vocab import CERTIFIED_METHODS
 from .bounds_ops import (
     BoundContext,
     CellEdgesFn,
@@ -93,7 +94,7 @@ from .bounds_ops import (
 )
 from .rounding import Rounding
 
-METHODS = ("crown-ibp", "ibp")
+METHODS = CERTIFIED_METHODS
 _PARTS = ("normalize", "stem", "cells", "lastact", "global_pooling", "classifier")
 
 

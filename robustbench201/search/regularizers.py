@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from ..errors import Rb201Error, check_choice
+from ..vocab import CERTIFIED_METHODS
 
 METRICS: tuple[str, ...] = ("jacobian", "certified", "combined", "none")
-BOUND_METHODS: tuple[str, ...] = ("ibp", "crown-ibp")
+BOUND_METHODS: tuple[str, ...] = CERTIFIED_METHODS
 
 
 def _check_eps(eps: float) -> float:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from ..errors import DataIntegrityError, Rb201Error, check_choice
+from ..vocab import SEMANTICS as VOCAB_SEMANTICS
 
 SCHEMA_VERSION = "1"
 #: Parquet key-value metadata keys.
@@ -40,7 +41,7 @@ FAMILIES: tuple[str, ...] = (
 )
 NORMS: tuple[str, ...] = ("", "Linf", "L2")
 #: How a per-epsilon value was obtained (PROTOCOL.md section 6). "" for rows without an epsilon.
-SEMANTICS: tuple[str, ...] = ("", "per-epsilon", "cumulative")
+SEMANTICS: tuple[str, ...] = ("", *VOCAB_SEMANTICS)
 
 #: Column name -> pyarrow type name, in file order. ``key`` columns identify a value; the rest is provenance.
 COLUMNS: dict[str, str] = {
