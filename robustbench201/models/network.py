@@ -7,6 +7,7 @@ buffers, so official state dicts load with ``strict=True``); the forward returns
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -103,6 +104,51 @@ class NB201Network(nn.Module):
         return self.classifier(self.features(x))
 
 
+@dataclass(frozen=True)
+class NetworkIO:
+    """What a network's ends need from its dataset: classes, input channels, resolution, normalization."""
+
+    num_classes: int
+    in_channels: int
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    resolution: int | None
+
+
+def network_io(
+    dataset: str | None,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    resolution: int | None = None,
+    who: str = "create_model",
+) -> NetworkIO:
+    """Classes, input channels, resolution and normalization from ``dataset`` (each can be overridden; the dataset's
+    normalization applies only when the input channels are the dataset's). With ``dataset=None``, ``num_classes``
+    is required and the normalization is the identity unless given."""
+    if dataset is not None:
+        info = dataset_info(dataset)
+        num_classes = info.num_classes if num_classes is None else num_classes
+        in_channels = info.channels if in_channels is None else in_channels
+        resolution = info.resolution if resolution is None else resolution
+        if mean is None and std is None and in_channels == info.channels:
+            mean, std = info.mean, info.std
+    elif num_classes is None:
+        raise Rb201Error(f"{who} needs dataset=... or num_classes=...")
+    in_channels = 3 if in_channels is None else in_channels
+    if num_classes < 1 or in_channels < 1:
+        raise Rb201Error(f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}")
+    return NetworkIO(
+        num_classes,
+        in_channels,
+        None if mean is None else tuple(mean),
+        None if std is None else tuple(std),
+        resolution,
+    )
+
+
 def create_model(
     arch: object,
     dataset: str | None = "cifar10",
@@ -123,15 +169,5 @@ def create_model(
     a = Arch.parse(arch)
     if channels < 1 or n_cells < 1:
         raise Rb201Error(f"channels and n_cells must be >= 1, got channels={channels}, n_cells={n_cells}")
-    if dataset is not None:
-        info = dataset_info(dataset)
-        num_classes = info.num_classes if num_classes is None else num_classes
-        in_channels = info.channels if in_channels is None else in_channels
-        if mean is None and std is None and in_channels == info.channels:
-            mean, std = info.mean, info.std
-    elif num_classes is None:
-        raise Rb201Error("create_model needs dataset=... or num_classes=...")
-    in_channels = 3 if in_channels is None else in_channels
-    if num_classes < 1 or in_channels < 1:
-        raise Rb201Error(f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}")
-    return NB201Network(a, num_classes, channels, n_cells, in_channels, mean, std)
+    io = network_io(dataset, num_classes=num_classes, in_channels=in_channels, mean=mean, std=std)
+    return NB201Network(a, io.num_classes, channels, n_cells, io.in_channels, io.mean, io.std)

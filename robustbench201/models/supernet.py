@@ -27,10 +27,9 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from ..data.info import dataset_info
 from ..errors import Rb201Error
 from ..space import EDGES, NUM_EDGES, NUM_OPS, OPS, Arch
-from .network import Normalize
+from .network import Normalize, network_io
 from .ops import ResNetBasicBlock, make_op
 
 __all__ = ["MixedEdge", "SearchCell", "SearchSupernet", "create_supernet"]
@@ -263,16 +262,10 @@ def create_supernet(
 
     The weights are initialised under ``torch.random.fork_rng`` seeded with ``seed`` (the caller's global RNG
     state is restored afterwards); the alphas come from a ``torch.Generator`` seeded with ``seed``."""
-    mean = std = None
-    if dataset is not None:
-        info = dataset_info(dataset)
-        num_classes = info.num_classes if num_classes is None else num_classes
-        in_channels = info.channels if in_channels is None else in_channels
-        resolution = info.resolution if resolution is None else resolution
-        if in_channels == info.channels:
-            mean, std = info.mean, info.std
-    elif num_classes is None:
-        raise Rb201Error("create_supernet needs dataset=... or num_classes=...")
+    io = network_io(
+        dataset, num_classes=num_classes, in_channels=in_channels, resolution=resolution, who="create_supernet"
+    )
+    num_classes, in_channels, resolution, mean, std = io.num_classes, io.in_channels, io.resolution, io.mean, io.std
     gen = torch.Generator().manual_seed(int(seed))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
@@ -280,7 +273,7 @@ def create_supernet(
             num_classes,  # type: ignore[arg-type]
             channels,
             n_cells,
-            3 if in_channels is None else in_channels,
+            in_channels,
             32 if resolution is None else resolution,
             mean,
             std,

@@ -1,0 +1,107 @@
+"""The architecture, checked: import contracts (layers, no cycles) with import-linter, a planted upward import is
+caught, every public name of ``robustbench201`` resolves to what it says after every submodule was imported, and the
+vocabularies have one owner."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import robustbench201 as rb201
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess:
+    exe = shutil.which("lint-imports")
+    assert exe is not None, "import-linter (part of the 'test' extra) is not installed"
+    return subprocess.run(
+        [exe, "--config", str(root / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(root), "PATH": str(Path(exe).parent), "HOME": str(root)},
+    )
+
+
+def test_import_contracts_are_kept():
+    res = _lint_imports(REPO)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Contracts: 2 kept, 0 broken." in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "planted"),
+    [
+        ("space.py", "from robustbench201.cli import main as _planted  # noqa\n"),  # lowest layer imports the top
+        ("store/merge.py", "from robustbench201.runner import plan as _planted  # noqa\n"),  # store imports runner
+        ("runner/plan.py", "from robustbench201.runner import job as _planted  # noqa\n"),  # a cycle in runner
+    ],
+)
+def test_a_planted_upward_import_or_cycle_breaks_the_contracts(tmp_path, module, planted):
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO / "robustbench201", copy / "robustbench201", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
+    target = copy / "robustbench201" / module
+    target.write_text(target.read_text() + "\n" + planted)
+    res = _lint_imports(copy)
+    assert res.returncode != 0 and "BROKEN" in res.stdout, res.stdout
+
+
+def _all_modules() -> list[str]:
+    names = (m.name for m in pkgutil.walk_packages(rb201.__path__, "robustbench201."))
+    return sorted(n for n in names if "_data" not in n and not n.endswith("__main__"))
+
+
+def test_every_public_name_is_what_it_says_after_importing_every_submodule():
+    """Importing a submodule must never rebind a public name of the package (``rb201.query`` stays the function
+    even after ``import robustbench201.<anything>``)."""
+    for name in _all_modules():
+        importlib.import_module(name)
+    for name in rb201.__all__:
+        obj = getattr(rb201, name)
+        assert not inspect.ismodule(obj), f"rb201.{name} is a module, not the public object"
+    assert callable(rb201.query) and callable(rb201.evaluate) and callable(rb201.table)
+    r = rb201.query(1462, "cifar10")
+    assert isinstance(r, rb201.QueryResult) and 0 < r.clean_accuracy < 1
+    assert rb201.query_many([1462], "clean", "cifar10")[0] == r.clean_accuracy
+    assert rb201.Arch.from_index(1462).index == 1462
+    assert rb201.preset("smoke").name == "smoke"
+    assert rb201.param_count(1462, 10) > 0
+
+
+def test_importing_the_package_and_the_query_path_stay_light():
+    code = (
+        "import sys, robustbench201 as rb201\n"
+        "rb201.query(13433, 'cifar10').robust('pgd', eps=1)\n"
+        "heavy = [m for m in ('torch', 'pandas', 'scipy', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_vocabularies_have_one_owner():
+    """The closed sets are defined in robustbench201.vocab and only referenced elsewhere."""
+    from robustbench201 import vocab
+    from robustbench201.attacks import ATTACKS as attack_classes
+    from robustbench201.attacks.cascade import SEMANTICS as cascade_semantics
+    from robustbench201.corruptions import CORRUPTIONS, REGISTRY
+    from robustbench201.measures.bounds import METHODS
+    from robustbench201.search.regularizers import BOUND_METHODS
+    from robustbench201.spec import preset
+
+    assert set(attack_classes) == set(vocab.ATTACKS)
+    assert cascade_semantics is vocab.SEMANTICS
+    assert CORRUPTIONS is vocab.CORRUPTIONS and set(REGISTRY) == set(CORRUPTIONS)
+    assert METHODS is vocab.CERTIFIED_METHODS and BOUND_METHODS is vocab.CERTIFIED_METHODS
+    for name in vocab.PRESETS:
+        assert preset(name).name == name
+    for alias, key in vocab.ATTACK_ALIASES.items():
+        assert vocab.canonical_attack(alias) == key
