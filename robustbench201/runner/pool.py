@@ -46,7 +46,7 @@ def _worker(
         import torch
 
         torch.set_num_threads(threads)
-        if device.startswith("cuda"):
+        if device.startswith("cuda") and torch.device(device).index is not None:  # plain "cuda": the current one
             torch.cuda.set_device(torch.device(device))
         evaluator = factory(device)
     except Exception as exc:
