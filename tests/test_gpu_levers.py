@@ -199,6 +199,8 @@ def test_fp16_proposals_need_a_float32_reference_and_options_are_validated():
             square_options(bad)
     with pytest.raises(Rb201Error, match="needs precision fp32 or tf32"):
         square_options({"square_proposals": "fp16-verified"}, precision="amp")
+    with pytest.raises(Rb201Error, match="cannot capture autocast"):
+        square_options({"square_buckets": 16, "square_cuda_graphs": True}, precision="amp")
     spec = EvalSpec(attacks=(attack("aa_square", (8,), n_queries=5),), extra=(("square_proposals", "half"),))
     with pytest.raises(Rb201Error, match="square_proposals 'half'"):
         evaluate(tiny_model(), image_set(8), spec)

@@ -94,6 +94,8 @@ def square_options(extra: Any, precision: str = "fp32") -> SquareOptions:
     safety = d.get("square_band_safety", 4.0)
     if isinstance(safety, bool) or not isinstance(safety, int | float) or not math.isfinite(safety) or safety < 1:
         raise Rb201Error(f"square_band_safety {safety!r} not allowed; allowed: a number >= 1")
+    if graphs and precision == "amp":
+        raise Rb201Error("square_cuda_graphs cannot capture autocast (precision 'amp'); use fp32 or tf32")
     if proposals != "fp32" and precision not in ("fp32", "tf32"):
         raise Rb201Error(
             f"square_proposals {proposals!r} verifies float16 in float32 and needs precision fp32 or tf32, "
