@@ -6,10 +6,11 @@ Square spends almost all of its time in forward passes over a batch that shrinks
 
 * **Buckets** (:class:`BucketedForward`): every forward is padded to the next bucket size ``min_rows * 2**k``, so a
   shrinking batch visits a handful of fixed shapes. Rows are independent in evaluation mode, so padding changes no
-  value of a real row (up to the convolution library choosing another kernel for another batch size; on the CPU
-  build used in the tests results are identical). On CUDA, with ``graphs=True``, the forward of each bucket is
-  captured once as a CUDA graph (after a warm-up on a side stream) and replayed: one launch per pass instead of
-  one per kernel. Graphs are never used on a CPU: there the padded eager forward runs, with the same numbers.
+  value of a real row beyond the convolution library choosing another kernel for another batch size (on the CPU
+  build of the tests: identical from 16 rows up, last-bit differences below that, and identical Square runs). On
+  CUDA, with ``graphs=True``, the forward of each bucket is captured once as a CUDA graph (after a warm-up on a
+  side stream) and replayed: one launch per pass instead of one per kernel. Graphs are never used on a CPU: there
+  the padded eager forward runs, with the same numbers.
 * **float16 proposals, verified** (:class:`Fp16VerifiedScores`): each proposal is scored by a float16 copy of the
   network. The float16 margin ``m16`` of a point differs from its float32 margin ``m32`` by at most a band
   ``b = c * max_j |z16_j|``, where ``c`` is measured on the starting points of each run (the largest observed
