@@ -69,24 +69,50 @@ class Counting(nn.Module):
         return self.model(x)
 
 
-def run_ours(net: nn.Module, data, base, a, seed: int) -> dict:  # type: ignore[no-untyped-def]
+def run_ours(net: nn.Module, data, base, a, seed: int, device: str = "cpu") -> dict:  # type: ignore[no-untyped-def]
+    """``evaluate`` of one attack grid on ``device`` (the network is moved there); wall seconds, robust accuracy per
+    epsilon (per-epsilon semantics), forward / backward images counted, and the clean-correct points attacked."""
     spec = base.replace(attacks=(a,), fast_forward=False, seed=seed)
     t0 = time.perf_counter()
     counter = PassCounter(fast_model(net))
-    res = evaluate(counter, data, spec)
+    res = evaluate(counter, data, spec, device=device)
     wall = time.perf_counter() - t0
     accs = [res.value(a.name, epsilon=e, semantics="per-epsilon") for e in a.epsilons]
-    return {"wall": wall, "acc": accs, "fwd": counter.forward_images, "bwd": counter.backward_images}
+    n = len(data)
+    return {
+        "wall": wall,
+        "acc": accs,
+        "fwd": counter.forward_images,
+        "bwd": counter.backward_images,
+        "attacked": int(round(res.value("clean") * n)),
+        "robust": [int(round(v * n)) for v in accs],
+    }
 
 
-def run_reference(net: nn.Module, x: torch.Tensor, y: torch.Tensor, a, seed: int) -> dict:  # type: ignore[no-untyped-def]
+def run_reference(  # type: ignore[no-untyped-def]
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    a,
+    seed: int,
+    device: str = "cpu",
+    deadline: float | None = None,
+) -> dict:
+    """The peer libraries on ``x, y`` (already on ``device``), one call per epsilon. With ``deadline`` (a
+    ``time.perf_counter()`` value), an epsilon is not started when the previous one's time would overrun it;
+    ``eps_done`` lists the epsilons run (1/255 units) and ``acc`` has one value per epsilon done."""
     p = dict(a.params)
     counter = Counting(net).eval()
     with torch.no_grad():
         clean_ok = net(x).argmax(1) == y
-    accs = []
+    accs: list[float] = []
+    done: list[float] = []
     t0 = time.perf_counter()
+    last = 0.0
     for e255 in a.epsilons:
+        if deadline is not None and done and time.perf_counter() + last > deadline:
+            break
+        t_eps = time.perf_counter()
         eps = e255 / 255.0
         if a.name in ("fgsm", "pgd"):
             import torchattacks as ta
@@ -103,7 +129,7 @@ def run_reference(net: nn.Module, x: torch.Tensor, y: torch.Tensor, a, seed: int
             import pyautoattack as aa
 
             name = "apgd-ce" if a.name == "aa_apgd-ce" else "square"
-            adv = aa.AutoAttack(counter, attacks=[name], eps=eps, version="custom", seed=seed)
+            adv = aa.AutoAttack(counter, attacks=[name], eps=eps, version="custom", seed=seed, device=device)
             if name == "apgd-ce":
                 adv.apgd.n_restarts = p["n_restarts"]
                 adv.apgd.n_iter = p["n_iter"]  # the default (100) too; checkpoints follow from it
@@ -112,8 +138,10 @@ def run_reference(net: nn.Module, x: torch.Tensor, y: torch.Tensor, a, seed: int
             x_adv, _ = adv.run_standard_evaluation(x, y, batch_size=len(x))
         with torch.no_grad():
             accs.append(float(((net(x_adv).argmax(1) == y) & clean_ok).float().mean()))
+        done.append(e255)
+        last = time.perf_counter() - t_eps
     wall = time.perf_counter() - t0
-    return {"wall": wall, "acc": accs, "fwd": counter.forward_images, "bwd": counter.backward_images}
+    return {"wall": wall, "acc": accs, "fwd": counter.forward_images, "bwd": counter.backward_images, "eps_done": done}
 
 
 def main() -> None:

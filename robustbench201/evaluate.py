@@ -29,6 +29,7 @@ from torch import nn
 
 from .attacks import create_attack
 from .attacks.cascade import BatchPolicy, GridResult, derive_cumulative, load_images, run_grid
+from .attacks.square_fast import apply_square_options, square_options
 from .data.base import CorruptionSource, ImageSet
 from .errors import Rb201Error
 from .models.fast import fast_model
@@ -226,6 +227,7 @@ def evaluate(
         raise Rb201Error(f"spec must be an EvalSpec (see robustbench201.spec.preset), got {type(spec).__name__}")
     if len(data) == 0:
         raise Rb201Error(f"{data.name}/{data.split}: the image set is empty")
+    square_options(spec.extra, spec.precision)  # Square levers in the spec's extra: checked before any work
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -282,7 +284,7 @@ def _run_clean_and_attacks(
     grids: list[tuple[str, str, GridResult]] = []
     for a in spec.attacks:
         t0 = time.perf_counter()
-        attack = create_attack(a.name, **a.kwargs())
+        attack = apply_square_options(create_attack(a.name, **a.kwargs()), square_options(spec.extra, spec.precision))
         if a.name == "aa_apgd-dlr" and k < 3:
             raise Rb201Error(f"aa_apgd-dlr needs at least 3 classes; the model has {k}")
         gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + zlib.crc32(a.name.encode()))

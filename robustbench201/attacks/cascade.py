@@ -10,7 +10,9 @@
   epsilon are attacked at the next one. A point broken at a smaller epsilon is broken at every larger one (its
   adversarial point lies in every larger ball) and keeps the logits of the point that broke it.
 
-Batches shrink by halves on ``torch.OutOfMemoryError`` (:class:`BatchPolicy`). Epsilons are in 1/255 units here.
+Batches shrink by halves on ``torch.OutOfMemoryError`` (:class:`BatchPolicy`); the attack's generator is rewound
+before the retry, so a run that halved gives the numbers of a run that started at the smaller batch size.
+Epsilons are in 1/255 units here.
 """
 
 from __future__ import annotations
@@ -38,18 +40,24 @@ class BatchPolicy:
             raise Rb201Error(f"batch size {size} out of range; allowed: >= 1")
         self.size = int(size)
 
-    def run(self, n: int, fn: Callable[[int, int], None], per_item: int = 1) -> None:
+    def run(
+        self, n: int, fn: Callable[[int, int], None], per_item: int = 1, generator: torch.Generator | None = None
+    ) -> None:
         """Call ``fn(start, stop)`` over ``0..n`` in chunks of ``size // per_item`` items, retrying a chunk with
-        half the batch after an out-of-memory error."""
+        half the batch after an out-of-memory error. ``generator`` (the one ``fn`` draws from) is rewound to its
+        state before the failed chunk, so the failed attempt leaves no trace in the random stream."""
         start = 0
         while start < n:
             step = max(1, self.size // max(1, per_item))
             stop = min(n, start + step)
+            state = generator.get_state() if generator is not None else None
             try:
                 fn(start, stop)
             except torch.OutOfMemoryError:
                 if self.size <= 1 and step <= 1:
                     raise
+                if generator is not None and state is not None:
+                    generator.set_state(state)
                 self.size = max(1, self.size // 2)
                 log.warning("out of memory with %d items per batch; retrying with batch size %d", step, self.size)
                 if torch.cuda.is_available():
@@ -135,7 +143,7 @@ def run_grid(
             if x_adv is not None:
                 x_adv[:, torch.from_numpy(idx)] = out.x_adv.view(n_eps, m, *x.shape[1:]).cpu()
 
-        batch.run(len(targets), chunk, per_item=n_eps)
+        batch.run(len(targets), chunk, per_item=n_eps, generator=generator)
         if semantics == "cumulative":
             correct, logits = derive_cumulative(correct, logits)
         return GridResult(eps, semantics, correct, logits, x_adv)
@@ -159,6 +167,6 @@ def run_grid(
             if x_adv is not None:
                 x_adv[e_i, torch.from_numpy(idx)] = out.x_adv.cpu()
 
-        batch.run(len(targets), chunk)
+        batch.run(len(targets), chunk, generator=generator)
         robust &= correct[e_i]
     return GridResult(eps, semantics, correct, logits, x_adv)

@@ -15,6 +15,9 @@ Both keep the candidate if the margin loss ``z_y - max_{j != y} z_j`` decreases 
 8000 (AutoAttack's ``p_selection`` without rescaling). ``n_queries`` iterations after the initial query; rows whose
 margin is <= 0 leave the batch (their result is final). All randomness comes from the given generator, drawn per
 row. Only forward passes: the engine hands this attack the inference-only fast network. Radii in [0, 1] units.
+Proposals are scored by a small object (:class:`Fp32Scores`, the float32 rule above);
+:mod:`robustbench201.attacks.square_fast` adds bucket-padded (CUDA-graph) forwards and float16 scoring verified in
+float32.
 """
 
 from __future__ import annotations
@@ -86,8 +89,8 @@ class Square(Attack):
             return torch.randint(0, 2, shape, generator=generator, device=dev).to(dt) * 2 - 1
 
         x_best = _l2_start(x, e4, signs, generator) if l2 else torch.clamp(x + e4 * signs((n, c, 1, w)), 0.0, 1.0)
-        logits_best = model(x_best).float()
-        m_best = margin(logits_best, y)
+        scores = self._scores(model)
+        logits_best, m_best = scores.start(x_best, y)
         rows = (m_best > 0).nonzero()[:, 0]
         ar_h = torch.arange(h, device=dev)
         ar_w = torch.arange(w, device=dev)
@@ -108,16 +111,43 @@ class Square(Attack):
                 window = (mh[:, :, None] & mw[:, None, :])[:, None]
                 cand = torch.where(window, xb + 2.0 * ec * signs((r, c, 1, 1)), xb)
                 cand = torch.clamp(torch.minimum(torch.maximum(cand, xc - ec), xc + ec), 0.0, 1.0)
-            lg = model(cand).float()
-            m = margin(lg, yc)
-            improved = (m < m_best[rows]) | (m <= 0)
+            improved, m, lg = scores.step(rows, cand, yc, xb, m_best[rows])
             if improved.any():
                 idx = rows[improved]
                 x_best[idx] = cand[improved]
                 logits_best[idx] = lg[improved]
                 m_best[idx] = m[improved]
             rows = rows[m_best[rows] > 0]
-        return x_best, logits_best
+        return x_best, scores.finish(x_best, logits_best)
+
+    def _scores(self, model: nn.Module) -> Fp32Scores:
+        """How proposals are scored and accepted (subclasses may score in lower precision, exactly verified)."""
+        return Fp32Scores(model)
+
+
+class Fp32Scores:
+    """Square's accept rule in float32: a proposal is kept iff its margin is below the best's or it fools."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def start(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (float32) and margins of the starting points."""
+        logits = self.model(x).float()
+        return logits, margin(logits, y)
+
+    def step(
+        self, rows: torch.Tensor, cand: torch.Tensor, y: torch.Tensor, best: torch.Tensor, m_best: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(kept, margins, logits) of the proposals ``cand`` for the active ``rows`` (current best points ``best``
+        with margins ``m_best``)."""
+        logits = self.model(cand).float()
+        m = margin(logits, y)
+        return (m < m_best) | (m <= 0), m, logits
+
+    def finish(self, x_best: torch.Tensor, logits_best: torch.Tensor) -> torch.Tensor:
+        """Final float32 logits of the returned points."""
+        return logits_best
 
 
 # ---- L2 ----------------------------------------------------------------------------------------------------------

@@ -138,9 +138,11 @@ def resolve_devices(device: str, devices: str | None, gpus: int | None) -> list[
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N (one worker).")
 @click.option("--devices", help="One worker per device, e.g. cuda:0,cuda:1 (cpu,cpu for a CPU pool).")
 @click.option("--gpus", type=click.IntRange(min=1), help="One worker per GPU cuda:0..N-1.")
+@click.option("--workers-per-gpu", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes per device (each its own architecture; cpu too).")  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def evaluate(arch_list: tuple[str, ...], device: str, devices: str | None, gpus: int | None, no_progress: bool,
-             **kw: Any) -> None:  # fmt: skip
+def evaluate(arch_list: tuple[str, ...], device: str, devices: str | None, gpus: int | None, workers_per_gpu: int,
+             no_progress: bool, **kw: Any) -> None:  # fmt: skip
     """Evaluate architectures into resumable shards under OUT (one shard per range, one file pair per arch).
 
     Re-running the same command skips finished architectures and recomputes damaged ones. Exit status 3 when
@@ -150,6 +152,8 @@ def evaluate(arch_list: tuple[str, ...], device: str, devices: str | None, gpus:
     Examples:
       rb201 evaluate --arch-range 0:128 --dataset cifar10 --weights nats:/data/NATS-tss-v1_0-3ffb9-full \\
           --trust-pickle --preset jung2023 --gpus 2 --out shards/
+      rb201 evaluate --arch-range 0:64 --dataset cifar10 --weights nats:/data/NATS-tss-v1_0-3ffb9-full \\
+          --trust-pickle --device cuda:0 --workers-per-gpu 4 --out shards/
       rb201 evaluate --arch 1462 --arch 0 --dataset mnist5k --weights train --epochs 3 --preset smoke \\
           --channels 8 --cells 1 --threads 1 --out /tmp/shards
       rb201 evaluate --missing-from nb201rob-v1 --spec nb201rob-v1 --dataset cifar10 \\
@@ -163,6 +167,10 @@ def evaluate(arch_list: tuple[str, ...], device: str, devices: str | None, gpus:
     if not ranges and not listed and not kw["missing_from"]:
         raise click.UsageError("give --arch-range START:END and/or --arch INDEX (or --missing-from DATASET)")
     devs = resolve_devices(device, devices, gpus)
+    if workers_per_gpu > 1:
+        from ..runner.pool import expand_devices
+
+        devs = expand_devices(devs, workers_per_gpu)
     factory = _factory_from(kw)
     shards, notes = run_library(plan_evaluate, ranges, listed, kw["unique_only"], _present(kw, factory))
     for note in notes:

@@ -1,4 +1,5 @@
-"""Local pool: one worker process per device pulling architectures from a shared queue.
+"""Local pool: one worker process per device entry pulling architectures from a shared queue (a device listed K
+times, see :func:`expand_devices`, runs K workers on it).
 
 Each worker builds its evaluator once (``factory(device)``), then evaluates and writes per-architecture files
 straight into the shared shard directory (per-architecture atomic files make concurrent writers safe). The
@@ -45,7 +46,7 @@ def _worker(
         import torch
 
         torch.set_num_threads(threads)
-        if device.startswith("cuda"):
+        if device.startswith("cuda") and torch.device(device).index is not None:  # plain "cuda": the current one
             torch.cuda.set_device(torch.device(device))
         evaluator = factory(device)
     except Exception as exc:
@@ -66,6 +67,14 @@ def _worker(
         msg["device"] = device
         msg["worker"] = wid
         results.put(msg)
+
+
+def expand_devices(devices: list[str], workers_per_device: int) -> list[str]:
+    """``workers_per_device`` pool entries per device, interleaved (``[a, b]``, 2 -> ``[a, b, a, b]``), so that
+    several architectures run at once on each device (one small NB201 network leaves most of a large GPU idle)."""
+    if isinstance(workers_per_device, bool) or not isinstance(workers_per_device, int) or workers_per_device < 1:
+        raise Rb201Error(f"workers per device {workers_per_device!r} not allowed; allowed: an integer >= 1")
+    return [d for _ in range(workers_per_device) for d in devices]
 
 
 def run_pool(
