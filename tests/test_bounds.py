@@ -283,6 +283,7 @@ def test_resnet_block_bounds_are_sound():
 
 def test_supernet_margin_bound_is_sound_and_differentiable_in_alpha():
     import robustbench201.models.supernet as supernet_mod
+
     net = supernet_mod.create_supernet(None, num_classes=5, channels=4, n_cells=1, in_channels=1, resolution=8)
     net.eval()
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))

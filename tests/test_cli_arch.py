@@ -33,6 +33,7 @@ def test_arch_json_reports_class_and_dead_flag():
 
 def test_arch_draw_writes_a_png(tmp_path):
     import matplotlib  # noqa: F401 - part of the test extra
+
     out = tmp_path / "cell.png"
     res = CliRunner().invoke(main, ["arch", "0", "--draw", str(out)])
     assert res.exit_code == 0, res.output

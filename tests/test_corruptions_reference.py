@@ -101,6 +101,7 @@ def test_plasma_maps_fill_zero_to_one_and_depend_on_the_draws() -> None:
 @pytest.mark.parametrize("name", sorted(DEVICE_CAPABLE))
 def test_torch_path_matches_numpy_path(name: str) -> None:
     import torch
+
     x = _images(3, 3, 16, 16, seed=2).transpose(0, 2, 3, 1).astype(np.float32) / 255
     ids = np.arange(3)
     ref = REGISTRY[name](x, 4, common.per_image_rngs(0, 1, 4, ids))

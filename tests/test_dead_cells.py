@@ -123,6 +123,7 @@ def _sources(test: ImageSet, spec: EvalSpec):  # type: ignore[no-untyped-def]
     if not spec.corruptions:
         return None
     import robustbench201.corruptions.sources as sources
+
     return sources.GeneratedCorruptions(test, seed=0)
 
 

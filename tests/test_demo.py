@@ -10,6 +10,7 @@ from robustbench201.demo import run_demo
 
 def test_demo_builds_merges_validates_and_queries(tmp_path):
     import mlxtend  # noqa: F401 - part of the test extra
+
     report = run_demo(tmp_path / "demo", archs=(1462, 0), epochs=1, n_test=20, progress=False)
     names = [s.name for s in report.steps]
     assert names == [

@@ -193,6 +193,7 @@ def test_result_json_describes_the_derived_cell() -> None:
 
 def test_score_on_table_reports_values_and_percentiles(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import pandas as pd
+
     reps = [0, 1, 2, 3, 3]  # arch 4 is an isomorph of 3
     wide = pd.DataFrame(
         {

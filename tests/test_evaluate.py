@@ -166,6 +166,7 @@ def test_spec_validation_names_the_bad_value(make, match):
 
 def test_corruptions_are_evaluated_through_a_corruption_source():
     import robustbench201.corruptions.sources as sources
+
     data = image_set(16)
     spec = EvalSpec(corruptions=("gaussian_noise", "brightness"), severities=(1, 5))
     source = sources.GeneratedCorruptions(data, seed=0)
