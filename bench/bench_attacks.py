@@ -34,7 +34,7 @@ from torch import nn
 
 from robustbench201.attacks import PassCounter
 from robustbench201.data.mnist import load_mnist5k
-from robustbench201.evaluate import evaluate
+from robustbench201.evaluation import evaluate
 from robustbench201.models.fast import fast_model
 from robustbench201.spec import attack, preset
 from robustbench201.train import train_model

@@ -16,7 +16,7 @@ from torch import nn
 
 from robustbench201.attacks import create_attack
 from robustbench201.attacks.cascade import BatchPolicy, run_grid
-from robustbench201.evaluate import ArrayKey, EvalResult, evaluate
+from robustbench201.evaluation import ArrayKey, EvalResult, evaluate
 from robustbench201.models.fast import fast_model
 from robustbench201.spec import EvalSpec, attack
 

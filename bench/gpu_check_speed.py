@@ -305,9 +305,10 @@ class CheckFactory:
 
     def __call__(self, device: str):  # type: ignore[no-untyped-def]
         from robustbench201._version import code_version
-        from robustbench201.evaluate import evaluate
+        from robustbench201.evaluation import evaluate
         from robustbench201.models.network import create_model
-        from robustbench201.runner.job import ArchOutput
+        from robustbench201.runner.worker import ArchOutput
+        from robustbench201.store.records import result_arrays, result_rows
 
         net = create_model(self.arch, "cifar10", channels=self.channels, n_cells=self.cells)
         net.load_state_dict(self.state)
@@ -317,8 +318,8 @@ class CheckFactory:
 
         def run(index: int) -> ArchOutput:
             res = evaluate(net, self.data, spec, device=device)
-            return ArchOutput(res.to_rows(index, "cifar10", 0, "gpu-check", version),
-                              res.array_items(index, "cifar10", 0, "gpu-check"), dict(res.timings))  # fmt: skip
+            return ArchOutput(result_rows(res, index, "cifar10", 0, "gpu-check", version),
+                              result_arrays(res, index, "cifar10", 0, "gpu-check"), dict(res.timings))  # fmt: skip
 
         return run
 

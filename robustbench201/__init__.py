@@ -26,7 +26,8 @@ _LAZY = {
     "Dataset": ("robustbench201._query", "Dataset"),
     "QueryResult": ("robustbench201._query", "QueryResult"),
     "default_dataset": ("robustbench201._query", "default_dataset"),
-    "evaluate": ("robustbench201.evaluate", "evaluate"),
+    "evaluate": ("robustbench201.evaluation", "evaluate"),
+    "EvalResult": ("robustbench201.evaluation", "EvalResult"),
     "EvalSpec": ("robustbench201.spec", "EvalSpec"),
     "preset": ("robustbench201.spec", "preset"),
 }

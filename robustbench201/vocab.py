@@ -82,7 +82,8 @@ NORMS: tuple[str, ...] = ("Linf", "L2")
 
 PRESETS: tuple[str, ...] = ("jung2023", "full", "smoke")
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "amp")
-SURROGATES: tuple[str, ...] = ("jacobian", "hessian")
+#: Jacobian Frobenius norm, largest Hessian eigenvalue, Hessian trace (PROTOCOL.md section 6; the trace is ours).
+SURROGATES: tuple[str, ...] = ("jacobian", "hessian", "hessian_trace")
 CERTIFIED_METHODS: tuple[str, ...] = ("ibp", "crown-ibp")
 #: Which corrupted test sets a spec accepts: the published CIFAR-C files, our generator, or either.
 CORRUPTION_SOURCES: tuple[str, ...] = ("files", "generated", "files-or-generated")

@@ -9,11 +9,12 @@ import torch
 
 from robustbench201.corruptions import GENERATED_ID, GENERATOR_VERSION, CifarCFiles, GeneratedCorruptions, corrupt
 from robustbench201.data.base import ImageSet
-from robustbench201.evaluate import evaluate
+from robustbench201.evaluation import evaluate
 from robustbench201.runner.providers import EvalJob, WeightsChoice
 from robustbench201.runner.shard import shard_name
 from robustbench201.spec import EvalSpec
 from robustbench201.store.merge import MergeConflictError, merge_datasets
+from robustbench201.store.records import result_rows
 from robustbench201.store.schema import Row
 from robustbench201.store.shardfile import write_arch_files
 
@@ -55,7 +56,7 @@ def test_rows_evaluated_on_generated_corruptions_name_the_generator_version() ->
     data = _test_set()
     spec = EvalSpec(corruptions=("fog", "frost"), severities=(2,), fast_forward=False)
     res = evaluate(_linear_model(), data, spec, corruptions=GeneratedCorruptions(data, seed=0))
-    rows = res.to_rows(5, "ImageNet16-120", 0, "init", "test")
+    rows = result_rows(res, 5, "ImageNet16-120", 0, "init", "test")
     corr = [r for r in rows if r.family == "corruption"]
     assert {r.key for r in corr} == {"fog", "frost"}
     assert {r.source for r in corr} == {f"rb201-{GENERATED_ID}"}

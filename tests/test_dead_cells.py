@@ -23,7 +23,7 @@ from test_attacks import mnist5k, one_thread  # noqa: F401  (one_thread: autouse
 from robustbench201.attacks import ATTACKS, create_attack
 from robustbench201.attacks.base import dlr_loss
 from robustbench201.data.base import ImageSet
-from robustbench201.evaluate import ArrayKey, EvalResult, evaluate
+from robustbench201.evaluation import ArrayKey, EvalResult, evaluate
 from robustbench201.measures.bounds import certify
 from robustbench201.measures.surrogates import hessian_max_eigenvalue, hessian_trace, jacobian_frobenius
 from robustbench201.models.network import create_model

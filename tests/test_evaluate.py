@@ -12,8 +12,9 @@ from test_attacks import mnist5k, one_thread, tiny_model  # noqa: F401  (one_thr
 
 from robustbench201.data.base import ImageSet
 from robustbench201.errors import Rb201Error
-from robustbench201.evaluate import ArrayKey, evaluate
+from robustbench201.evaluation import ArrayKey, evaluate
 from robustbench201.spec import EvalSpec, attack, preset
+from robustbench201.store.records import result_arrays, result_rows
 from robustbench201.store.schema import array_path
 
 
@@ -68,10 +69,10 @@ def test_cumulative_is_monotone_and_never_above_per_epsilon(result):
 
 
 def test_rows_and_array_paths_follow_the_schema(result):
-    rows = result.to_rows(42, "mnist5k", 0, "train-2ep", "0.1.0")
+    rows = result_rows(result, 42, "mnist5k", 0, "train-2ep", "0.1.0")
     assert len(rows) == len(result.records)
     assert {r.spec_hash for r in rows} == {SPEC.hash}
-    items = result.array_items(42, "mnist5k", 0, "train-2ep")
+    items = result_arrays(result, 42, "mnist5k", 0, "train-2ep")
     key = array_path("mnist5k", 42, "adversarial", "pgd", "correct", 8.0, 0, 0, "train-2ep", "cumulative")
     assert key in items and items[key].shape == (80,)
 

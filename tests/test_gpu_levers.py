@@ -29,7 +29,7 @@ from robustbench201.attacks.square_fast import (
     square_options,
 )
 from robustbench201.errors import Rb201Error
-from robustbench201.evaluate import evaluate
+from robustbench201.evaluation import evaluate
 from robustbench201.models.fast import fast_model
 from robustbench201.runner.pool import expand_devices
 from robustbench201.spec import EvalSpec, attack

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robustbench201.runner.job import ArchOutput
+from robustbench201.runner.worker import ArchOutput
 from robustbench201.store.schema import Row, array_path
 
 SPEC = {"name": "clean-test", "n": 48}

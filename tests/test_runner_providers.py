@@ -14,8 +14,8 @@ from robustbench201.data.base import ImageSet
 from robustbench201.errors import CheckpointError, Rb201Error
 from robustbench201.models.counting import param_count
 from robustbench201.models.network import create_model
-from robustbench201.runner.job import process_arch
 from robustbench201.runner.providers import EvalJob, WeightsChoice
+from robustbench201.runner.worker import Status, process_arch
 from robustbench201.train import checkpoint_file, save_trained
 
 
@@ -80,7 +80,7 @@ def test_nats_weights_load_official_files_and_bad_ones_become_failures(tmp_path)
         return j.model(index, "cpu")  # raises before producing rows
 
     msg = process_arch(evaluator, tmp_path, 0, "abc123", "{}", "cpu", retries=2)
-    assert msg["status"] == "failed" and msg["error_type"] == "CheckpointError" and msg["attempts"] == 1
+    assert msg.status == Status.FAILED and msg.error_type == "CheckpointError" and msg.attempts == 1
 
 
 def test_missing_dataset_files_fail_before_any_work(tmp_path):

@@ -124,7 +124,10 @@ def test_bad_arguments_raise_rb201_error(kwargs):
 
 def test_registry_names_every_surrogate():
     from robustbench201.measures import SURROGATES
+    from robustbench201.vocab import SURROGATES as NAMES
 
-    assert set(SURROGATES) == {"jacobian", "hessian", "hessian_trace"}
-    res = SURROGATES["jacobian"](_linear_model(), torch.rand(2, 1, 4, 4))
-    assert set(res) == {"mean", "per_batch", "n_batches", "n"}
+    assert set(SURROGATES) == {"jacobian", "hessian", "hessian_trace"} == set(NAMES)
+    x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 1])
+    for name, fn in SURROGATES.items():
+        res = fn(_linear_model(), x, y, batch_size=2, iters=3, generator=torch.Generator().manual_seed(0))
+        assert set(res) == {"mean", "per_batch", "n_batches", "n"}, name

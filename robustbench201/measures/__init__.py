@@ -9,6 +9,11 @@ certified margin is the clean margin at every epsilon).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
 from .bounds import METHODS as BOUND_METHODS
 from .bounds import certify, interval_bounds, margin_bounds, margin_lower_bound, sound_margin_lower_bound
 from .bounds_ops import BoundContext, Mixed, ibp_cell, ibp_forward, ibp_mixed, linear_backward
@@ -33,6 +38,22 @@ __all__ = [
     "sound_margin_lower_bound",
 ]
 
-#: Surrogate measures by name (each returns ``dict(mean, per_batch, n_batches, n)``); ``jacobian`` takes
-#: ``(model, x, batch_size)``, the Hessian ones ``(model, x, y, batch_size, ...)``.
-SURROGATES = {"jacobian": jacobian_frobenius, "hessian": hessian_max_eigenvalue, "hessian_trace": hessian_trace}
+SurrogateFn = Callable[..., dict]
+
+
+def _jacobian(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int, iters: int, generator: Any) -> dict:
+    return jacobian_frobenius(model, x, batch_size=batch_size)
+
+
+def _hessian(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int, iters: int, generator: Any) -> dict:
+    return hessian_max_eigenvalue(model, x, y, batch_size=batch_size, iters=iters, generator=generator)
+
+
+def _hessian_trace(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int, iters: int, generator: Any) -> dict:
+    return hessian_trace(model, x, y, batch_size=batch_size, n_samples=iters, generator=generator)
+
+
+#: Surrogate measures by the names of :data:`robustbench201.vocab.SURROGATES`, one signature for all:
+#: ``fn(model, x, y, *, batch_size, iters, generator) -> dict(mean, per_batch, n_batches, n)`` (``iters``: power
+#: iterations of the Hessian eigenvalue, Rademacher samples of its trace; unused by the Jacobian).
+SURROGATES: dict[str, SurrogateFn] = {"jacobian": _jacobian, "hessian": _hessian, "hessian_trace": _hessian_trace}

@@ -21,7 +21,7 @@ MNIST-5k, ``tests/test_bounds_precision.py``) at eps 1e-4/255, float32 IBP margi
 higher-precision propagation, on bounds of magnitude up to 6 (float64: 1e-10), enough to flip certified flags.
 Hence two paths:
 
-* :func:`certify` (and so every ``certified`` row of :func:`robustbench201.evaluate.evaluate`) and
+* :func:`certify` (and so every ``certified`` row of :func:`robustbench201.evaluate`) and
   :func:`sound_margin_lower_bound` are sound: float64, every interval rounded outward and every rounding of the
   linear pass accounted for (:mod:`~robustbench201.measures.rounding`), so a certified flag holds for the network in
   real arithmetic whatever the rounding. The allowance costs little precision: on the network above it lowered the

@@ -5,11 +5,14 @@ Heavy dependencies (torch, pyarrow, h5py, submitit) are imported by the function
 
 from __future__ import annotations
 
-from .job import ArchOutput, EvaluatorFactory, JobReport, run_job
+from .job import JobReport, run_job
 from .plan import parse_arch_list, parse_arch_range, parse_arch_ranges, select_archs, split_range
+from .worker import ArchMessage, ArchOutput, EvaluatorFactory, Status
 
 __all__ = [
+    "ArchMessage",
     "ArchOutput",
+    "Status",
     "EvaluatorFactory",
     "JobReport",
     "parse_arch_list",

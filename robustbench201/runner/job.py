@@ -1,61 +1,22 @@
-"""Run a shard: evaluate each architecture, write its files as soon as it finishes, record failures, resume.
-
-The runner is independent of what is computed: it takes an :class:`EvaluatorFactory`, a picklable object that
-states the job identity (spec hash and JSON, dataset, weights, seed, ...) and, called with a device, returns a
-function ``arch_index -> ArchOutput``. :mod:`robustbench201.runner.providers` wires the real spec, data readers,
-weights and :func:`robustbench201.evaluate.evaluate`; tests plug in small evaluators.
-"""
+"""Run a shard: evaluate each architecture (in this process, or a local pool of workers), write its files as soon
+as it finishes, record failures, resume. What one architecture goes through is :mod:`.worker`."""
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
-import math
 import sys
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
 
 from ..errors import Rb201Error
-from ..store.schema import Row
-from ..store.shardfile import write_arch_files
+from .pool import run_pool
 from .shard import Shard
+from .worker import ArchMessage, EvaluatorFactory, Status, process_arch
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ArchOutput:
-    """What evaluating one architecture produced: tidy rows, arrays keyed by ``store.schema.array_path``, and
-    timings in seconds."""
-
-    rows: list[Row]
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-ArchEvaluator = Callable[[int], ArchOutput]
-
-
-class EvaluatorFactory(Protocol):
-    """Picklable description of what to compute; ``factory(device)`` builds the per-device evaluator."""
-
-    spec_hash: str
-    spec_json: str
-
-    def identity(self) -> dict[str, Any]: ...
-
-    def __call__(self, device: str) -> ArchEvaluator: ...
-
-
-class ArchFailure(Exception):
-    """An architecture whose result cannot be stored (non-finite values, wrong rows)."""
 
 
 @dataclass
@@ -82,75 +43,6 @@ class JobReport:
         if self.problems:
             text += f"; {len(self.problems)} damaged file(s) recomputed"
         return text
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc)
-
-
-def _release_memory() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def check_output(index: int, out: ArchOutput, spec_hash: str) -> None:
-    """Refuse outputs that must not be stored: no rows, rows of another architecture or spec, non-finite values."""
-    if not out.rows:
-        raise ArchFailure(f"architecture {index}: the evaluator returned no rows")
-    for r in out.rows:
-        if r.arch_index != index:
-            raise ArchFailure(f"architecture {index}: the evaluator returned a row of architecture {r.arch_index}")
-        if r.spec_hash != spec_hash:
-            raise ArchFailure(f"architecture {index}: row spec hash {r.spec_hash!r} is not the job's {spec_hash!r}")
-        if not math.isfinite(r.value):
-            raise ArchFailure(f"architecture {index}: non-finite value {r.value} for {r.family}/{r.key}/{r.measure}")
-
-
-def process_arch(
-    evaluator: ArchEvaluator,
-    shard_dir: Path,
-    index: int,
-    spec_hash: str,
-    spec_json: str,
-    device: str,
-    retries: int,
-    alive: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """Evaluate one architecture (retrying out-of-memory errors ``retries`` times) and write its files.
-
-    Returns a message dict: ``{"status": "ok", rows, timings}`` or ``{"status": "failed", error_type, message,
-    attempts}``, or ``{"status": "abandoned"}`` when ``alive()`` says the job is gone before the write. Write
-    errors (unwritable directory, full disk) propagate: they end the job."""
-    attempts = 0
-    while True:
-        attempts += 1
-        t0 = time.perf_counter()
-        try:
-            out = evaluator(index)
-            check_output(index, out, spec_hash)
-        except Exception as exc:
-            if _is_oom(exc) and attempts <= retries:
-                log.warning("architecture %d: out of memory on %s (attempt %d); retrying", index, device, attempts)
-                _release_memory()
-                continue
-            _release_memory()
-            log.error("architecture %d failed: %s: %s", index, type(exc).__name__, exc)
-            log.debug("%s", traceback.format_exc())
-            return {
-                "status": "failed",
-                "arch": index,
-                "error_type": type(exc).__name__,
-                "message": str(exc),
-                "attempts": attempts,
-            }
-        if alive is not None and not alive():
-            return {"status": "abandoned", "arch": index}
-        timings = {k: float(v) for k, v in out.timings.items()}
-        timings["seconds"] = time.perf_counter() - t0
-        n = write_arch_files(shard_dir, index, out.rows, out.arrays, spec_json, timings, device)
-        return {"status": "ok", "arch": index, "rows": n, "timings": timings}
 
 
 def run_job(
@@ -191,8 +83,6 @@ def run_job(
         bar = tqdm(total=len(todo), file=sys.stderr, disable=not progress, unit="arch", desc=shard.path.name[:24])
         try:
             if len(devices) > 1:
-                from .pool import run_pool
-
                 messages = run_pool(todo, shard.path, factory, devices, retries, threads)
             else:
                 messages = _run_inline(todo, shard.path, factory, devices[0], retries, threads)
@@ -208,13 +98,12 @@ def run_job(
 
 def _run_inline(
     todo: list[int], shard_dir: Path, factory: EvaluatorFactory, device: str, retries: int, threads: int
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[ArchMessage]:
     with torch_threads(threads):
         evaluator = factory(device)
         for idx in todo:
             msg = process_arch(evaluator, shard_dir, idx, factory.spec_hash, factory.spec_json, device, retries)
-            msg["device"] = device
-            yield msg
+            yield msg.at(device)
 
 
 def check_threads(threads: int) -> int:
@@ -244,13 +133,12 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _record(shard: Shard, report: JobReport, msg: dict[str, Any]) -> None:
-    idx = int(msg["arch"])
-    if msg["status"] == "abandoned":
+def _record(shard: Shard, report: JobReport, msg: ArchMessage) -> None:
+    if msg.status == Status.ABANDONED:
         return
-    if msg["status"] == "ok":
-        shard.record_success(idx, msg["rows"], msg.get("device", ""), msg["timings"])
-        report.finished.append(idx)
+    if msg.status == Status.OK:
+        shard.record_success(msg.arch, msg.rows, msg.device, msg.timings)
+        report.finished.append(msg.arch)
     else:
-        shard.record_failure(idx, msg["error_type"], msg["message"], msg.get("device", ""), msg.get("attempts", 1))
-        report.failures[idx] = f"{msg['error_type']}: {msg['message']}"
+        shard.record_failure(msg.arch, msg.error_type, msg.message, msg.device, msg.attempts)
+        report.failures[msg.arch] = f"{msg.error_type}: {msg.message}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Rb201Error
-from .job import EvaluatorFactory, process_arch
+from .worker import ArchMessage, EvaluatorFactory, Status, process_arch
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +50,21 @@ def _worker(
             torch.cuda.set_device(torch.device(device))
         evaluator = factory(device)
     except Exception as exc:
-        results.put({"status": "fatal", "worker": wid, "error_type": type(exc).__name__, "message": str(exc)})
+        results.put(ArchMessage(Status.FATAL, error_type=type(exc).__name__, message=str(exc), worker=wid))
         return
     while True:
         idx = tasks.get()
         if idx is None or not alive():  # sentinel, or the coordinator is gone
             return
-        results.put({"status": "start", "worker": wid, "arch": idx})
+        results.put(ArchMessage(Status.START, idx, worker=wid))
         try:
             msg = process_arch(
                 evaluator, Path(shard_dir), idx, factory.spec_hash, factory.spec_json, device, retries, alive
             )
         except Exception as exc:  # write errors end the job
-            results.put({"status": "fatal", "worker": wid, "error_type": type(exc).__name__, "message": str(exc)})
+            results.put(ArchMessage(Status.FATAL, idx, error_type=type(exc).__name__, message=str(exc), worker=wid))
             return
-        msg["device"] = device
-        msg["worker"] = wid
-        results.put(msg)
+        results.put(msg.at(device, wid))
 
 
 def expand_devices(devices: list[str], workers_per_device: int) -> list[str]:
@@ -84,7 +82,7 @@ def run_pool(
     devices: list[str],
     retries: int = 2,
     threads: int = 1,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[ArchMessage]:
     """Evaluate ``todo`` with one worker per entry of ``devices``; yield one message per architecture.
 
     A worker that dies mid-architecture (killed, segfault) turns that architecture into a recorded failure
@@ -118,28 +116,21 @@ def run_pool(
                     if not p.is_alive() and w in current:
                         idx = current.pop(w)
                         pending.discard(idx)
-                        yield {
-                            "status": "failed",
-                            "arch": idx,
-                            "error_type": "WorkerDied",
-                            "message": f"worker on {devices[w]} exited with code {p.exitcode}",
-                            "device": devices[w],
-                            "attempts": 1,
-                        }
+                        died = f"worker on {devices[w]} exited with code {p.exitcode}"
+                        yield ArchMessage(Status.FAILED, idx, error_type="WorkerDied", message=died, device=devices[w])
                 if pending and not any(p.is_alive() for p in procs):
                     raise WorkerError(
                         f"all {len(procs)} workers exited with {len(pending)} architectures left "
                         f"(exit codes {[p.exitcode for p in procs]})"
                     ) from None
                 continue
-            status = msg["status"]
-            if status == "fatal":
-                raise WorkerError(f"worker on {devices[msg['worker']]}: {msg['error_type']}: {msg['message']}")
-            if status == "start":
-                current[msg["worker"]] = msg["arch"]
+            if msg.status == Status.FATAL:
+                raise WorkerError(f"worker on {devices[msg.worker]}: {msg.error_type}: {msg.message}")
+            if msg.status == Status.START:
+                current[msg.worker] = msg.arch
                 continue
-            current.pop(msg.get("worker", -1), None)
-            pending.discard(msg["arch"])
+            current.pop(msg.worker, None)
+            pending.discard(msg.arch)
             yield msg
     finally:
         for p in procs:

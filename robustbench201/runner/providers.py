@@ -1,5 +1,5 @@
 """The default evaluator of ``rb201 evaluate``: real data readers, weights providers and
-:func:`robustbench201.evaluate.evaluate`, bound into a picklable :class:`EvalJob` factory.
+:func:`robustbench201.evaluate`, bound into a picklable :class:`EvalJob` factory.
 
 Weights (``--weights``):
 
@@ -22,7 +22,7 @@ from typing import Any
 from .._version import code_version
 from ..data.info import canonical_dataset
 from ..errors import CheckpointError, Rb201Error
-from .job import ArchEvaluator, ArchOutput
+from .worker import ArchEvaluator, ArchOutput
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +219,9 @@ class EvalJob:
         return CifarCFiles(self.corruptions, self.dataset, test_set.indices)
 
     def __call__(self, device: str) -> ArchEvaluator:
-        from ..evaluate import evaluate
+        from ..evaluation import evaluate
         from ..spec import EvalSpec
+        from ..store.records import result_arrays, result_rows
 
         spec = EvalSpec.from_json(self.spec_json)
         test_set = self._load("test")
@@ -239,8 +240,8 @@ class EvalJob:
             timings = {k: float(v) for k, v in (getattr(result, "timings", None) or {}).items()}
             timings["weights"] = t_model
             return ArchOutput(
-                rows=result.to_rows(index, self.dataset, self.seed, label, version),
-                arrays=result.array_items(index, self.dataset, self.seed, label),
+                rows=result_rows(result, index, self.dataset, self.seed, label, version),
+                arrays=result_arrays(result, index, self.dataset, self.seed, label),
                 timings=timings,
             )
 

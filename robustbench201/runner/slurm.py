@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Rb201Error, check_choice
-from .job import EvaluatorFactory, run_job
+from .job import run_job
 from .plan import PlannedShard
+from .worker import EvaluatorFactory
 
 log = logging.getLogger(__name__)
 

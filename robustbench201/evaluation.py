@@ -32,9 +32,10 @@ from .attacks.cascade import BatchPolicy, GridResult, derive_cumulative, load_im
 from .attacks.square_fast import apply_square_options, square_options
 from .data.base import CorruptionSource, ImageSet
 from .errors import Rb201Error
+from .measures import SURROGATES
+from .measures.bounds import certify
 from .models.fast import fast_model
 from .spec import EvalSpec
-from .store.schema import Row, array_path
 
 log = logging.getLogger(__name__)
 
@@ -77,39 +78,6 @@ class EvalResult:
     #: ``source`` of the corruption rows: the corruption source's ``row_source`` (generated corruptions name their
     #: generator version there, so rows of two generator versions never merge), else "rb201".
     corruption_row_source: str = "rb201"
-
-    def to_rows(self, arch_index: int, dataset: str, seed: int, weights: str, code_version: str) -> list[Row]:
-        """Schema-v1 rows stamped with the spec hash."""
-        return [
-            Row(
-                arch_index=arch_index,
-                dataset=dataset,
-                family=r.family,
-                key=r.key,
-                measure=r.measure,
-                value=float(r.value),
-                seed=seed,
-                weights=weights,
-                norm=r.norm,
-                epsilon=r.epsilon,
-                severity=r.severity,
-                semantics=r.semantics,
-                n=r.n,
-                source=self.corruption_row_source if r.family == "corruption" else "rb201",
-                spec_hash=self.spec.hash,
-                code_version=code_version,
-            )
-            for r in self.records
-        ]
-
-    def array_items(self, arch_index: int, dataset: str, seed: int, weights: str) -> dict[str, np.ndarray]:
-        """Arrays keyed by :func:`robustbench201.store.schema.array_path`."""
-        return {
-            array_path(
-                dataset, arch_index, k.family, k.key, k.measure, k.epsilon, k.severity, seed, weights, k.semantics
-            ): v
-            for k, v in self.arrays.items()
-        }
 
     def value(
         self,
@@ -352,22 +320,14 @@ def _run_surrogates(
     if train_data is None:
         log.info("no training data given: surrogates %s are skipped", list(spec.surrogates))
         return
-    try:
-        from .measures import surrogates as sur
-    except ImportError:
-        log.warning("robustbench201.measures.surrogates is not available: surrogates are skipped")
-        return
     t0 = time.perf_counter()
     sub = train_data.subset(min(spec.surrogate_n, len(train_data)), seed=spec.seed)
     x = load_images(sub.images, np.arange(len(sub)), device)
     y = torch.from_numpy(np.asarray(sub.labels, dtype=np.int64)).to(device)
     bs = min(spec.batch_size, len(sub))
     for name in spec.surrogates:
-        if name == "jacobian":
-            out = sur.jacobian_frobenius(model, x, batch_size=bs)
-        else:
-            gen = torch.Generator(device=device).manual_seed(spec.seed)
-            out = sur.hessian_max_eigenvalue(model, x, y, batch_size=bs, iters=spec.hessian_iters, generator=gen)
+        gen = torch.Generator(device=device).manual_seed(spec.seed)
+        out = SURROGATES[name](model, x, y, batch_size=bs, iters=spec.hessian_iters, generator=gen)
         result.records.append(Record("surrogate", name, "value", float(out["mean"]), len(sub)))
         result.arrays[ArrayKey("surrogate", name, "per_batch")] = np.asarray(out["per_batch"], dtype=np.float64)
     result.timings["surrogates"] = time.perf_counter() - t0
@@ -376,11 +336,6 @@ def _run_surrogates(
 def _run_certified(
     result: EvalResult, model: nn.Module, data: ImageSet, labels: torch.Tensor, spec: EvalSpec, device: torch.device
 ) -> None:
-    try:
-        from .measures.bounds import certify
-    except ImportError:
-        log.warning("robustbench201.measures.bounds is not available: certified bounds are skipped")
-        return
     t0 = time.perf_counter()
     n = min(spec.certified_n, len(data))
     x = load_images(data.images, np.arange(n), device)
