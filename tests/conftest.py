@@ -21,7 +21,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data folder {SHARED_DATA} not present")
+        pytest.skip(
+            f"reference data folder {SHARED_DATA} not present: this check reads the full published files "
+            "(a fixture version in tests/fixtures/ runs without them; README, Testing)"
+        )
     return SHARED_DATA
 
 
