@@ -22,8 +22,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(
-            f"reference data folder {SHARED_DATA} not present: this check reads the full published files "
-            "(a fixture version in tests/fixtures/ runs without them; README, Testing)"
+            f"reference data folder {SHARED_DATA} not present: this test reads the full published files "
+            "(README, Testing: what such tests add to the ones that run from tests/fixtures/)"
         )
     return SHARED_DATA
 

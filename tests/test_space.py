@@ -60,7 +60,7 @@ def test_isomorphism_partition_and_representatives_equal_meta_json(shared_data):
 
 def test_isomorphism_classes_equal_the_published_ones():
     """The published ``isomorph`` of all 15625 ids of ``meta.json`` (Jung et al.) and the SHA-256 of its joined
-    strings, from ``fixtures/nb201-robustness/``. The full-data test below compares the strings one by one; here
+    strings, from ``fixtures/nb201-robustness/``. The full-data test above compares the strings one by one; here
     they are compared through their hash."""
     summary = fixture_json("nb201-robustness/summary.json")
     isomorph = fixture_arrays("nb201-robustness/summary.npz")["isomorph"]
