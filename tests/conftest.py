@@ -21,7 +21,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data folder {SHARED_DATA} not present")
+        pytest.skip(
+            f"reference data folder {SHARED_DATA} not present: this test reads the full published files "
+            "(README, Testing: what such tests add to the ones that run from tests/fixtures/)"
+        )
     return SHARED_DATA
 
 

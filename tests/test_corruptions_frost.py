@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import REPO
+from published import fixture_arrays, fixture_json
 
 from robustbench201.corruptions import corrupt
 from robustbench201.corruptions.weather import FROST_FILES, frost_layers, frost_photographs, frost_scale
@@ -39,6 +41,21 @@ def test_shipped_photographs_are_the_originals_shrunk_by_one_fifth(shared_data: 
             np.testing.assert_array_equal(photo, want)
         else:  # JPEG decoders may differ slightly between libjpeg builds
             assert np.abs(photo.astype(int) - want).max() <= 2, name
+
+
+def test_shipped_photographs_equal_the_shrunk_originals_fixture() -> None:
+    """The fixture version of the test above (``fixtures/hendrycks-frost/``): the originals shrunk the same way,
+    the PNGs through the SHA-256 of their pixels, the JPEGs as arrays (Pillow's decoding)."""
+    facts = fixture_json("hendrycks-frost/summary.json")["shrunk"]
+    jpegs = fixture_arrays("hendrycks-frost/shrunk_jpegs.npz")
+    assert list(facts) == list(ORIGINALS)
+    for photo, name in zip(frost_photographs(), ORIGINALS):
+        assert list(photo.shape) == facts[name]["shape"], name
+        if name.endswith(".png"):
+            assert hashlib.sha256(np.ascontiguousarray(photo).tobytes()).hexdigest() == facts[name]["sha256"], name
+        else:  # JPEG decoders may differ slightly between libjpeg builds
+            want = jpegs[name.replace(".", "_")]
+            assert want.shape == photo.shape and np.abs(photo.astype(int) - want).max() <= 2, name
 
 
 def test_licence_and_provenance_ship_beside_the_photographs() -> None:

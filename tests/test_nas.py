@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from published import embedded_jung_wide, jung_wide
 
 from robustbench201.cli import main
 from robustbench201.errors import Rb201Error
@@ -25,35 +26,14 @@ from robustbench201.search.nas import (
 )
 from robustbench201.search.objective import ObjectiveError, parse_constraints, parse_objective
 from robustbench201.space import Arch, representative_indices, unique_indices
-from robustbench201.store.schema import wide_name
-
-
-def jung_wide(root: Path, dataset: str = "cifar10") -> pd.DataFrame:
-    """The published accuracies of Jung et al. as a wide table (rows: the 6466 representatives) plus params."""
-    meta = json.loads((root / "meta.json").read_text())
-    cols: dict[str, pd.Series] = {}
-    for f in sorted((root / dataset).glob("*_accuracy.json")):
-        key = f.name[: -len("_accuracy.json")]
-        d = json.loads(f.read_text())[dataset][key]["accuracy"]
-        ids = np.array([int(k) for k in d])
-        arr = np.array(list(d.values()), dtype=float)
-        if key == "clean":
-            cols["clean"] = pd.Series(arr, index=ids)
-        elif "@" in key:
-            for j, e in enumerate(meta["epsilons"][key]):
-                cols[wide_name(key.split("@")[0], float(e))] = pd.Series(arr[:, j], index=ids)
-        else:
-            for s in range(1, 6):
-                cols[wide_name(key, severity=s)] = pd.Series(arr[:, s - 1], index=ids)
-    df = pd.DataFrame(cols).sort_index()
-    df["params"] = [param_count(int(i)) / 1e6 for i in df.index]
-    df.index.name = "arch_index"
-    return df
 
 
 @pytest.fixture(scope="session")
-def jung_cifar10(shared_data: Path) -> pd.DataFrame:
-    return jung_wide(shared_data / "nb201-robustness", "cifar10")
+def jung_cifar10() -> pd.DataFrame:
+    """The published CIFAR-10 table of Jung et al. (rows: the 6466 representatives) plus params, taken from the
+    embedded table after checking every value against the published files' hashes (``tests/published.py``);
+    ``test_published_cifar10_table_equals_the_embedded_one`` compares it with the files themselves."""
+    return embedded_jung_wide("cifar10")
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +169,10 @@ def test_clean_objective_finds_accurate_but_less_robust_cells(jung_cifar10: pd.D
     assert r.optimum == pytest.approx(0.946) and r.optimum_index == 13714
     assert r.trajectories[:, -1].mean() > 0.94
     assert jung_cifar10.loc[r.best_index, "fgsm@1"].mean() < 0.69 - 0.02
+
+
+def test_published_cifar10_table_equals_the_embedded_one(shared_data: Path, jung_cifar10: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(jung_wide(shared_data / "nb201-robustness", "cifar10"), jung_cifar10)
 
 
 # ---- CLI ----------------------------------------------------------------------------------------------------

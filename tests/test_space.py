@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import pytest
+from published import fixture_arrays, fixture_json
 
 from robustbench201.errors import InvalidArchError
 from robustbench201.space import (
@@ -56,6 +58,22 @@ def test_isomorphism_partition_and_representatives_equal_meta_json(shared_data):
     assert all(reps[r] == r and r == min(i for i in (r,)) for r in unique_indices())
 
 
+def test_isomorphism_classes_equal_the_published_ones():
+    """The published ``isomorph`` of all 15625 ids of ``meta.json`` (Jung et al.) and the SHA-256 of its joined
+    strings, from ``fixtures/nb201-robustness/``. The full-data test above compares the strings one by one; here
+    they are compared through their hash."""
+    summary = fixture_json("nb201-robustness/summary.json")
+    isomorph = fixture_arrays("nb201-robustness/summary.npz")["isomorph"]
+    assert summary["strings_sha256"] == SHA256_STRINGS
+    joined = "\n".join(Arch.from_index(i).string for i in range(NUM_ARCHS))
+    assert hashlib.sha256(joined.encode()).hexdigest() == summary["strings_sha256"]
+    reps = representative_indices()
+    assert isomorph.shape == (NUM_ARCHS,) and isomorph.tolist() == list(reps)
+    assert len(unique_indices()) == NUM_UNIQUE == len(set(reps)) == summary["representatives"] == 6466
+    published_reps = np.flatnonzero(isomorph == np.arange(NUM_ARCHS))
+    assert published_reps.tolist() == list(unique_indices())
+
+
 def test_representative_is_the_smallest_index_in_its_class():
     classes: dict[str, list[int]] = {}
     for i in range(NUM_ARCHS):
@@ -75,6 +93,22 @@ def test_iso_partition_matches_nats_bench_unique_strings(shared_data):
     by_ours: dict[str, set[int]] = {}
     for i, row in enumerate(rows):
         by_unique.setdefault(row["UniqueString"], set()).add(i)
+        by_ours.setdefault(Arch.from_index(i).iso_key, set()).add(i)
+    assert sorted(map(sorted, by_unique.values())) == sorted(map(sorted, by_ours.values()))
+
+
+def test_iso_partition_matches_the_nats_bench_unique_string_labels():
+    """The NATS-Bench ``UniqueString`` partition as per-index labels (the smallest index with the same unique string,
+    from ``fixtures/nats-bench-landscape/``): the same partition as the full-data test above, without the strings."""
+    summary = fixture_json("nats-bench-landscape/summary.json")
+    label = fixture_arrays("nats-bench-landscape/unique.npz")["unique_label"]
+    joined = "\n".join(Arch.from_index(i).string for i in range(NUM_ARCHS))
+    assert hashlib.sha256(joined.encode()).hexdigest() == summary["architecture_strings_sha256"]
+    assert label.shape == (NUM_ARCHS,) and summary["unique_classes"] == len(set(label.tolist())) == NUM_UNIQUE
+    by_unique: dict[int, set[int]] = {}
+    by_ours: dict[str, set[int]] = {}
+    for i in range(NUM_ARCHS):
+        by_unique.setdefault(int(label[i]), set()).add(i)
         by_ours.setdefault(Arch.from_index(i).iso_key, set()).add(i)
     assert sorted(map(sorted, by_unique.values())) == sorted(map(sorted, by_ours.values()))
 
