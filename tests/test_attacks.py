@@ -5,6 +5,7 @@ NB201 net over MNIST-5k. The full budgets (100 APGD iterations, 5000 Square quer
 
 from __future__ import annotations
 
+import copy
 import functools
 import gzip
 import importlib.util
@@ -45,9 +46,15 @@ def mnist5k() -> tuple[np.ndarray, np.ndarray]:
     return arr[:, :-1].reshape(-1, 1, 28, 28).astype(np.uint8), arr[:, -1].astype(np.int64)
 
 
-@functools.cache
 def tiny_model(channels: int = 6, epochs: int = 2) -> torch.nn.Module:
-    """A 1-cell NB201 net trained briefly (Adam, 2 epochs) on 2500 digits; deterministic, ~85% clean accuracy."""
+    """A 1-cell NB201 net trained briefly (Adam, 2 epochs) on 2500 digits; deterministic, ~85% clean accuracy.
+    Trained once per process; each call returns its own copy, so a test that changes a model (its mode, its
+    weights) cannot change what later tests get."""
+    return copy.deepcopy(_trained_tiny_model(channels, epochs))
+
+
+@functools.cache
+def _trained_tiny_model(channels: int, epochs: int) -> torch.nn.Module:
     images, labels = mnist5k()
     before = torch.get_num_threads()
     torch.set_num_threads(1)
