@@ -58,13 +58,15 @@ HW_COLUMNS = (
     "fpga_latency",
     "fpga_energy",
 )
+HW_MISSING = -1.0  # HW-NAS-Bench's value for "not measured" (edgetpu_latency of 4699 cells)
 ZC_SKIP = ("net", "net_str", "flops", "params")  # flops/params are checked against our counts, not imported
 NOTES = {
     "clean": "Jung et al. 2023 clean test accuracy (fraction), one network per isomorphism class",
     "nb201_test_accuracy": "NB201 200-epoch test accuracy (fraction 0..1), mean over training seeds (NATS-Bench)",
     "params": "parameters in millions (conv + BN + linear, official convention)",
     "flops": "multiply-accumulates in millions for one image (official convention)",
-    "hardware": "HW-NAS-Bench (Li et al. 2021): *_latency in ms, *_energy in mJ, arithmetic intensity in FLOPs/byte",
+    "hardware": "HW-NAS-Bench (Li et al. 2021): *_latency in ms, *_energy in mJ, arithmetic intensity in FLOPs/byte; "
+    "NaN where HW-NAS-Bench has no measurement (its -1: edgetpu_latency of 4699 cells)",
     "zero-cost": "NAS-Bench-Suite-Zero proxies at initialization (raw scores, higher is not always better)",
 }
 
@@ -152,16 +154,17 @@ def part_hw(shared: Path):  # type: ignore[no-untyped-def]
             raise DataIntegrityError(f"hw_{ds}.csv covers {len(idx)} cells; expected {NUM_ARCHS}")
         for m in names[1:]:
             vals = np.array([float(r[m]) for r in rows])
+            keep = vals != HW_MISSING  # HW-NAS-Bench marks cells it has no measurement for with -1: no row
             pieces.append(
                 _cols(
-                    len(idx),
-                    arch_index=idx,
+                    int(keep.sum()),
+                    arch_index=idx[keep],
                     dataset=ds,
                     weights="none",
                     family="hardware",
                     key=m,
                     measure="value",
-                    value=vals,
+                    value=vals[keep],
                     source="hw-nas-bench",
                 )
             )
