@@ -36,6 +36,7 @@ from .measures import SURROGATES
 from .measures.bounds import certify
 from .models.fast import fast_model
 from .spec import EvalSpec
+from .vocab import ATTACKS as ATTACK_ENTRIES
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +254,9 @@ def _run_clean_and_attacks(
     for a in spec.attacks:
         t0 = time.perf_counter()
         attack = apply_square_options(create_attack(a.name, **a.kwargs()), square_options(spec.extra, spec.precision))
-        if a.name == "aa_apgd-dlr" and k < 3:
-            raise Rb201Error(f"aa_apgd-dlr needs at least 3 classes; the model has {k}")
+        need = ATTACK_ENTRIES[a.name].min_classes
+        if k < need:
+            raise Rb201Error(f"{a.name} needs at least {need} classes; the model has {k}")
         gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + zlib.crc32(a.name.encode()))
         res = run_grid(attack, fwd, data.images, labels, clean, a.epsilons, spec.semantics, gen, batch, device)
         sems = [(spec.semantics, res.correct, res.logits)]

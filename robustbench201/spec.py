@@ -18,13 +18,13 @@ from typing import Any
 
 from .errors import Rb201Error, check_choice, choice_error
 from .vocab import (
+    ATTACKS,
     CERTIFIED_METHODS,
     CORRUPTION_SOURCES,
     CORRUPTIONS,
     PRECISIONS,
     SEMANTICS,
     SURROGATES,
-    attack_defaults,
     canonical_attack,
 )
 
@@ -54,12 +54,7 @@ class AttackSpec:
         if not self.epsilons:
             raise Rb201Error(f"attack {name!r} needs at least one epsilon (0 < eps <= 255, units of 1/255)")
         object.__setattr__(self, "epsilons", _check_eps(f"attack {name!r}", tuple(self.epsilons)))
-        defaults = attack_defaults(name)
-        given = dict(self.params)
-        bad = sorted(set(given) - set(defaults))
-        if bad:
-            raise Rb201Error(f"attack {name!r} has no parameter(s) {bad}; allowed: {', '.join(defaults)}")
-        full = {**defaults, **given}
+        full = ATTACKS[name].check(dict(self.params))  # names and values, before any work starts
         object.__setattr__(self, "params", tuple(sorted(full.items())))
 
     @property

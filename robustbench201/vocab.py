@@ -15,7 +15,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-from .errors import check_choice, choice_error
+from .errors import Rb201Error, check_choice, choice_error
 
 
 class Semantics(str, Enum):
@@ -29,6 +29,46 @@ SEMANTICS: tuple[str, ...] = tuple(s.value for s in Semantics)
 
 
 @dataclass(frozen=True)
+class Rule:
+    """The allowed values of one attack hyper-parameter: a bool, or a number within bounds (``low_open`` /
+    ``high_open``: the bound itself is excluded), an integer when ``integer``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    boolean: bool = False
+
+    def describe(self) -> str:
+        if self.boolean:
+            return "True or False"
+        kind = "an integer" if self.integer else "a number"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return f"{kind} {' and '.join(parts)}".strip()
+
+    def allows(self, value: object) -> bool:
+        if self.boolean:
+            return isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            return False
+        if self.integer and not float(value).is_integer():
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+
+
+_COUNT = Rule(low=1, integer=True)
+_POSITIVE = Rule(low=0, low_open=True)
+_FLAG = Rule(boolean=True)
+
+
+@dataclass(frozen=True)
 class AttackEntry:
     """One attack: its stored key, the other names it is known by, the threat models it implements, the minimum
     number of classes it needs, and its full default budget (AutoAttack's for APGD and Square)."""
@@ -39,11 +79,26 @@ class AttackEntry:
     norms: tuple[str, ...] = ("Linf", "L2")
     min_classes: int = 2
     description: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    rules: Mapping[str, Rule] = field(default_factory=dict)
+
+    def check(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The full hyper-parameters (defaults filled in) after checking names and values; an error naming the bad
+        one and what is allowed otherwise."""
+        bad = sorted(set(params) - set(self.defaults))
+        if bad:
+            raise Rb201Error(f"attack {self.name!r} has no parameter(s) {bad}; allowed: {', '.join(self.defaults)}")
+        full = {**self.defaults, **params}
+        check_choice(f"norm of attack {self.name!r}", full["norm"], self.norms)
+        for key, rule in self.rules.items():
+            if not rule.allows(full[key]):
+                raise Rb201Error(f"attack {self.name!r}: {key}={full[key]!r} not allowed; allowed: {rule.describe()}")
+        return full
 
 
-def _attack(name: str, defaults: dict[str, Any], **kw: Any) -> AttackEntry:
-    return AttackEntry(name, MappingProxyType({"norm": "Linf", **defaults}), **kw)
+def _attack(name: str, defaults: dict[str, Any], rules: dict[str, Rule] | None = None, **kw: Any) -> AttackEntry:
+    return AttackEntry(
+        name, MappingProxyType({"norm": "Linf", **defaults}), rules=MappingProxyType(dict(rules or {})), **kw
+    )
 
 
 #: Stored key -> attack. Defaults are the full budgets of the protocol (PROTOCOL.md section 6).
@@ -53,17 +108,20 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType(
         "pgd": _attack(
             "pgd",
             {"steps": 40, "step_factor": 2.5, "random_start": True, "restarts": 1},
+            {"steps": _COUNT, "step_factor": _POSITIVE, "random_start": _FLAG, "restarts": _COUNT},
             description="PGD (Madry et al. 2018): steps of step_factor * eps / steps from a uniform random start",
         ),
         "aa_apgd-ce": _attack(
             "aa_apgd-ce",
             {"n_iter": 100, "n_restarts": 1, "rho": 0.75},
+            {"n_iter": _COUNT, "n_restarts": _COUNT, "rho": Rule(low=0, high=1, low_open=True, high_open=True)},
             aliases=("apgd-ce", "apgd"),
             description="APGD on the cross-entropy loss (Croce & Hein 2020)",
         ),
         "aa_apgd-dlr": _attack(
             "aa_apgd-dlr",
             {"n_iter": 100, "n_restarts": 1, "rho": 0.75},
+            {"n_iter": _COUNT, "n_restarts": _COUNT, "rho": Rule(low=0, high=1, low_open=True, high_open=True)},
             aliases=("apgd-dlr",),
             min_classes=3,
             description="APGD on the DLR loss (Croce & Hein 2020)",
@@ -71,6 +129,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType(
         "aa_square": _attack(
             "aa_square",
             {"n_queries": 5000, "p_init": 0.8, "n_restarts": 1},
+            {"n_queries": _COUNT, "p_init": Rule(low=0, high=1, low_open=True), "n_restarts": _COUNT},
             aliases=("square",),
             description="Square attack (Andriushchenko et al. 2020): score-based, no gradients",
         ),

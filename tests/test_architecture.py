@@ -105,3 +105,21 @@ def test_vocabularies_have_one_owner():
         assert preset(name).name == name
     for alias, key in vocab.ATTACK_ALIASES.items():
         assert vocab.canonical_attack(alias) == key
+
+
+def test_attack_budgets_are_validated_at_the_spec_without_torch():
+    code = (
+        "import sys\n"
+        "from robustbench201.spec import attack\n"
+        "from robustbench201.errors import Rb201Error\n"
+        "for kw, want in (({'steps': 0}, 'steps=0'), ({'rho': 1.0}, 'rho=1.0'), ({'colour': 1}, 'colour')):\n"
+        "    name = 'aa_apgd-ce' if 'rho' in kw else 'pgd'\n"
+        "    try:\n"
+        "        attack(name, (1,), **kw)\n"
+        "    except Rb201Error as e:\n"
+        "        assert want in str(e) and 'allowed' in str(e), str(e)\n"
+        "    else:\n"
+        "        raise AssertionError(kw)\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,24 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import Rb201Error, choice_error
+from ..vocab import ATTACKS as VOCAB
+from ..vocab import attack_defaults, canonical_attack
 from .apgd import APGD, APGDDLR
 from .base import Attack, AttackOutput, PassCounter
 from .fgsm import FGSM
 from .pgd import PGD
 from .square import Square
 
-#: name -> attack class (each a frozen dataclass of hyper-parameters).
+#: name -> attack class (each a frozen dataclass of hyper-parameters); the names, aliases and default budgets are
+#: those of :data:`robustbench201.vocab.ATTACKS`.
 ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, PGD, APGD, APGDDLR, Square)}
-_ALIASES = {"apgd-ce": "aa_apgd-ce", "apgd": "aa_apgd-ce", "apgd-dlr": "aa_apgd-dlr", "square": "aa_square"}
-
-
-def canonical_attack(name: str) -> str:
-    """Registry key for ``name`` (aliases accepted) or an error listing the attacks."""
-    key = _ALIASES.get(name, name) if isinstance(name, str) else name
-    if key not in ATTACKS:
-        raise choice_error("attack", name, list(ATTACKS))
-    return key
 
 
 def list_attacks() -> list[str]:
@@ -34,19 +27,11 @@ def list_attacks() -> list[str]:
     return list(ATTACKS)
 
 
-def attack_defaults(name: str) -> dict[str, Any]:
-    """Default hyper-parameters of an attack (its full budget)."""
-    return ATTACKS[canonical_attack(name)]().params()
-
-
 def create_attack(name: str, **params: Any) -> Attack:
-    """Instantiate attack ``name`` with hyper-parameters ``params`` (unknown ones are an error)."""
+    """Instantiate attack ``name`` (aliases accepted) with hyper-parameters ``params`` (checked against the
+    vocabulary: unknown names and values out of range are an error listing what is allowed)."""
     key = canonical_attack(name)
-    allowed = attack_defaults(key)
-    bad = sorted(set(params) - set(allowed))
-    if bad:
-        raise Rb201Error(f"attack {key!r} has no parameter(s) {bad}; allowed: {', '.join(allowed)}")
-    return ATTACKS[key](**params)
+    return ATTACKS[key](**VOCAB[key].check(params))
 
 
 __all__ = [

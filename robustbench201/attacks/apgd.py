@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..errors import Rb201Error
+from ..vocab import ATTACKS
 from .base import (
     Attack,
     AttackOutput,
@@ -34,26 +34,20 @@ from .base import (
     with_restarts,
 )
 
+_DEFAULTS = ATTACKS["aa_apgd-ce"].defaults  # robustbench201.vocab owns the budgets
+
 
 @dataclass(frozen=True)
 class APGD(Attack):
     """Auto-PGD with cross-entropy loss (``aa_apgd-ce``)."""
 
-    n_iter: int = 100
-    n_restarts: int = 1
-    rho: float = 0.75
+    n_iter: int = _DEFAULTS["n_iter"]
+    n_restarts: int = _DEFAULTS["n_restarts"]
+    rho: float = _DEFAULTS["rho"]
 
     name: ClassVar[str] = "aa_apgd-ce"
-    norms: ClassVar[tuple[str, ...]] = ("Linf", "L2")
+    norms: ClassVar[tuple[str, ...]] = ATTACKS["aa_apgd-ce"].norms
     loss: ClassVar[str] = "ce"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_iter < 1 or self.n_restarts < 1 or not 0 < self.rho < 1:
-            raise Rb201Error(
-                f"{self.name} needs n_iter >= 1, n_restarts >= 1, 0 < rho < 1; got {self.n_iter}, "
-                f"{self.n_restarts}, {self.rho}"
-            )
 
     def perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import check_choice
+from ..vocab import ATTACKS
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,10 @@ class Attack:
     gradient_free: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        check_choice(f"norm of attack {self.name!r}", self.norm, self.norms)
+        # the attack's own hyper-parameters (execution options of subclasses are checked by their owners), against
+        # the values robustbench201.vocab allows
+        entry = ATTACKS[self.name]
+        entry.check({k: v for k, v in self.params().items() if k in entry.defaults})
 
     def params(self) -> dict[str, object]:
         """All hyper-parameters (what a spec records)."""

@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..vocab import ATTACKS
 from .base import Attack, AttackOutput, ce_loss, empty_output, loss_and_grad, project, steepest, view_rows
 
 
@@ -20,7 +21,7 @@ class FGSM(Attack):
     """Fast gradient sign method; no random start, no iterations."""
 
     name: ClassVar[str] = "fgsm"
-    norms: ClassVar[tuple[str, ...]] = ("Linf", "L2")
+    norms: ClassVar[tuple[str, ...]] = ATTACKS["fgsm"].norms
     cheap_grid: ClassVar[bool] = True
 
     def perturb(
@@ -37,9 +38,9 @@ class FGSM(Attack):
     def perturb_grid(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: list[float], generator: torch.Generator
     ) -> AttackOutput:
+        """One gradient for all radii, then one batched forward over the E x N perturbed points."""
         if x.shape[0] == 0:
             return empty_output(model, x)
-        """One gradient for all radii, then one batched forward over the E x N perturbed points."""
         _, _, grad = loss_and_grad(model, x, y, ce_loss)
         direction = steepest(grad, self.norm)
         n = x.shape[0]

@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..errors import Rb201Error
+from ..vocab import ATTACKS
 from .base import (
     Attack,
     AttackOutput,
@@ -29,26 +29,20 @@ from .base import (
     with_restarts,
 )
 
+_DEFAULTS = ATTACKS["pgd"].defaults  # robustbench201.vocab owns the budgets
+
 
 @dataclass(frozen=True)
 class PGD(Attack):
     """Projected gradient descent; ``steps`` gradient steps of size ``step_factor * eps / steps``."""
 
-    steps: int = 40
-    step_factor: float = 2.5
-    random_start: bool = True
-    restarts: int = 1
+    steps: int = _DEFAULTS["steps"]
+    step_factor: float = _DEFAULTS["step_factor"]
+    random_start: bool = _DEFAULTS["random_start"]
+    restarts: int = _DEFAULTS["restarts"]
 
     name: ClassVar[str] = "pgd"
-    norms: ClassVar[tuple[str, ...]] = ("Linf", "L2")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.steps < 1 or self.restarts < 1 or not self.step_factor > 0:
-            raise Rb201Error(
-                f"pgd needs steps >= 1, restarts >= 1, step_factor > 0; got {self.steps}, {self.restarts}, "
-                f"{self.step_factor}"
-            )
+    norms: ClassVar[tuple[str, ...]] = ATTACKS["pgd"].norms
 
     def perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator

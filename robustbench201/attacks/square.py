@@ -30,8 +30,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..errors import Rb201Error
+from ..vocab import ATTACKS
 from .base import Attack, AttackOutput, empty_output, l2_norm, margin, view_rows, with_restarts
+
+_DEFAULTS = ATTACKS["aa_square"].defaults  # robustbench201.vocab owns the budgets
 
 #: (iteration bound, divisor): after ``bound`` iterations ``p = p_init / divisor``.
 _SCHEDULE = ((10, 2), (50, 4), (200, 8), (500, 16), (1000, 32), (2000, 64), (4000, 128), (6000, 256), (8000, 512))
@@ -50,21 +52,13 @@ def p_selection(p_init: float, it: int) -> float:
 class Square(Attack):
     """Square Attack with ``n_queries`` iterations and initial fraction ``p_init``."""
 
-    n_queries: int = 5000
-    p_init: float = 0.8
-    n_restarts: int = 1
+    n_queries: int = _DEFAULTS["n_queries"]
+    p_init: float = _DEFAULTS["p_init"]
+    n_restarts: int = _DEFAULTS["n_restarts"]
 
     name: ClassVar[str] = "aa_square"
-    norms: ClassVar[tuple[str, ...]] = ("Linf", "L2")
+    norms: ClassVar[tuple[str, ...]] = ATTACKS["aa_square"].norms
     gradient_free: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_queries < 1 or self.n_restarts < 1 or not 0 < self.p_init <= 1:
-            raise Rb201Error(
-                f"aa_square needs n_queries >= 1, n_restarts >= 1, 0 < p_init <= 1; got {self.n_queries}, "
-                f"{self.n_restarts}, {self.p_init}"
-            )
 
     def perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator
