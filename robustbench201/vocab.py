@@ -181,3 +181,11 @@ def attack_defaults(name: str) -> dict[str, Any]:
 
 def check_semantics(value: str) -> str:
     return check_choice("semantics", value, SEMANTICS)
+
+
+# ---- DSRNA search (search/dsrna_config.py) -------------------------------------------------------------------------
+#: Robustness regulariser of a DSRNA search: R_Jac, R_CB, both, or none (plain DARTS).
+DSRNA_METRICS: tuple[str, ...] = ("jacobian", "certified", "combined", "none")
+#: How gamma weighs R: ``absolute`` (the paper's L_val - gamma R) or ``relative`` (gamma in units of the ratio of the
+#: validation loss to |R| measured at the start of the search: one gamma means the same for every metric).
+DSRNA_GAMMA_MODES: tuple[str, ...] = ("absolute", "relative")

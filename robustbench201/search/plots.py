@@ -140,3 +140,90 @@ def alphas(alpha_history: Sequence, path: str | Path) -> Path:  # type: ignore[t
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+# ---- DSRNA comparison (rb201 search dsrna --compare) ---------------------------------------------------------------
+_DSRNA_GROUPS = {  # group key -> (label, colour, marker)
+    "none": ("DARTS", "tab:blue", "o"),
+    "jacobian": ("DSRNA (R_Jac)", "tab:orange", "s"),
+    "certified": ("DSRNA (R_CB)", "tab:green", "^"),
+    "combined": ("DSRNA (R_Jac + R_CB)", "tab:purple", "D"),
+    "random": ("random live cells", "0.45", "x"),
+}
+_DSRNA_DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "mnist5k": "MNIST-5k"}
+_DSRNA_STYLE = {"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7.5, "axes.grid": True, "grid.alpha": 0.3}
+
+
+def _dsrna_axis_label(column: str, pgd_steps: int | None = None) -> str:
+    """``'pgd@8'`` -> ``'PGD-10 accuracy, eps = 8/255'``; ``'mean_adv'`` -> mean adversarial accuracy."""
+    if column == "clean":
+        return "clean accuracy (fraction)"
+    if column == "mean_adv":
+        return "mean adversarial accuracy (fraction)"
+    key, _, eps = column.partition("@")
+    name = {"fgsm": "FGSM", "pgd": f"PGD-{pgd_steps}" if pgd_steps else "PGD"}.get(key, key)
+    return f"{name} accuracy, eps = {eps}/255 (fraction)"
+
+
+def dsrna_compare(
+    report: dict,  # type: ignore[type-arg]
+    path: str | Path,
+    robust: str | None = None,
+    background: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Path:
+    """Clean against robust accuracy of every cell of a DSRNA comparison (:mod:`.dsrna_compare`): one marker per
+    search (colour and shape by method; error bars: std over the training seeds in trained mode), random cells, and
+    the ceiling (the table optimum, or the CIFAR-10 table's optimum cell trained like the others). ``robust``: the
+    y column (default ``fgsm@1`` on a table, the largest-epsilon PGD column when trained); ``background``: (clean,
+    robust) of every isomorphism class of the table, drawn in light grey."""
+    cols = report["columns"]
+    trained = report["mode"] == "trained"
+    if robust is None:
+        robust = "fgsm@1" if "fgsm@1" in cols else [c for c in cols if c.startswith("pgd@")][-1]
+    if robust not in cols:
+        raise Rb201Error(f"column {robust!r} not in the comparison; allowed: {', '.join(cols[1:])}")
+    cfg = report["config"]
+    plt = _plt()
+    with plt.rc_context(_DSRNA_STYLE):
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        if background is not None:
+            ax.scatter(*background, s=2, color="0.82", lw=0, label=f"all {len(background[0])} cells of the table")
+        runs = [*report["runs"], *report["random"]]
+        seen: dict[tuple[str, int], int] = {}
+        for r in runs:
+            seen[(r["group"], r["index"])] = seen.get((r["group"], r["index"]), 0) + 1
+        labelled: set[str] = set()
+        for (group, index), count in seen.items():
+            r = next(x for x in runs if x["group"] == group and x["index"] == index)
+            label, colour, marker = _DSRNA_GROUPS.get(group, (group, "k", "o"))
+            x, y = r["values"]["clean"], r["values"][robust]
+            err = (r["spread"]["clean"], r["spread"][robust]) if trained else (None, None)
+            face = "none" if group == "random" else colour
+            ax.errorbar(x, y, xerr=err[0], yerr=err[1], fmt=marker, color=colour, ms=7, mfc=face, capsize=2, lw=0.8,
+                        label=None if label in labelled else label)  # fmt: skip
+            labelled.add(label)
+            text = f"#{index}" + (f" x{count}" if count > 1 else "")
+            ax.annotate(text, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=6.5, color=colour)
+        if trained and "reference" in report:
+            ref = report["reference"]
+            x, y = ref["values"]["clean"], ref["values"][robust]
+            ax.errorbar(x, y, xerr=ref["spread"]["clean"], yerr=ref["spread"][robust], fmt="*", color="tab:red",
+                        ms=12, capsize=2, lw=0.8, label=ref["label"])  # fmt: skip
+        elif not trained:
+            exp = report["random_expectation"]
+            ax.plot(exp["clean"]["mean"], exp[robust]["mean"], "P", color="k", ms=9, label="random live cell (mean)")
+            best = report["optimum"][robust]
+            ax.axhline(best["value"], color="tab:red", ls="--", lw=1, label=f"table optimum #{best['index']}")
+        ax.set_xlabel(_dsrna_axis_label("clean"))
+        ax.set_ylabel(_dsrna_axis_label(robust, cfg.get("pgd_steps") if trained else None))
+        ds = _DSRNA_DATASETS.get(cfg["search"]["dataset"], cfg["search"]["dataset"])
+        n_seeds = len(cfg["seeds"])
+        how = (
+            f"cells trained {cfg['train_epochs']} epochs x {len(cfg['train_seeds'])} seeds, bars: std"
+            if trained
+            else "scored on the results table"
+        )
+        ax.set_title(f"{ds}: DSRNA vs DARTS vs random cells ({n_seeds} search seeds; {how})")
+        ax.legend(loc="best", frameon=True)
+        fig.tight_layout()
+        return _save(fig, path)
