@@ -81,7 +81,7 @@ def build_report(
     """The comparison's report: ``config``, ``mode``, ``columns``, ``runs`` (one per search), ``random`` (the drawn
     cells), ``groups`` (one row per method), and per mode ``optimum`` + ``random_expectation`` (table) or
     ``reference`` (trained)."""
-    from .dsrna_summary import TRANSFER_DATASET, TableScorer
+    from .dsrna_summary import TRANSFER_DATASET, TRANSFER_LABEL, TableScorer
 
     mode = cfg.mode
     runs = [_run_record(s) for s in searches]
@@ -117,7 +117,7 @@ def build_report(
                 "group": "reference",
                 "index": reference,
                 "arch": Arch.from_index(reference).string,
-                "label": f"{TRANSFER_DATASET} table optimum for fgsm@1 (#{reference}), trained here",
+                "label": f"{TRANSFER_LABEL} table optimum for fgsm@1 (#{reference}), trained here",
             } | _trained_values(scores, reference, columns)
     report |= {"columns": columns, "runs": runs, "random": rand}
     report["groups"] = _groups(report)
@@ -232,7 +232,7 @@ def render(report: dict[str, Any], fmt: str = "text") -> str:
     else:
         eps = ", ".join(f"{e:g}" for e in cfg["score_eps"])
         note = (
-            f"Each cell trained {cfg['train_epochs']} epochs (NB201 protocol, C={cfg['search']['channels']}, "
+            f"Each cell trained {cfg['train_epochs']} epoch(s) (NB201 protocol, C={cfg['search']['channels']}, "
             f"N={cfg['search']['n_cells']}) with training seeds {', '.join(map(str, cfg['train_seeds']))} and "
             f"attacked on {cfg['n_test']} {ds} test images with FGSM and PGD-{cfg['pgd_steps']} at eps {eps}/255 "
             "(each epsilon on its own); a run's value is the mean over the training seeds; per method: mean "

@@ -30,6 +30,7 @@ TABLE_JSON = "table_score.json"
 TRANSFER_JSON = "transfer_score.json"
 #: The table a cell searched on a dataset without one is scored on, as a transfer estimate.
 TRANSFER_DATASET = "cifar10"
+TRANSFER_LABEL = "CIFAR-10"
 #: The mean adversarial accuracy column a score adds: flat mean over the attacks' per-epsilon accuracies, 255 excluded.
 MEAN_ADV = "mean_adv"
 #: Columns a text report shows first.
@@ -208,8 +209,8 @@ def summarize(
         info["table_note"] = (
             f"no results table exists for {ds}"
             + (
-                f"; transfer estimate: the same cell on the {TRANSFER_DATASET} table (trained on CIFAR-10 by NB201), "
-                f"not a measurement on {ds}"
+                f"; transfer estimate: the same cell on the {TRANSFER_DATASET} table (trained on {TRANSFER_LABEL} by "
+                f"NB201), not a measurement on {ds}"
                 if transfer
                 else ""
             )

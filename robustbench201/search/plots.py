@@ -154,6 +154,10 @@ _DSRNA_DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "mnist5k": "M
 _DSRNA_STYLE = {"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7.5, "axes.grid": True, "grid.alpha": 0.3}
 
 
+def _dsrna_count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
 def _dsrna_axis_label(column: str, pgd_steps: int | None = None) -> str:
     """``'pgd@8'`` -> ``'PGD-10 accuracy, eps = 8/255'``; ``'mean_adv'`` -> mean adversarial accuracy."""
     if column == "clean":
@@ -193,6 +197,7 @@ def dsrna_compare(
         for r in runs:
             seen[(r["group"], r["index"])] = seen.get((r["group"], r["index"]), 0) + 1
         labelled: set[str] = set()
+        notes: dict[tuple[float, float], list[str]] = {}  # one annotation per position: cells that coincide share it
         for (group, index), count in seen.items():
             r = next(x for x in runs if x["group"] == group and x["index"] == index)
             label, colour, marker = _DSRNA_GROUPS.get(group, (group, "k", "o"))
@@ -200,10 +205,13 @@ def dsrna_compare(
             err = (r["spread"]["clean"], r["spread"][robust]) if trained else (None, None)
             face = "none" if group == "random" else colour
             ax.errorbar(x, y, xerr=err[0], yerr=err[1], fmt=marker, color=colour, ms=7, mfc=face, capsize=2, lw=0.8,
-                        label=None if label in labelled else label)  # fmt: skip
+                        label=None if label in labelled else label, alpha=0.85)  # fmt: skip
             labelled.add(label)
             text = f"#{index}" + (f" x{count}" if count > 1 else "")
-            ax.annotate(text, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=6.5, color=colour)
+            if text not in notes.setdefault((round(x, 6), round(y, 6)), []):
+                notes[(round(x, 6), round(y, 6))].append(text)
+        for (x, y), texts in notes.items():
+            ax.annotate(", ".join(texts), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=6.5)
         if trained and "reference" in report:
             ref = report["reference"]
             x, y = ref["values"]["clean"], ref["values"][robust]
@@ -218,11 +226,8 @@ def dsrna_compare(
         ax.set_ylabel(_dsrna_axis_label(robust, cfg.get("pgd_steps") if trained else None))
         ds = _DSRNA_DATASETS.get(cfg["search"]["dataset"], cfg["search"]["dataset"])
         n_seeds = len(cfg["seeds"])
-        how = (
-            f"cells trained {cfg['train_epochs']} epochs x {len(cfg['train_seeds'])} seeds, bars: std"
-            if trained
-            else "scored on the results table"
-        )
+        epochs, seeds = _dsrna_count(cfg["train_epochs"], "epoch"), _dsrna_count(len(cfg["train_seeds"]), "seed")
+        how = f"cells trained {epochs} x {seeds}, bars: std" if trained else "scored on the results table"
         ax.set_title(f"{ds}: DSRNA vs DARTS vs random cells ({n_seeds} search seeds; {how})")
         ax.legend(loc="best", frameon=True)
         fig.tight_layout()
