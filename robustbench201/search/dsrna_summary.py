@@ -231,5 +231,11 @@ def summarize(
         if plot:
             from . import plots
 
-            info["plot"] = str(plots.alphas(result.alpha_history, out_dir / ALPHA_PNG))
+            cfg = result.config
+            what = "plain DARTS" if cfg.metric == "none" else f"DSRNA ({cfg.metric})"
+            title = (
+                f"{plots.dataset_label(ds)}: architecture weights of {what}, seed {cfg.seed} "
+                f"(architecture lr {result.a_lr:.3g}); derived #{result.index}"
+            )
+            info["plot"] = str(plots.alphas(result.alpha_history, out_dir / ALPHA_PNG, title=title))
     return info
