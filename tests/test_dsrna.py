@@ -328,3 +328,40 @@ def test_summary_warns_on_a_forced_uniform_and_on_the_identity_cell() -> None:
     collapsed = DSRNAResult(res.config, ident, [res.alpha_history[0], alphas.tolist()], res.history, 1.0, 0.1, 2)
     codes = [f["code"] for f in summarize(collapsed, plot=False, transfer=False)["findings"]]
     assert codes == ["identity"]
+
+
+def test_relative_gamma_puts_each_term_at_gamma_times_the_loss_on_the_calibration_batch() -> None:
+    """At the calibration point (initial supernet, the first validation batch) gamma x s x |R| is exactly gamma x
+    L_val for each regulariser, with a different gamma per regulariser; with alphas and weights held nearly still,
+    the first epoch's ratios stay near their gammas."""
+    from robustbench201.search.dsrna import arch_objective, calibrate
+
+    cfg = _cfg(metric="combined", gamma_jacobian=0.3, gamma_certified=0.7, calib_batches=1, batch_size=32)
+    model = create_supernet("mnist5k", channels=4, n_cells=1, in_channels=1, resolution=12, seed=cfg.seed)
+    labels = torch.from_numpy(DATA.labels)
+    scale = calibrate(model, DATA.images, labels, torch.arange(32, 64), cfg)
+    x = torch.from_numpy(DATA.images[32:64]).float() / 255
+    _, parts = arch_objective(model, x, labels[32:64], cfg, scale)
+    for term, gamma in (("jacobian", 0.3), ("certified", 0.7)):
+        assert abs(parts[f"term_{term}"]) / parts["val_loss"] == pytest.approx(gamma, rel=1e-5)
+    still = search(_cfg(metric="combined", gamma_jacobian=0.3, gamma_certified=0.7, a_lr=1e-7, w_lr=1e-6,
+                        w_lr_min=1e-7), data=DATA)  # fmt: skip
+    h = still.history[0]
+    for term, gamma in (("jacobian", 0.3), ("certified", 0.7)):
+        assert 0.5 * gamma < h[f"ratio_{term}"] < 2 * gamma
+
+
+def test_cli_text_shows_the_weights_and_warns_on_a_forced_uniform(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from robustbench201.cli import main
+
+    args = ["search", "dsrna", "--metric", "jacobian", "--epochs", "1", "--channels", "4", "--n-train", "32"]
+    args += ["--batch-size", "16", "--reg-batch", "4", "--a-lr", "1e-7", "--gamma-jacobian", "0.25", "--no-plot"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    text = res.stdout
+    assert text.count("undecided") >= 6 and "softmax weight; uniform is 0.2" in text
+    assert "warning         the derived cell is indistinguishable from a uniform draw" in text
+    assert "architecture lr 1e-07" in text and "R_Jac" in text
+    assert "epoch 1/1" in res.stderr and "(gamma R = " in res.stderr
