@@ -17,17 +17,12 @@ import numpy as np
 
 from ..space import Arch
 from ..store.schema import format_eps
+from .dsrna_config import METHOD_LABELS
 from .dsrna_diagnostics import cell_findings, edge_decisions, movement
 
 if TYPE_CHECKING:
     from .dsrna_compare import CompareConfig
 
-GROUP_LABELS = {
-    "none": "DARTS",
-    "jacobian": "DSRNA (R_Jac)",
-    "certified": "DSRNA (R_CB)",
-    "combined": "DSRNA (R_Jac + R_CB)",
-}
 #: Columns of table scoring (accuracies; ``mean_adv``: flat mean over the four attacks, eps 255 excluded).
 TABLE_COLUMNS: tuple[str, ...] = ("clean", "fgsm@1", "pgd@1", "mean_adv")
 #: Columns whose percentile table scoring reports.
@@ -140,7 +135,7 @@ def _groups(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for key in dict.fromkeys(r["group"] for r in report["runs"]):
         members = [r for r in report["runs"] if r["group"] == key]
-        rows.append(_group_row(GROUP_LABELS.get(key, key), key, members, cols))
+        rows.append(_group_row(METHOD_LABELS.get(key, key), key, members, cols))
     if report["random"]:
         rows.append(_group_row(f"random cells ({len(report['random'])} drawn)", "random", report["random"], cols))
     if report["mode"] == "table":
@@ -194,7 +189,7 @@ def run_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         ]
         rows.append(
             [
-                GROUP_LABELS.get(r["group"], r["group"]),
+                METHOD_LABELS.get(r["group"], r["group"]),
                 str(r["seed"]),
                 f"#{r['index']}",
                 f"{r['movement']['max_weight']:.3f}",

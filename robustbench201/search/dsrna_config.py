@@ -42,6 +42,13 @@ RELATIVE_GAMMA = 0.5
 METRICS: tuple[str, ...] = DSRNA_METRICS
 GAMMA_MODES: tuple[str, ...] = DSRNA_GAMMA_MODES
 BOUND_METHODS: tuple[str, ...] = CERTIFIED_METHODS
+#: How reports and figures name the search of each metric.
+METHOD_LABELS: dict[str, str] = {
+    "none": "DARTS",
+    "jacobian": "DSRNA (R_Jac)",
+    "certified": "DSRNA (R_CB)",
+    "combined": "DSRNA (R_Jac + R_CB)",
+}
 #: The regularisers a metric uses.
 METRIC_TERMS: dict[str, tuple[str, ...]] = {
     "jacobian": ("jacobian",),

@@ -23,7 +23,7 @@ from ..errors import Rb201Error
 from ..space import Arch
 from ..store.atomic import write_text_atomic
 from .dsrna import DSRNAResult
-from .dsrna_compare_report import GROUP_LABELS
+from .dsrna_config import METHOD_LABELS
 from .dsrna_diagnostics import cell_findings, edge_decisions, movement, regularizer_findings, regularizer_table
 
 ALPHA_PNG = "alphas.png"
@@ -233,7 +233,7 @@ def summarize(
             from . import plots
 
             cfg = result.config
-            what = GROUP_LABELS[cfg.metric]
+            what = METHOD_LABELS[cfg.metric]
             title = (
                 f"{plots.dataset_label(ds)}: architecture weights of {what}, seed {cfg.seed} "
                 f"(architecture lr {result.a_lr:.3g}); derived #{result.index}"

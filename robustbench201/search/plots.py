@@ -320,9 +320,11 @@ def dsrna_compare(
         raise Rb201Error(f"column {robust!r} not in the comparison; allowed: {', '.join(cols[1:])}")
     cfg = report["config"]
     with _style() as plt:
-        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        fig, ax = plt.subplots(figsize=(7.0, 5.4))
         if background is not None:
-            ax.scatter(*background, s=2, color="0.82", lw=0, label=f"all {len(background[0])} cells of the table")
+            ax.scatter(
+                *background, s=2, color="0.82", lw=0, label=f"all {len(background[0])} isomorphism classes of the table"
+            )
         runs = [*report["runs"], *report["random"]]
         seen: dict[tuple[str, int], int] = {}
         for r in runs:
@@ -341,8 +343,6 @@ def dsrna_compare(
             text = f"#{index}" + (f" x{count}" if count > 1 else "")
             if text not in notes.setdefault((round(x, 6), round(y, 6)), []):
                 notes[(round(x, 6), round(y, 6))].append(text)
-        for (x, y), texts in notes.items():
-            ax.annotate(", ".join(texts), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=6.5)
         if trained and "reference" in report:
             ref = report["reference"]
             x, y = ref["values"]["clean"], ref["values"][robust]
@@ -363,5 +363,32 @@ def dsrna_compare(
             else "scored on the results table"
         )
         ax.set_title(f"{ds}: DSRNA vs DARTS vs random cells\n({_count(len(cfg['seeds']), 'search seed')}; {how})")
-        ax.legend(loc="best", frameon=True)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+        fig.canvas.draw()  # fixes the axis limits the labels are placed in
+        _place_labels(ax, {xy: ", ".join(t) for xy, t in notes.items()}, fontsize=6.5)
         return _save(fig, path, fmt)
+
+
+def _place_labels(ax: Any, labels: dict[tuple[float, float], str], fontsize: float) -> None:
+    """Annotate each data point with its text where the text overlaps no marker and no earlier label: the first
+    free place among a few offsets around the point, joined to it by a thin leader line."""
+    scale = 72.0 / ax.figure.dpi  # pixels -> points
+    pts = {xy: ax.transData.transform(xy) * scale for xy in labels}
+    boxes = [(px - 4, py - 4, px + 4, py + 4) for px, py in pts.values()]  # the markers
+    h = 1.25 * fontsize
+    for xy, text in sorted(labels.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        px, py = pts[xy]
+        w = 0.58 * fontsize * len(text)
+        offsets = [(7, 3), (7, -3 - h), (-7 - w, 3), (-7 - w, -3 - h)]
+        offsets += [(dx, dy + sign * k * h) for k in (1, 2, 3) for sign in (1, -1) for dx, dy in offsets[:4:2]]
+        chosen = offsets[0]
+        for dx, dy in offsets:
+            box = (px + dx, py + dy, px + dx + w, py + dy + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes):
+                chosen = (dx, dy)
+                break
+        dx, dy = chosen
+        boxes.append((px + dx, py + dy, px + dx + w, py + dy + h))
+        leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.35", "shrinkA": 0, "shrinkB": 3}
+        ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, ha="left",
+                    va="bottom", arrowprops=leader)  # fmt: skip
