@@ -275,12 +275,12 @@ def alphas(alpha_history: Sequence[Any], path: str | Path, title: str = "", fmt:
 
 
 # ---- DSRNA comparison (rb201 search dsrna --compare) ---------------------------------------------------------------
-_DSRNA_GROUPS = {  # group key -> (label, colour, marker)
-    "none": ("DARTS", "tab:blue", "o"),
-    "jacobian": ("DSRNA (R_Jac)", "tab:orange", "s"),
-    "certified": ("DSRNA (R_CB)", "tab:green", "^"),
-    "combined": ("DSRNA (R_Jac + R_CB)", "tab:purple", "D"),
-    "random": ("random live cells", "0.45", "x"),
+_DSRNA_STYLES = {  # group key -> (colour, marker)
+    "none": ("tab:blue", "o"),
+    "jacobian": ("tab:orange", "s"),
+    "certified": ("tab:green", "^"),
+    "combined": ("tab:purple", "D"),
+    "random": ("0.45", "x"),
 }
 
 
@@ -312,6 +312,8 @@ def dsrna_compare(
     y column (default ``fgsm@1`` on a table, the largest-epsilon PGD column when trained); ``background``: (clean,
     robust) of every isomorphism class of the table, drawn in light grey. Cells at the same point share one
     annotation."""
+    from .dsrna_config import METHOD_LABELS
+
     cols = report["columns"]
     trained = report["mode"] == "trained"
     if robust is None:
@@ -333,7 +335,8 @@ def dsrna_compare(
         notes: dict[tuple[float, float], list[str]] = {}  # one annotation per position: cells that coincide share it
         for (group, index), count in seen.items():
             r = next(x for x in runs if x["group"] == group and x["index"] == index)
-            label, colour, marker = _DSRNA_GROUPS.get(group, (group, "k", "o"))
+            label = METHOD_LABELS.get(group, "random live cells" if group == "random" else group)
+            colour, marker = _DSRNA_STYLES.get(group, ("k", "o"))
             x, y = r["values"]["clean"], r["values"][robust]
             err = (r["spread"]["clean"], r["spread"][robust]) if trained else (None, None)
             face = "none" if group == "random" else colour
