@@ -90,10 +90,10 @@ class TableSurrogate:
         else:
             self.constraints = parse_constraints(cons, cols)
         used = [*self.objective.expression.columns, *(c for k in self.constraints for c in k.expression.columns)]
-        #: why the search may select on the test set (logged as a warning; None when it does not)
+        #: why the search may select on the test set (None when it does not; ``rb201 search table`` prints it)
         self.split_warning = split_selection_warning(used, cols)
         if self.split_warning:
-            log.warning(self.split_warning)
+            log.info(self.split_warning)
         _, reps, _ = _space_tables()
         try:
             idx = np.asarray(df.index, dtype=np.int64)
