@@ -76,6 +76,33 @@ def test_train_saves_resumes_and_skips(tmp_path) -> None:
     assert other.exit_code != 0 and "C=4, N=1" in other.output
 
 
+def test_train_adversarially_names_the_file_by_its_recipe(tmp_path) -> None:
+    import mlxtend  # noqa: F401 - part of the test extra
+
+    out = tmp_path / "w"
+    adv = ["--adversarial", "pgd", "--adv-eps", "32", "--adv-step", "16", "--adv-steps", "2", "--holdout", "seeded"]
+    small = [*SMALL[:6], "--n-train", "100", *SMALL[8:]]  # SMALL with 100 training images
+    res = _run(["train", "--arch", str(ARCH.index), "--dataset", "mnist5k", "--out", str(out), *small, *adv])
+    assert res.exit_code == 0, res.output
+    assert "PGD-2 at 32/255, step 16/255" in res.output and "0.1 of each class held out" in res.output
+    recipe = TrainRecipe.of("nb201", epochs=2, batch_size=32, adversarial="pgd", adv_eps=32, adv_step=16, adv_steps=2,
+                            holdout="seeded")  # fmt: skip
+    final = checkpoint_file(out, "mnist5k", ARCH.index, 777, recipe=recipe)
+    assert final.is_file() and final.name.endswith(f"-nb201-2ep-{recipe.hash[:8]}.pt")
+    meta = read_trained_meta(final)
+    from robustbench201.data.readers import load_dataset
+    from robustbench201.data.splits import holdout_split
+
+    kept, held = holdout_split(load_dataset("mnist5k", None, "train", n=100, seed=0), "seeded")
+    assert meta["recipe"] == recipe.to_dict() and meta["n_train"] == len(kept) == 100 - len(held) < 100
+    # the same network trained normally is another file
+    plain = _run(["train", "--arch", str(ARCH.index), "--dataset", "mnist5k", "--out", str(out), *SMALL])
+    assert plain.exit_code == 0 and "already trained" not in plain.output
+    assert len(list((out / "mnist5k").glob("*.pt"))) == 2
+    bad = _run(["train", "--arch", "1462", "--dataset", "mnist5k", "--out", str(out), "--recipe", "madry"])
+    assert bad.exit_code != 0 and "'madry'" in bad.output and "wu2024" in bad.output
+
+
 def test_train_bad_input_messages(tmp_path) -> None:
     res = _run(["train", "--arch", "1462", "--dataset", "svhn", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "svhn" in res.output and "cifar10" in res.output
