@@ -65,6 +65,8 @@ def test_holdout_split_records_positions_in_the_full_training_split() -> None:
 def test_nb201_cifar10_valid_split_is_the_pinned_half() -> None:
     mask = nb201_cifar10_valid_mask()
     assert mask.shape == (50_000,) and int(mask.sum()) == 25_000 and not mask.flags.writeable
+    # the first entries of the source's "train" list (configs/nas-benchmark/cifar-split.txt of AutoDL-Projects)
+    assert np.flatnonzero(~mask[:20]).tolist() == [0, 5, 7, 11, 13, 15, 16, 17]
     labels = np.zeros(50_000, dtype=np.int64)
     keep, hold = holdout_positions("cifar10", labels, "nb201")
     assert keep.size == hold.size == 25_000 and np.array_equal(np.flatnonzero(mask), hold)
