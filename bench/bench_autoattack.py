@@ -74,7 +74,7 @@ def peer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: tuple[float, .
 
     accs = []
     for e in eps:
-        adv = aa.AutoAttack(model, eps=e / 255, norm="Linf", version="standard", seed=0, verbose=False)
+        adv = aa.AutoAttack(model, eps=e / 255, norm="Linf", version="standard", seed=0)
         x_adv, _ = adv.run_standard_evaluation(x, y, batch_size=len(x))
         with torch.no_grad():
             accs.append((model(x_adv).argmax(1) == y).float().mean().item())
@@ -101,6 +101,7 @@ def main() -> None:
     t0 = time.perf_counter()
     mine, after = ours(model, x, y, eps)
     t_ours = time.perf_counter() - t0
+    print(f"rb201 autoattack: {' / '.join(f'{a:.3f}' for a in mine)} in {t_ours:.1f} s", flush=True)
     t0 = time.perf_counter()
     theirs = peer(model, x, y, eps)
     t_peer = time.perf_counter() - t0

@@ -56,12 +56,13 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Where --weights train keeps trained networks (default OUT/trained)."),
         click.option("--splits", type=click.Choice(["test", "test,valid"]), default=None,
                      help="Evaluate on the test set only, or also on the validation split the recipe holds out "
-                          "[default: the spec's; wu2024: test,valid]."),
+                          "[default: the spec's; wu2024: test,valid], e.g. --splits test,valid --holdout seeded."),
         click.option("--n-valid", type=click.IntRange(min=1),
-                     help="Evaluate on a fixed subset of the validation split."),
+                     help="Evaluate on a fixed subset (seed 0) of the validation split, e.g. --n-valid 1000."),
         click.option("--per-sample", is_flag=True,
                      help="Also store each image's predicted class and the probabilities of the predicted and true "
-                          "class (float16) per key and epsilon/severity."),
+                          "class (float16) per key and epsilon/severity (6 bytes per image each), e.g. "
+                          "--preset wu2024 --per-sample."),
         click.option("--out", required=True, type=click.Path(), help="Output directory of the shards."),
         click.option("--force-new-spec", is_flag=True, help="Allow shards of another spec in the same --out."),
         click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
