@@ -167,6 +167,14 @@ def result_step(out: Path, archs: tuple[int, ...] = DEMO_ARCHS) -> DemoStep:
     return DemoStep("query the built dataset", time.perf_counter() - t0, lines)
 
 
+def default_out() -> Path:
+    """Where the demo works unless told otherwise: ``demo`` under the rb201 cache folder (outside any source tree;
+    ``$RB201_CACHE`` moves it)."""
+    from .store.integrity import user_cache_dir
+
+    return user_cache_dir() / "demo"
+
+
 def run_demo(
     out: str | Path,
     *,

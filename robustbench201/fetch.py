@@ -12,9 +12,11 @@ Registry format (JSON)::
                            "files": [{"name": "manifest.json", "url": "manifest.json",
                                       "sha256": "...", "size": 1234}, ...]}}}
 
-``url`` is resolved against ``base_url`` unless absolute. Environment: ``RB201_CACHE`` moves the cache folder,
-``RB201_MIRROR`` replaces every dataset's ``base_url`` (a mirror), ``RB201_REGISTRY`` names a registry file to use
-instead of the one shipped with the package.
+``url`` is resolved against ``base_url`` unless absolute. A mirror (``--base-url``, ``$RB201_MIRROR``; ``http(s)://``
+or ``file://``) holds the dataset's layout: each file is fetched as its ``name`` under the mirror. Environment:
+``RB201_CACHE`` moves the cache folder, ``RB201_REGISTRY`` names a registry file to use instead of the one shipped
+with the package (which lists ``jung2023-original``, the published accuracy files of Jung et al.). Downloaded files
+get the mode a plain ``open()`` gives (0644 under the usual umask).
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from urllib.request import url2pathname
 
 from .errors import DataIntegrityError, Rb201Error, choice_error
 from .store.atomic import sha256_file, write_text_atomic
+from .store.integrity import ENV_CACHE as INTEGRITY_ENV_CACHE
+from .store.integrity import user_cache_dir
 
 log = logging.getLogger(__name__)
 
 REGISTRY_FORMAT = "rb201-registry"
 REGISTRY_VERSION = 1
-ENV_CACHE = "RB201_CACHE"
+ENV_CACHE = INTEGRITY_ENV_CACHE  # one cache folder for downloads and verified stamps
 ENV_MIRROR = "RB201_MIRROR"
 ENV_REGISTRY = "RB201_REGISTRY"
 _CHUNK = 1 << 20
@@ -60,21 +64,18 @@ class RegistryEntry:
     files: tuple[RegistryFile, ...]
     description: str = ""
 
-    def url_of(self, f: RegistryFile, base_url: str | None = None) -> str:
-        base = base_url or self.base_url
-        if not base.endswith("/"):
-            base += "/"
+    def url_of(self, f: RegistryFile, mirror: str | None = None) -> str:
+        """The file's URL: its ``url`` resolved against ``base_url``; with a ``mirror`` (a copy of the dataset's
+        layout elsewhere), the file's ``name`` under the mirror, whatever its original URL."""
+        if mirror:
+            return urljoin(mirror if mirror.endswith("/") else mirror + "/", f.name)
+        base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
         return urljoin(base, f.url)
 
 
 def cache_dir() -> Path:
     """Where downloads go: ``$RB201_CACHE`` or the OS cache folder (e.g. ``~/.cache/rb201``)."""
-    env = os.environ.get(ENV_CACHE)
-    if env:
-        return Path(env).expanduser()
-    import pooch
-
-    return Path(pooch.os_cache("rb201"))
+    return user_cache_dir()
 
 
 def _shipped_registry() -> dict[str, Any]:
@@ -235,7 +236,7 @@ def download(
     """Download every file of dataset ``name`` into ``dest`` (default ``cache_dir()/name``) and return the folder.
 
     Files already present with the right sha256 are not downloaded again; interrupted transfers resume. ``base_url``
-    (or ``$RB201_MIRROR``) replaces the registry's base URL.
+    (or ``$RB201_MIRROR``) is a mirror holding the dataset's layout (files fetched by name under it).
     """
     import pooch
 
@@ -276,8 +277,15 @@ def download(
             part.unlink(missing_ok=True)
             raise DownloadError(f"{url}: sha256 does not match the registry; the download was discarded") from None
         part.unlink(missing_ok=True)
+        final.chmod(0o666 & ~_umask())  # the mode a plain open() gives, like every other file rb201 writes
         log.info("verified %s", final)
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def publish(

@@ -102,7 +102,9 @@ def test_rank_correlations_fall_with_epsilon(jung: pd.DataFrame) -> None:
 
 
 def test_run_analyses_writes_figures(small: pd.DataFrame, tmp_path: Path) -> None:
-    res = an.run_analyses(small, tmp_path, "all", "toy")
+    from robustbench201.search.report import analyze
+
+    res = analyze(small, tmp_path, "all", "toy").results
     names = sorted(Path(p).name for p in res["figures"])
     assert names == sorted(
         f"toy_{n}.png"

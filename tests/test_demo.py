@@ -34,3 +34,15 @@ def test_demo_cli_table_only():
     res = CliRunner().invoke(main, ["demo", "--table-only"])
     assert res.exit_code == 0, res.output
     assert "query the shipped table" in res.output and "#655" in res.output
+
+
+def test_the_demo_works_outside_the_source_tree_by_default(tmp_path, monkeypatch):
+    from robustbench201.demo import default_out
+
+    monkeypatch.setenv("RB201_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    assert default_out() == tmp_path / "cache" / "demo"
+    res = CliRunner().invoke(main, ["demo", "--table-only"])
+    assert res.exit_code == 0, res.output
+    assert str(tmp_path / "cache" / "demo") in res.output
+    assert not (tmp_path / "rb201-demo").exists()

@@ -10,16 +10,15 @@ from . import run_library
 @click.command("demo")
 @click.option(
     "--out",
-    default="rb201-demo",
-    show_default=True,
+    default=None,
     type=click.Path(file_okay=False),
-    help="Working folder (re-running resumes the build).",
+    help="Working folder (re-running resumes the build) [default: demo/ in the rb201 cache, ~/.cache/rb201/demo].",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True, help="Training epochs per cell.")
 @click.option("--n-test", type=click.IntRange(min=10), default=200, show_default=True, help="Test digits evaluated.")
 @click.option("--table-only", is_flag=True, help="Only query the shipped table (instant).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def demo(out: str, epochs: int, n_test: int, table_only: bool, no_progress: bool) -> None:
+def demo(out: str | None, epochs: int, n_test: int, table_only: bool, no_progress: bool) -> None:
     """Query the shipped table, then build a small robustness dataset end to end on CPU (a few minutes).
 
     The build trains four small NB201 cells on MNIST-5k, evaluates them with the 'smoke' preset (attacks,
@@ -29,9 +28,12 @@ def demo(out: str, epochs: int, n_test: int, table_only: bool, no_progress: bool
     \b
     Examples:
       rb201 demo
+      rb201 demo --out ./demo-run
       rb201 demo --table-only
     """
-    from ..demo import run_demo
+    from ..demo import default_out, run_demo
+
+    out = out or str(default_out())
 
     def show(step) -> None:  # type: ignore[no-untyped-def]
         click.echo(click.style(f"== {step.name} ({step.seconds:.1f} s)", bold=True))

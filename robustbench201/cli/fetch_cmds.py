@@ -13,7 +13,7 @@ from . import run_library
 @click.option(
     "--registry", type=click.Path(dir_okay=False), help="Registry JSON (default: $RB201_REGISTRY or shipped)."
 )
-@click.option("--base-url", help="Mirror: replaces the registry's base URL (also $RB201_MIRROR).")
+@click.option("--base-url", help="Mirror holding the dataset's layout, http(s):// or file:// (also $RB201_MIRROR).")
 @click.option("--list", "list_only", is_flag=True, help="List the datasets of the registry and exit.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def download(
@@ -26,7 +26,8 @@ def download(
 
     \b
     Examples:
-      rb201 download --list --registry registry.json
+      rb201 download --list
+      rb201 download jung2023-original --dest ./jung-original && rb201 import-jung ./jung-original --out ./jung
       rb201 download nb201-robustness-v1 --registry registry.json --dest ./nb201rob
     """
     from ..fetch import cache_dir, load_registry
@@ -44,6 +45,10 @@ def download(
         return
     path = run_library(do_download, name, dest, registry=registry, base_url=base_url, progressbar=not quiet)
     click.echo(str(path))
+    if (path / "meta.json").is_file() and not (path / "manifest.json").is_file():
+        click.echo(
+            f"the published layout of Jung et al.: turn it into a dataset with 'rb201 import-jung {path} --out DIR'"
+        )
 
 
 @click.command("publish")

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..tables.formats import FORMATS
 from . import run_library
 
 _ALGOS = ("rs", "re", "ls")
@@ -46,8 +47,10 @@ def _checkpoints(text: str | None) -> list[int] | None:
     help="Random cells uniform over the 15625 cells or over the isomorphism classes.",
 )
 @click.option("--checkpoints", default=None, help="Query counts to report, e.g. '10,50,100,300'.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a regret plot (PNG).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a regret plot (.png, .pdf or .svg by the suffix).")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Tables as aligned text, Markdown, CSV, or everything as JSON.")  # fmt: skip
 def table(
     algos: tuple[str, ...],
     objective: str,
@@ -81,27 +84,45 @@ def table(
     if plot:
         from ..search.plots import regret
 
-        run_library(regret, results, plot)
+        plot = str(run_library(regret, results, plot, dataset))
     if fmt == "json":
         click.echo(json.dumps({"dataset": dataset, "results": summaries}, indent=2))
         return
     from ..space import Arch
+    from ..tables.formats import render
 
     first = results[0]
     opt = Arch.from_index(first.optimum_index)
     cons = f" subject to {' and '.join(first.constraints)}" if first.constraints else ""
-    click.echo(f"objective {'max' if first.maximize else 'min'} {first.objective}{cons} on {dataset}")
-    click.echo(f"table optimum {first.optimum:.4f} at #{opt.index} {opt.string}")
-    for s in summaries:
-        click.echo(f"\n{_NAMES[s['algo']]} ({s['algo']}), {s['runs']} runs, budget {s['budget']}")
-        click.echo(f"{'queries':>8}  {'mean':>7}  {'std':>7}  {'min':>7}  {'max':>7}  {'regret':>7}")
-        for c in s["checkpoints"]:
-            click.echo(
-                f"{c['budget']:>8}  {c['mean']:7.4f}  {c['std']:7.4f}  {c['min']:7.4f}  {c['max']:7.4f}  "
-                f"{c['regret']:7.4f}"
-            )
+    heading = f"objective {'max' if first.maximize else 'min'} {first.objective}{cons} on {dataset}"
+    optimum = f"table optimum {first.optimum:.4f} at #{opt.index} {opt.string}"
+    headers = ("queries", "mean", "std", "min", "max", "regret")
+    if fmt == "text":
+        click.echo(heading)
+        click.echo(optimum)
+    elif fmt == "markdown":
+        click.echo(f"**{heading}**; {optimum}")
+    for s, r in zip(summaries, results, strict=True):
+        rows = [(c["budget"], c["mean"], c["std"], c["min"], c["max"], c["regret"]) for c in s["checkpoints"]]
+        title = f"{_NAMES[s['algo']]} ({s['algo']}), {s['runs']} runs, budget {s['budget']}"
+        if fmt == "csv":
+            click.echo(f"# {title}")
+        elif fmt == "markdown":
+            click.echo(f"\n### {title}\n")
+        else:
+            click.echo(f"\n{title}")
+        click.echo(render(headers, rows, fmt))
+        if fmt == "csv":
+            continue
+        final = r.trajectories[:, -1]
+        gap = abs(first.optimum - float(final.mean()))
+        hit = int((r.regret[:, -1] == 0).sum())
+        click.echo(
+            f"after {s['budget']} queries: mean {final.mean():.4f}, {gap:.4f} from the optimum "
+            f"({100 * gap / abs(first.optimum):.2f}%); {hit}/{s['runs']} runs found the optimum"
+        )
         best = s["most_frequent_best"]
         if best:
             click.echo(f"most often found: #{best['index']} ({best['runs']}/{s['runs']} runs) {best['string']}")
-    if plot:
+    if plot and fmt != "csv":
         click.echo(f"\nregret plot: {plot}")

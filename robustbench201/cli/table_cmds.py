@@ -10,9 +10,10 @@ import math
 
 import click
 
+from ..tables.formats import FORMATS
 from . import run_library
 
-FORMATS = click.Choice(["table", "json", "csv"])
+QUERY_FORMATS = click.Choice(["text", "json", "csv"])
 
 
 def _num(v: float) -> str:
@@ -22,7 +23,7 @@ def _num(v: float) -> str:
 @click.command("query")
 @click.argument("arch")
 @click.option("--dataset", "-d", default=None, help="cifar10, cifar100 or ImageNet16-120 (default: all).")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--format", "fmt", type=QUERY_FORMATS, default="text", show_default=True)
 @click.option(
     "--source", type=click.Path(file_okay=False), default=None, help="A dataset directory (default: embedded)."
 )
@@ -60,11 +61,13 @@ def query(arch: str, dataset: str | None, fmt: str, source: str | None) -> None:
     "--columns", "-c", default="clean,fgsm@1,pgd@1,params", show_default=True, help="Comma-separated wide names."
 )
 @click.option("--where", "-w", default=None, help="Filter: 'COLUMN OP NUMBER' joined by 'and', e.g. 'params<0.5'.")
-@click.option("--sort", "-s", default=None, help="Column to sort by (ascending; NaN last).")
-@click.option("--desc", is_flag=True, help="Sort descending.")
+@click.option("--sort", "-s", default=None, help="Column to sort by, best first (accuracies descending, costs "
+              "ascending; NaN last).")  # fmt: skip
+@click.option("--asc", "order", flag_value="asc", help="Sort ascending whatever the column.")
+@click.option("--desc", "order", flag_value="desc", help="Sort descending whatever the column.")
 @click.option("--limit", "-n", type=int, default=20, show_default=True, help="Rows to show (0: all).")
 @click.option("--all-cells", is_flag=True, help="All 15625 cells instead of one per isomorphism class.")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option(
     "--source", type=click.Path(file_okay=False), default=None, help="A dataset directory (default: embedded)."
 )
@@ -73,7 +76,7 @@ def table(
     columns: str,
     where: str | None,
     sort: str | None,
-    desc: bool,
+    order: str | None,
     limit: int,
     all_cells: bool,
     fmt: str,
@@ -83,37 +86,29 @@ def table(
 
     \b
     Examples:
-      rb201 table --dataset cifar10 --columns clean,fgsm@1,params --where 'params<0.5' --sort fgsm@1 --desc
+      rb201 table --dataset cifar10 --columns clean,fgsm@1,params --where 'params<0.5' --sort fgsm@1 --limit 10
       rb201 table -d cifar100 -c clean,fog:3 --where 'clean>0.7 and fog:3>0.4' --format csv --limit 0
+      rb201 table -c clean,params,edgegpu_latency --sort edgegpu_latency --format markdown
     """
     from .._query import resolve_source
+    from ..tables.formats import render
     from ..tables.select import select
 
     src = run_library(resolve_source, source)
     idx = run_library(src.index, dataset)
     cols = [c.strip() for c in columns.split(",") if c.strip()]
-    sel = run_library(select, idx, cols, where, sort, desc, limit or None, not all_cells)
-    head = ["arch_index", *sel.columns]
+    descending = None if order is None else order == "desc"
+    sel = run_library(select, idx, cols, where, sort, descending, limit or None, not all_cells)
+    rows = [[int(i), *row] for i, row in zip(sel.indices.tolist(), sel.values.tolist())]
     if fmt == "json":
-        recs = [
-            {"arch_index": int(i), **{c: (None if math.isnan(v) else float(v)) for c, v in zip(sel.columns, row)}}
-            for i, row in zip(sel.indices.tolist(), sel.values.tolist())
-        ]
-        click.echo(json.dumps({"dataset": sel.dataset, "rows": recs}, indent=1))
+        records = json.loads(render(["arch_index", *sel.columns], rows, "json"))
+        doc = {"dataset": sel.dataset, "sort": sel.sort, "descending": sel.descending, "rows": records}
+        click.echo(json.dumps(doc, indent=1))
         return
-    rows = [[str(i), *(_num(v) for v in row)] for i, row in zip(sel.indices.tolist(), sel.values.tolist())]
-    if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(head)
-        w.writerows(rows)
-        click.echo(buf.getvalue(), nl=False)
-        return
-    widths = [max(len(h), *(len(r[k]) for r in rows)) if rows else len(h) for k, h in enumerate(head)]
-    click.echo("  ".join(h.rjust(w) for h, w in zip(head, widths)))
-    for r in rows:
-        click.echo("  ".join(x.rjust(w) for x, w in zip(r, widths)))
-    click.echo(f"({len(rows)} rows, {sel.dataset})")
+    click.echo(render(["arch_index", *sel.columns], rows, fmt, digits=6))
+    if fmt == "text":
+        how = f", sorted by {sel.sort} {'descending' if sel.descending else 'ascending'}" if sel.sort else ""
+        click.echo(f"({len(rows)} rows, {sel.dataset}{how})")
 
 
 @click.command("import-jung")

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import Rb201Error, check_choice
-from ..space import Arch, ops_table
+from ..space import ops_table
 from ..store.schema import parse_wide_name
 
 #: The four L-inf attacks of the published dataset.
@@ -248,67 +247,3 @@ def pareto_front(df, objective: str, cost: str) -> list[int]:  # type: ignore[no
             best = v
             front.append(int(sub.index[i]))
     return front
-
-
-def run_analyses(df, out: str | Path | None = None, which: str = "all", dataset: str = "") -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Run the analyses ``which`` (kendall, params, surrogates, all) and, with ``out``, write their figures there.
-
-    Returns JSON-ready numbers plus ``"figures"`` (paths written). Sections whose columns the table lacks are
-    reported under ``"skipped"`` with the reason."""
-    check_choice("analysis", which, ("kendall", "params", "surrogates", "all"))
-    res: dict[str, Any] = {"dataset": dataset, "rows": len(df), "figures": [], "skipped": {}}
-    outdir = Path(out) if out is not None else None
-    if outdir is not None:
-        outdir.mkdir(parents=True, exist_ok=True)
-        from . import plots
-    tag = f"{dataset}_" if dataset else ""
-
-    def fig(name: str) -> Path:
-        assert outdir is not None
-        p = outdir / f"{tag}{name}.png"
-        res["figures"].append(str(p))
-        return p
-
-    if which in ("kendall", "all"):
-        try:
-            cvr = clean_vs_robust(df)
-            res["clean_vs_robust"] = cvr.drop(columns="column").to_dict(orient="records")
-            am = attack_matrix(df, 1.0)
-            res["attacks_eps1"] = am.round(4).to_dict()
-            if outdir is not None:
-                plots.heatmap(am, fig("kendall_attacks_eps1"), "Kendall tau between attacks (eps 1/255)")
-                plots.eps_curves(df, fig("robust_vs_eps"), {a: attack_columns(df, a, (255.0,)) for a in ATTACKS})
-        except Rb201Error as exc:
-            res["skipped"]["kendall"] = str(exc)
-        try:
-            cm = corruption_matrix(df)
-            res["corruptions"] = cm.round(4).to_dict()
-            if outdir is not None:
-                plots.heatmap(cm, fig("kendall_corruptions"), "Kendall tau between corruptions (mean over severity)")
-        except Rb201Error as exc:
-            res["skipped"]["corruptions"] = str(exc)
-    if which in ("params", "all"):
-        try:
-            res["equal_params"] = equal_params_study(df)
-            res["equal_params_candidates"] = headline_candidates(df)
-            if outdir is not None and "params" in df.columns and "fgsm@1" in df.columns:
-                front = pareto_front(df, "fgsm@1", "params")
-                plots.pareto(df, "fgsm@1", "params", front, fig("pareto_fgsm1_params"))
-        except Rb201Error as exc:
-            res["skipped"]["params"] = str(exc)
-    if which in ("surrogates", "all"):
-        try:
-            res["surrogates"] = surrogate_correlation(df).to_dict(orient="records")
-        except Rb201Error as exc:
-            res["skipped"]["surrogates"] = str(exc)
-    if outdir is not None and which == "all" and "fgsm@1" in df.columns:
-        best = int(df["fgsm@1"].idxmax())
-        res["best_fgsm1"] = {
-            "index": best,
-            "string": Arch.from_index(best).string,
-            "fgsm@1": float(df.at[best, "fgsm@1"]),
-        }
-        from ..draw import draw_cell
-
-        draw_cell(best, fig("best_cell_fgsm1"), title=f"NB201 #{best}: best FGSM (eps 1/255) accuracy")
-    return res

@@ -31,6 +31,8 @@ class Selection:
     columns: tuple[str, ...]
     indices: np.ndarray
     values: np.ndarray
+    sort: str | None = None
+    descending: bool | None = None  # the direction used when sorted
 
 
 def parse_where(text: str) -> list[tuple[str, str, float]]:
@@ -59,18 +61,34 @@ def _column(idx: Index, name: str) -> np.ndarray:
     return idx.filled[:, idx.column(name)]
 
 
+#: Families whose values are better when higher (accuracies, proxies scored higher-is-better); costs, latencies,
+#: energies and surrogates (Jacobian norm, Hessian eigenvalue: smaller means smoother) are better when lower.
+_HIGHER_IS_BETTER = ("clean", "adversarial", "corruption", "certified", "nb201-training", "zero-cost")
+
+
+def best_first_descending(idx: Index, column: str) -> bool:
+    """Whether "best first" means descending for ``column``: accuracies yes; costs, latencies, surrogates no."""
+    if column in _SPECIAL:
+        return False
+    info = idx.info[idx.column(column)]
+    if info["family"] == "certified" and info["measure"] not in ("accuracy", "value"):
+        return True  # margin lower bounds: larger is more robust too
+    return info["family"] in _HIGHER_IS_BETTER
+
+
 def select(
     idx: Index,
     columns: list[str] | None = None,
     where: str | None = None,
     sort: str | None = None,
-    descending: bool = False,
+    descending: bool | None = None,
     limit: int | None = None,
     unique: bool = True,
 ) -> Selection:
     """Filter, sort (stable; NaN last) and cut the rows of one dataset's wide table.
 
-    ``unique`` keeps one row per isomorphism class (its representative)."""
+    ``descending`` None sorts best first (:func:`best_first_descending`). ``unique`` keeps one row per isomorphism
+    class (its representative)."""
     cols = list(columns) if columns else list(idx.names)
     for c in cols:
         if c not in _SPECIAL:
@@ -81,6 +99,8 @@ def select(
             v = _column(idx, col)[rows]
             rows = rows[_OPS[op](v, num)]
     if sort:
+        if descending is None:
+            descending = best_first_descending(idx, sort)
         key = _column(idx, sort)[rows]
         order = np.argsort(-key if descending else key, kind="stable")  # NaN sorts last either way
         rows = rows[order]
@@ -89,4 +109,4 @@ def select(
             raise Rb201Error(f"limit must be >= 0, got {limit}")
         rows = rows[:limit]
     values = np.column_stack([_column(idx, c)[rows] for c in cols]) if cols else np.empty((len(rows), 0))
-    return Selection(idx.dataset, tuple(cols), rows, values)
+    return Selection(idx.dataset, tuple(cols), rows, values, sort, descending if sort else None)
