@@ -1,7 +1,8 @@
 """The real single-node Slurm cluster of the Slurm tests (``tests/slurm/start-cluster.sh``), as a pytest fixture.
 
 As root the cluster is installed if needed and started (or an already running one reused); a failure to start fails
-the tests with the script's own words. Without root the tests use a cluster that is already up, or skip saying why.
+the tests with the script's own words. Without root the tests use a cluster that is already up; otherwise they fail
+in CI (the environment variable ``CI`` is set) and skip, saying why, in a local run.
 Every test session holds a shared lock on ``$RB201_SLURM_DIR/users.lock`` while it uses the cluster; at the end
 ``stop-cluster.sh --if-unused`` stops the daemons unless another session still holds it (``RB201_SLURM_KEEP=1``
 leaves them running).
@@ -61,6 +62,11 @@ def start() -> tuple[Cluster, int | None]:
     if os.geteuid() != 0:
         if _cluster_up(conf):
             return Cluster(str(conf), "(running)", 0.0, 0.0, 0.0, True), None
+        if os.environ.get("CI"):
+            pytest.fail(
+                f"CI is set but the tests run as {os.environ.get('USER', 'uid ' + str(os.geteuid()))}, not root: the "
+                "Slurm tests cannot install and start slurmctld/slurmd/munge (tests/slurm/start-cluster.sh needs root)"
+            )
         pytest.skip(
             "the Slurm tests need root to install and start slurmctld/slurmd/munge (CI runs as root), or a test "
             f"cluster already up: start it with `sudo bash {SCRIPTS / 'start-cluster.sh'}`"

@@ -27,6 +27,7 @@ RANGE = (0, 60)  # 57 representatives
 JOB = ["--dataset", "mnist5k", "--weights", "init", "--channels", "4", "--cells", "1", "--n-test", "64"]
 # a time limit above 10 minutes: below, submitit counts any USR2 as a time-out (it guarantees min(80%, limit - 10 min))
 TASK = ["--executor", "slurm", "--gpus-per-task", "0", "--cpus-per-task", "1", "--time", "30"]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 CELLS = [i for i in range(*RANGE) if representative_indices()[i] == i]
 
 
@@ -122,7 +123,10 @@ def slurm(slurm_cluster, spec_file, monkeypatch, request):
 
 def test_launch_submits_one_job_array_whose_merge_equals_a_single_process_evaluate(slurm, reference, tmp_path):
     out = tmp_path / "shards"
-    output, job = slurm.launch("--shards", "3", "--arch-range", "0:60", *JOB, "--spec", slurm.spec,
+    # every cluster option, as sbatch options the controller records (no accounting database: --qos is not kept)
+    options = ["--partition", "rb201", "--account", "nas", "--qos", "normal", "--constraint", "rb201test",
+               "--mem-gb", "1", "--array-parallelism", "2", "--slurm-extra", "comment=rb201-e2e"]  # fmt: skip
+    output, job = slurm.launch("--shards", "3", "--arch-range", "0:60", *JOB, "--spec", slurm.spec, *options,
                                "--out", str(out), "--wait")  # fmt: skip
     slurm.wait_gone(job)
     assert f"submitted job array {job} (rb201-mnist5k): 3 tasks" in output
@@ -132,6 +136,11 @@ def test_launch_submits_one_job_array_whose_merge_equals_a_single_process_evalua
     assert f"logs:     {out}/submitit/{job}_<task>/{job}_<task>_0_log.{{out,err}}" in output and log.is_file()
     info = slurm.scontrol(f"{job}_2")
     assert info["ArrayJobId"] == job and info["JobName"] == "rb201-mnist5k" and info["JobState"] == "COMPLETED"
+    assert (info["Partition"], info["Account"], info["Features"], info["Comment"]) == (
+        "rb201", "nas", "rb201test", "rb201-e2e"
+    )  # fmt: skip
+    assert (info["NumCPUs"], info["MinMemoryNode"], info["TimeLimit"]) == ("1", "1G", "00:30:00"), info
+    assert info["ArrayTaskThrottle"] == "2"  # --array=0-2%2: at most two tasks at once
     status = invoke("status", str(out)).output
     assert f"total: {len(CELLS)} of {len(CELLS)} cells done, 0 failed, 0 left in 3 shards" in status
     invoke("merge", str(out), "--out", str(tmp_path / "ds"))

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..vocab import EXECUTORS
 from . import run_library
 from .build_cmds import FAILED_EXIT, _factory_from, _present, eval_options
 
@@ -18,7 +19,7 @@ from .build_cmds import FAILED_EXIT, _factory_from, _present, eval_options
 @eval_options
 @click.option(
     "--executor",
-    type=click.Choice(["slurm", "local", "debug"]),
+    type=click.Choice(EXECUTORS),
     default="slurm",
     show_default=True,
     help="slurm: sbatch job array; local: subprocesses here; debug: in this process.",

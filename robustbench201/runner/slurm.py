@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import Rb201Error, check_choice
 from ..store.atomic import write_text_atomic
+from ..vocab import EXECUTORS
 from .job import run_job
 from .plan import PlannedShard
 from .resources import TaskResources, local_parameters, sbatch_script, slurm_parameters
@@ -35,7 +36,6 @@ from .worker import EvaluatorFactory
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("slurm", "local", "debug")
 LAUNCH_RECORD = "launch-{job}.json"
 LAUNCH_FORMAT = "rb201-launch"
 

@@ -14,8 +14,8 @@ die() { log "error: $*"; exit 1; }
 # pid_alive FILE NAME: the pid in FILE is a running (not zombie) process called NAME (guards against pid reuse)
 pid_alive() {
   local pid
-  [ -s "$1" ] || return 1
-  pid="$(cat "$1")"
+  pid="$(cat "$1" 2>/dev/null)" || return 1   # the daemon may remove its pid file as it exits
+  [ -n "$pid" ] || return 1
   [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ] || return 1
   [ "$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid/status" 2>/dev/null)" != Z ]
 }
@@ -23,8 +23,8 @@ pid_alive() {
 # stop_pid FILE NAME: TERM the process named in FILE and wait up to 15 s for it to exit (then KILL)
 stop_pid() {
   local file="$1" name="$2" pid i
+  pid="$(cat "$file" 2>/dev/null)" || return 0
   pid_alive "$file" "$name" || { rm -f "$file"; return 0; }
-  pid="$(cat "$file")"
   kill -TERM "$pid" 2>/dev/null || true
   for i in $(seq 150); do pid_alive "$file" "$name" || break; sleep 0.1; done
   if pid_alive "$file" "$name"; then log "$name (pid $pid) ignored TERM for 15 s; killing it"; kill -KILL "$pid" || true; fi

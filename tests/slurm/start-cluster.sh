@@ -5,11 +5,12 @@
 #   export SLURM_CONF=/tmp/rb201-slurm/slurm.conf   # what sbatch / squeue / sinfo need to find it
 #   bash tests/slurm/stop-cluster.sh
 #
-# The node is this host as slurmd reports it (its CPUs and memory), in one partition ($RB201_SLURM_PARTITION),
-# with select/cons_tres and per-core, per-memory allocation, requeue on, and no accounting database. Everything lives
-# under $RB201_SLURM_DIR (default /tmp/rb201-slurm) and the daemons listen on ports 16817/16818, so a system Slurm
-# set-up is never touched. Idempotent: a cluster already running with the same configuration is reused; one with
-# another configuration, or half up, is stopped and started again. The last line printed is the time taken.
+# The node is this host as slurmd reports it (its CPUs and memory; node feature rb201test for --constraint), in one
+# partition ($RB201_SLURM_PARTITION), with select/cons_tres and per-core, per-memory allocation, requeue on, and no
+# accounting database (so --qos is accepted but not recorded). Everything lives under $RB201_SLURM_DIR (default
+# /tmp/rb201-slurm) and the daemons listen on ports 16817/16818, so a system Slurm set-up is never touched.
+# Idempotent: a cluster already running with the same configuration is reused; one with another configuration, or
+# half up, is stopped and started again. The last line printed is the time taken.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=cluster-env.sh
@@ -90,7 +91,7 @@ KillWait=5
 # finished jobs stay visible to squeue/scontrol for 5 minutes (there is no accounting database for sacct)
 MinJobAge=300
 ReturnToService=2
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem $(echo "$hw" | tr ' ' '\n' | grep -E '^(Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=' | tr '\n' ' ')State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem $(echo "$hw" | tr ' ' '\n' | grep -E '^(Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=' | tr '\n' ' ')Features=rb201test State=UNKNOWN
 PartitionName=$RB201_SLURM_PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 
