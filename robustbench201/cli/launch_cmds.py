@@ -158,7 +158,7 @@ def _print_launch(launched: Any, job_name: str, out: str) -> None:
 
 
 def _wait(launched: Any) -> None:
-    from ..runner.slurm import wait_for
+    from ..runner.queue import wait_for
 
     incomplete = 0
     for outcome in run_library(wait_for, launched):

@@ -3,7 +3,7 @@
 Counts come from the files alone, cheaply and without locks: a cell is done when its commit marker
 (``arch-*.parquet``) exists (merge verifies it later), failed when its shard's manifest records a failure and it is
 not done, remaining otherwise. Shards that a launch planned but whose task has not started yet come from the
-``launch-*.json`` records. No torch, no pyarrow.
+launch records (:mod:`.launch_record`). No torch, no pyarrow.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from ..errors import Rb201Error
 from ..store.shardfile import read_shard_manifest
+from .launch_record import read_launch_records
 from .lock import describe_holder, is_locked, read_holder
-from .slurm import LAUNCH_FORMAT
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,7 @@ class ShardProgress:
 def _launch_tasks(out: Path) -> dict[str, dict[str, Any]]:
     """Shard name -> the newest launch task that planned it."""
     tasks: dict[str, dict[str, Any]] = {}
-    records = []
-    for p in out.glob("launch-*.json"):
-        try:
-            rec = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(rec, dict) and rec.get("format") == LAUNCH_FORMAT:
-            records.append(rec)
-    for rec in sorted(records, key=lambda r: str(r.get("submitted", ""))):
+    for rec in read_launch_records(out):
         for t in rec.get("tasks", []):
             if isinstance(t, dict) and isinstance(t.get("shard"), str):
                 tasks[t["shard"]] = {**t, "dataset": rec.get("identity", {}).get("dataset", "")}
