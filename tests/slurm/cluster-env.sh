@@ -5,6 +5,7 @@ RB201_SLURM_DIR="${RB201_SLURM_DIR:-/tmp/rb201-slurm}"
 RB201_SLURM_PORT="${RB201_SLURM_PORT:-16817}"   # slurmctld; slurmd listens on the next port
 RB201_SLURM_PARTITION="${RB201_SLURM_PARTITION:-rb201}"
 export SLURM_CONF="$RB201_SLURM_DIR/slurm.conf"
+export PATH="$PATH:/usr/sbin:/sbin"   # slurmctld, slurmd, munged (not on every user's PATH)
 MUNGE_DIR="$RB201_SLURM_DIR/munge"
 MUNGE_SOCKET="$MUNGE_DIR/munge.socket"
 

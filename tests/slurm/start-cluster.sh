@@ -32,9 +32,18 @@ if [ -n "$missing" ]; then
   log "installing slurmctld slurmd slurm-client munge (missing:$missing)"
   ti=$(date +%s%N)
   export DEBIAN_FRONTEND=noninteractive
+  # the packages' own services (system slurmd/slurmctld/munged) must not start: this cluster runs its own daemons.
+  # policy-rc.d exit status 101 = "action forbidden" for invoke-rc.d; put in place only if none exists, then removed
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq >"$RB201_SLURM_DIR/apt.log" 2>&1 || { tail -20 "$RB201_SLURM_DIR/apt.log" >&2; die "apt-get update failed"; }
   apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >>"$RB201_SLURM_DIR/apt.log" 2>&1 \
     || { tail -20 "$RB201_SLURM_DIR/apt.log" >&2; die "apt-get install failed"; }
+  [ -z "$policy" ] || rm -f "$policy"
   install_s=$(elapsed "$ti")
 fi
 version="$(slurmd -V 2>/dev/null || true)"
