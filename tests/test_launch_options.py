@@ -110,6 +110,16 @@ def test_dry_run_prints_the_job_array_and_its_sbatch_script_and_submits_nothing(
     assert not out.exists()
 
 
+def test_dry_run_of_one_task_is_a_plain_job_and_of_the_local_executor_has_no_sbatch_script(tmp_path, small_eval):
+    args = ["--shards", "1", "--arch-range", "0:8", *BASE, "--out", str(tmp_path / "o"), "--dry-run"]
+    r = invoke("launch", "--executor", "slurm", "--gpus-per-task", "0", *args)
+    assert r.exit_code == 0 and "job rb201-mnist5k: 1 task\n" in r.output and "no GPU" in r.output, r.output
+    assert "--array" not in r.output and "#SBATCH --gpus" not in r.output
+    assert f"#SBATCH --output={tmp_path}/o/submitit/%j/%j_0_log.out" in r.output
+    r = invoke("launch", "--executor", "local", *args)
+    assert r.exit_code == 0 and "1 local task (subprocesses on this machine)" in r.output and "#SBATCH" not in r.output
+
+
 def test_bad_cluster_options_are_clear_errors(tmp_path, small_eval):
     args = ["launch", "--shards", "2", "--arch-range", "0:4", *BASE, "--out", str(tmp_path), "--dry-run"]
     r = invoke(*args, "--time", "12h")

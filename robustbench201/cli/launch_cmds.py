@@ -125,7 +125,7 @@ def launch(executor: str, shards: int, partition: str | None, account: str | Non
     from ..runner import slurm
 
     if dry_run:
-        for line in run_library(slurm.dry_run, parts, out, factory, resources, log_folder):
+        for line in run_library(slurm.dry_run, parts, out, factory, resources, log_folder, executor):
             click.echo(line)
         click.echo("nothing submitted (--dry-run)")
         return

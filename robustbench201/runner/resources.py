@@ -181,14 +181,16 @@ def local_parameters(res: TaskResources) -> dict[str, Any]:
 
 
 def sbatch_script(res: TaskResources, n_tasks: int, folder: str) -> str:
-    """The sbatch script submitit writes for an array of ``n_tasks`` tasks with logs under ``folder`` (its own
-    writer, so ``--dry-run`` shows exactly what would be submitted)."""
+    """The sbatch script submitit writes for ``n_tasks`` tasks with logs under ``folder`` (its own writer, a private
+    function of submitit 1.5, so ``--dry-run`` shows exactly what would be submitted)."""
     import shlex
     import sys
 
     from submitit.slurm import slurm as submitit_slurm
 
     command = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(folder + '/%j')}"
+    # one task is submitted as a plain job, several as an array (submitit's SlurmExecutor does the same)
+    map_count = n_tasks if n_tasks > 1 else None
     return submitit_slurm._make_sbatch_string(
-        command=command, folder=f"{folder}/%j", map_count=n_tasks, **slurm_parameters(res)
+        command=command, folder=f"{folder}/%j", map_count=map_count, **slurm_parameters(res)
     )

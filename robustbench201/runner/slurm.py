@@ -139,21 +139,34 @@ def planned_tasks(shards: list[PlannedShard], factory: EvaluatorFactory) -> list
 
 
 def dry_run(
-    shards: list[PlannedShard], out: str | Path, factory: EvaluatorFactory, resources: TaskResources, folder: str | Path
+    shards: list[PlannedShard],
+    out: str | Path,
+    factory: EvaluatorFactory,
+    resources: TaskResources,
+    folder: str | Path,
+    executor: str = "slurm",
 ) -> list[str]:
     """What ``launch_shards`` would submit, as lines: the array, the resources per task, each task's shard, and
-    the sbatch script submitit would write. Submits nothing."""
+    (Slurm) the sbatch script submitit would write. Submits nothing."""
+    check_choice("executor", executor, EXECUTORS)
     tasks = planned_tasks(shards, factory)
     n = len(tasks)
-    lines = [
-        f"job array {resources.job_name}: {n} task{'s' if n != 1 else ''}, at most "
-        f"{min(n, resources.array_parallelism)} at once",
-        f"each task: {resources.describe()}",
-        f"output: {out}   logs: {folder}/<array id>_<task>/",
-    ]
+    s = "s" if n != 1 else ""
+    if executor != "slurm":
+        lines = [
+            f"{n} {executor} task{s} ({'subprocesses on this machine' if executor == 'local' else 'in this process'})"
+        ]
+    elif n > 1:
+        lines = [f"job array {resources.job_name}: {n} tasks, at most {min(n, resources.array_parallelism)} at once"]
+    else:  # submitit submits a single task as a plain job
+        lines = [f"job {resources.job_name}: 1 task"]
+    logs = f"{folder}/<array id>_<task>/" if executor == "slurm" and n > 1 else f"{folder}/<job id>/"
+    lines += [f"each task: {resources.describe()}", f"output: {out}   logs: {logs}"]
     for i, t in enumerate(tasks):
         where = f"range {t['bounds'][0]}:{t['bounds'][1]}" if t["bounds"] else "listed cells"
         lines.append(f"  task {i}: {t['shard']} ({where}, {t['cells']} cells)")
+    if executor != "slurm":
+        return lines
     try:
         script = sbatch_script(resources, n, str(folder))
     except ImportError:
