@@ -50,7 +50,7 @@ version="$(slurmd -V 2>/dev/null || true)"
 
 # ---- configuration ------------------------------------------------------------------------------------------------
 host="$(hostname -s)"
-hw="$(slurmd -C | head -1)"   # NodeName=... CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=...
+hw="$(slurmd -C 2>&1 | head -1)" || die "slurmd -C cannot describe this host: $hw"   # NodeName=... CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=...
 field() { echo "$hw" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 cpus="$(field CPUs)"; mem="$(field RealMemory)"
 [ -n "$cpus" ] && [ -n "$mem" ] || die "cannot read this host's CPUs and memory from 'slurmd -C': $hw"
