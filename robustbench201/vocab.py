@@ -1,5 +1,5 @@
 """The closed vocabularies of rb201, in one torch-free place: attacks (names, aliases, norms, default budgets),
-semantics, presets, precisions, corruption names and sources, surrogates, certified-bound methods.
+semantics, presets, precisions, launch executors, corruption names and sources, surrogates, certified-bound methods.
 
 Everything else derives from here: the attack classes take their default budgets from :data:`ATTACKS`, evaluation
 specs validate against these sets, the measure registries are keyed by them, and the command line offers them as
@@ -141,6 +141,8 @@ NORMS: tuple[str, ...] = ("Linf", "L2")
 
 PRESETS: tuple[str, ...] = ("jung2023", "full", "smoke")
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "amp")
+#: Where ``rb201 launch`` runs its shard tasks (submitit): an sbatch job array, subprocesses here, this process.
+EXECUTORS: tuple[str, ...] = ("slurm", "local", "debug")
 #: Jacobian Frobenius norm, largest Hessian eigenvalue, Hessian trace (PROTOCOL.md section 6; the trace is ours).
 SURROGATES: tuple[str, ...] = ("jacobian", "hessian", "hessian_trace")
 CERTIFIED_METHODS: tuple[str, ...] = ("ibp", "crown-ibp")
