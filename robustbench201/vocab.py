@@ -1,6 +1,6 @@
 """The closed vocabularies of rb201, in one torch-free place: attacks (names, aliases, norms, default budgets),
-semantics, presets, precisions, corruption names and sources, surrogates, certified-bound methods, evaluation
-splits, training recipes (with their default hyper-parameters) and held-out validation splits.
+semantics, presets, precisions, launch executors, corruption names and sources, surrogates, certified-bound methods,
+evaluation splits, training recipes (with their default hyper-parameters) and held-out validation splits.
 
 Everything else derives from here: the attack classes take their default budgets from :data:`ATTACKS`, evaluation
 specs validate against these sets, the measure registries are keyed by them, and the command line offers them as
@@ -206,6 +206,8 @@ PRESETS: tuple[str, ...] = ("jung2023", "full", "smoke", "wu2024")
 #: held out of the training set (``valid``; see :data:`HOLDOUTS`).
 SPLITS: tuple[str, ...] = ("test", "valid")
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "amp")
+#: Where ``rb201 launch`` runs its shard tasks (submitit): an sbatch job array, subprocesses here, this process.
+EXECUTORS: tuple[str, ...] = ("slurm", "local", "debug")
 #: Jacobian Frobenius norm, largest Hessian eigenvalue, Hessian trace (PROTOCOL.md section 6; the trace is ours).
 SURROGATES: tuple[str, ...] = ("jacobian", "hessian", "hessian_trace")
 CERTIFIED_METHODS: tuple[str, ...] = ("ibp", "crown-ibp")
