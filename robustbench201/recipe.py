@@ -8,9 +8,9 @@ Two named recipes live in :data:`robustbench201.vocab.RECIPES` (defaults and all
   Nesterov), weight decay 5e-4, batch 256, PyTorch's OneCycleLR to a peak of 0.05 stepped per batch (its defaults,
   as in their code: 30% warm-up, cosine annealing, momentum cycled between 0.85 and 0.95), adversarial training
   with L-inf PGD-7 at 8/255, step 2/255, uniform random start, computed with the model in eval mode, loss on the
-  adversarial batch only. One deviation, so that validation rows exist: 10% of each class of the training set is
-  held out (``holdout='seeded'``); ``holdout='none'`` trains on every image as Wu et al. did (their ``val_*``
-  numbers are computed on the test set).
+  adversarial batch only. They report their numbers on a validation set (``val_pgd_8.0_acc``) without saying here
+  how it is formed; rb201 holds out 10% of each class of the training set, seed 0 (``holdout='seeded'``), so that
+  the validation rows come from images the network never trained on; ``holdout='none'`` trains on every image.
 
 Epsilon and step are in pixel units of 1/255. :attr:`TrainRecipe.label` is the ``weights`` value of every row and
 names the trained-network files: ``train-{E}ep`` for the plain ``nb201`` recipe (as before recipes existed),
