@@ -247,3 +247,44 @@ def test_official_networks_refuse_a_recipe_and_the_validation_split(tmp_path) ->
     spec = preset("wu2024").to_json()
     with pytest.raises(Rb201Error, match="holds nothing out"):
         _job(WeightsChoice.parse("train", epochs=1), spec).check_splits()
+
+
+def test_evaluate_weights_train_resumes_an_interrupted_adversarial_training(tmp_path, monkeypatch) -> None:
+    """``--weights train --recipe ...``: a run killed after epoch 1 of 2 resumes from its partial checkpoint (epoch 2
+    only) and ends with the weights of an uninterrupted run."""
+    import robustbench201.train as train_mod
+    from robustbench201.train import partial_file
+
+    resumed_from: list[int] = []
+
+    def recording(*a, **kw):  # type: ignore[no-untyped-def]
+        res = train_model(*a, **kw)
+        resumed_from.append(res.resumed_from)
+        return res
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (48, 1, 28, 28), dtype=np.uint8)
+    data = ImageSet("mnist5k", "train", images, np.arange(48) % 10)
+    recipe = TrainRecipe.of("wu2024", epochs=2, batch_size=16, adv_steps=2, holdout="seeded", holdout_fraction=0.25)
+    part = partial_file(checkpoint_file(tmp_path, "mnist5k", 2, 5, recipe=recipe))
+
+    class Killed(Exception):
+        pass
+
+    def kill(stats) -> None:  # type: ignore[no-untyped-def]
+        raise Killed
+
+    with pytest.raises(Killed):
+        train_model(2, data, seed=5, checkpoint_path=part, on_epoch_end=kill, recipe=recipe, **TINY)
+    assert part.is_file()
+    j = EvalJob("{}", "abc123", dataset="mnist5k", weights=WeightsChoice.parse("train", recipe=recipe), seed=5,
+                train_dir=str(tmp_path), **TINY)  # fmt: skip
+    monkeypatch.setattr(train_mod, "train_model", recording)
+    resumed = j.model(2, "cpu", data)
+    assert resumed_from == [1]
+    assert not part.exists() and checkpoint_file(tmp_path, "mnist5k", 2, 5, recipe=recipe).is_file()
+    whole = train_model(2, data, seed=5, recipe=recipe, **TINY).model
+    sr, sw = resumed.state_dict(), whole.state_dict()
+    assert all(torch.equal(sr[k], sw[k]) for k in sw)
+    loaded = load_trained(tmp_path, 2, "mnist5k", 5, recipe=recipe, **TINY)
+    assert all(torch.equal(v, sw[k]) for k, v in loaded.state_dict().items())
