@@ -12,6 +12,7 @@ import click
 
 from ..vocab import PRESETS
 from . import run_library
+from .recipe_opts import recipe_options
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 FAILED_EXIT = 3  # exit status when some architectures failed (they are recorded in the shard manifest)
@@ -37,8 +38,9 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--weights", required=True, metavar="train|nats:PATH|DIR|init",
                      help="train: train here (--epochs); nats:PATH: official archive files (--trust-pickle); "
                           "DIR: rb201-trained networks; init: seeded initialization."),
-        click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True,
-                     help="Training epochs of the weights (200 or 12 for the official archives)."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None,
+                     help="Training epochs of the weights [default: the recipe's, 200 for nb201 and the official "
+                          "archives (which hold 12 or 200), 50 for wu2024]."),
         click.option("--seed", type=click.IntRange(min=0), default=777, show_default=True,
                      help="Training / initialization seed of the weights."),
         click.option("--trust-pickle", is_flag=True, help="Allow unpickling official weight files (runs code)."),
@@ -52,6 +54,15 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Cells per stage N (init/train)."),
         click.option("--train-dir", type=click.Path(file_okay=False),
                      help="Where --weights train keeps trained networks (default OUT/trained)."),
+        click.option("--splits", type=click.Choice(["test", "test,valid"]), default=None,
+                     help="Evaluate on the test set only, or also on the validation split the recipe holds out "
+                          "[default: the spec's; wu2024: test,valid], e.g. --splits test,valid --holdout seeded."),
+        click.option("--n-valid", type=click.IntRange(min=1),
+                     help="Evaluate on a fixed subset (seed 0) of the validation split, e.g. --n-valid 1000."),
+        click.option("--per-sample", is_flag=True,
+                     help="Also store each image's predicted class and the probabilities of the predicted and true "
+                          "class (float16) per key and epsilon/severity (6 bytes per image each), e.g. "
+                          "--preset wu2024 --per-sample."),
         click.option("--out", required=True, type=click.Path(), help="Output directory of the shards."),
         click.option("--force-new-spec", is_flag=True, help="Allow shards of another spec in the same --out."),
         click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
@@ -62,11 +73,12 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     ]  # fmt: skip
     for opt in reversed(opts):
         fn = opt(fn)
-    return fn
+    return recipe_options(fn)
 
 
 _FACTORY_KEYS = ("preset", "spec_file", "spec_hash", "dataset", "weights", "epochs", "seed", "trust_pickle", "n_test",
-                 "data_root", "corruptions", "channels", "n_cells", "train_dir", "out")  # fmt: skip
+                 "data_root", "corruptions", "channels", "n_cells", "train_dir", "out", "recipe", "adversarial",
+                 "adv_eps", "adv_step", "adv_steps", "holdout", "splits", "per_sample", "n_valid")  # fmt: skip
 
 
 def make_factory(**options: Any) -> Any:
