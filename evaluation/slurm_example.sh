@@ -27,7 +27,8 @@ for DS in cifar10 cifar100 ImageNet16-120; do
 done
 
 cat <<MSG
-Submitted. When the arrays have finished:
+Submitted. Progress (readable while the tasks run): rb201 status $SCRATCH/rb201/shards-cifar10
+When the arrays have finished:
   rb201 merge $SCRATCH/rb201/shards-cifar10 $SCRATCH/rb201/shards-cifar100 \\
       $SCRATCH/rb201/shards-ImageNet16-120 --out $SCRATCH/rb201/rb201-$PRESET
   rb201 validate $SCRATCH/rb201/rb201-$PRESET

@@ -47,7 +47,7 @@ def _arch_index(arch: object) -> int:
 
 
 class Dataset:
-    """A dataset directory (manifest + schema v1 Parquet, docs/ARCHITECTURE.md) with the query/table API.
+    """A dataset directory (manifest + schema v1 or v2 Parquet, docs/ARCHITECTURE.md) with the query/table API.
 
     Every listed file's size is checked on opening, and each file's sha256 before its first use (a file verified
     earlier and unchanged since is not hashed again: :mod:`robustbench201.store.integrity`); a file that fails is
@@ -116,12 +116,13 @@ class Dataset:
         return tuple(self._dataset(d) for d in dataset)
 
     def read_results(self, dataset: str | None = None, columns: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
-        """All tidy schema v1 rows (a pyarrow Table), optionally of one dataset and of some wide columns only."""
+        """All tidy rows as schema v2 (a pyarrow Table; v1 files' rows are on the test split), optionally of one
+        dataset and of some wide columns only."""
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        from .store.schema import check_table_schema, pa_schema
+        from .store.schema import conform_table
 
         tables = []
         for f in self.manifest.of_kind("results"):
@@ -131,9 +132,7 @@ class Dataset:
                     t = pf.read()
             except (OSError, ValueError, pa.ArrowException) as exc:
                 raise DataIntegrityError(f"cannot read {path} (corrupt or truncated?): {exc}") from None
-            check_table_schema(t.schema, str(path))
-            meta = t.schema.metadata
-            tables.append(t.select(list(pa_schema().names)).cast(pa_schema()).replace_schema_metadata(meta))
+            tables.append(conform_table(t, str(path)))
         if not tables:
             raise DataIntegrityError(f"{self.path} lists no results files")
         t = pa.concat_tables(tables)
@@ -189,8 +188,8 @@ class Dataset:
     def table(self, dataset: str | None = None, form: str = "wide", columns: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
         """A pandas DataFrame. ``wide``: one dataset's table (``dataset`` may be omitted when the source holds only
         one), index ``arch_index`` (all 15625), a ``representative`` column and one column per wide name, class-level
-        columns filled for isomorphs. ``long``: the tidy schema v1 rows as stored (of every dataset when ``dataset``
-        is None; a ``dataset`` column says which)."""
+        columns filled for isomorphs. ``long``: the tidy rows (schema v2, with their ``split``) of every dataset
+        when ``dataset`` is None (a ``dataset`` column says which)."""
         import pandas as pd
 
         if form == "long":
@@ -214,12 +213,13 @@ def _columns_filter(t, columns: Sequence[str]):  # type: ignore[no-untyped-def]
     """pyarrow boolean mask of the rows that make up the given wide columns."""
     import pyarrow.compute as pc
 
-    from .store.schema import parse_wide_name
+    from .store.schema import parse_wide_name, split_key
 
     mask = None
     for name in columns:
-        key, eps, sev, meas, sem = parse_wide_name(name)
-        m = pc.equal(t.column("key"), key)
+        qkey, eps, sev, meas, sem = parse_wide_name(name)
+        split, key = split_key(qkey)
+        m = pc.and_(pc.equal(t.column("key"), key), pc.equal(t.column("split"), split))
         m = pc.and_(m, pc.is_nan(t.column("epsilon")) if math.isnan(eps) else pc.equal(t.column("epsilon"), eps))
         m = pc.and_(m, pc.equal(t.column("severity"), sev))
         ms = ["accuracy", "value"] if meas is None else [meas]
@@ -461,5 +461,5 @@ def table(
 
 
 def load(source: str | Path | Dataset | None = None, dataset: str | None = None, columns: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
-    """All tidy schema v1 rows of a source (default: the embedded table) as a pandas DataFrame."""
+    """All tidy rows (schema v2) of a source (default: the embedded table) as a pandas DataFrame."""
     return resolve_source(source).table(dataset, "long", columns)

@@ -1,4 +1,5 @@
-"""Evaluation specs: a frozen, hashable :class:`EvalSpec` and the presets ``jung2023``, ``full`` and ``smoke``.
+"""Evaluation specs: a frozen, hashable :class:`EvalSpec` and the presets ``jung2023``, ``full``, ``smoke`` and
+``wu2024``.
 
 Units: every epsilon is in pixel units of 1/255 (``1.0`` = an L-inf radius of 1/255 on [0, 1] images; L2 radii use
 the same unit), ``0 < eps <= 255``. A spec records the full attack budgets (defaults filled in), so its canonical
@@ -24,6 +25,7 @@ from .vocab import (
     CORRUPTIONS,
     PRECISIONS,
     SEMANTICS,
+    SPLITS,
     SURROGATES,
     canonical_attack,
 )
@@ -81,7 +83,13 @@ class EvalSpec:
     opt-in). ``batch_size``: rows per forward pass at the start (halved on out-of-memory). Corruptions are
     evaluated only when a corruption source is given; ``corruption_source`` says which sources the spec accepts.
     Surrogates are computed on ``surrogate_n`` training images, certified bounds on the first ``certified_n``
-    test images."""
+    test images.
+
+    ``splits``: where clean accuracy and the attacks are evaluated: always the test set (``test``), and with
+    ``valid`` also a split held out of the training set (corruptions and certified bounds stay on the test set).
+    ``per_sample``: also store, per (key, epsilon or severity), each image's predicted class and the softmax
+    probability of the predicted and of the true class (float16) in the arrays. Both fields enter the canonical JSON
+    (and so the hash) only when they differ from their defaults, so specs that do not use them keep their hash."""
 
     name: str = "custom"
     attacks: tuple[AttackSpec, ...] = ()
@@ -100,9 +108,19 @@ class EvalSpec:
     semantics: str = "cumulative"
     fast_forward: bool = True
     extra: tuple[tuple[str, Any], ...] = field(default=())
+    splits: tuple[str, ...] = ("test",)
+    per_sample: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attacks", tuple(self.attacks))
+        splits = tuple(self.splits)
+        for sp in splits:
+            check_choice("evaluation split", sp, SPLITS)
+        if "test" not in splits:
+            raise Rb201Error(f"splits {splits} lack 'test'; allowed: ('test',) or ('test', 'valid')")
+        object.__setattr__(self, "splits", tuple(sp for sp in SPLITS if sp in splits))
+        if not isinstance(self.per_sample, bool):
+            raise Rb201Error(f"per_sample {self.per_sample!r} not allowed; allowed: True or False")
         names = [a.name for a in self.attacks]
         if len(set(names)) != len(names):
             raise Rb201Error(f"attacks {names} list an attack twice; give one grid per attack")
@@ -132,6 +150,11 @@ class EvalSpec:
 
     # ---- serialization ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        optional: dict[str, Any] = {}
+        if self.splits != ("test",):
+            optional["splits"] = list(self.splits)
+        if self.per_sample:
+            optional["per_sample"] = True
         return {
             "name": self.name,
             "attacks": [{"name": a.name, "epsilons": list(a.epsilons), "params": dict(a.params)} for a in self.attacks],
@@ -150,6 +173,7 @@ class EvalSpec:
             "semantics": self.semantics,
             "fast_forward": self.fast_forward,
             "extra": dict(self.extra),
+            **optional,
         }
 
     def to_json(self) -> str:
@@ -186,7 +210,7 @@ class EvalSpec:
             attacks = tuple(
                 AttackSpec(a["name"], tuple(a["epsilons"]), tuple(a["params"].items())) for a in d.pop("attacks", [])
             )
-            tuples = ("corruptions", "severities", "surrogates", "certified", "certified_epsilons")
+            tuples = ("corruptions", "severities", "surrogates", "certified", "certified_epsilons", "splits")
             kw = {k: tuple(v) if k in tuples else v for k, v in d.items()}
             kw["extra"] = tuple(sorted(kw.get("extra", {}).items()))
             return cls(attacks=attacks, **kw)
@@ -270,12 +294,25 @@ def _smoke() -> EvalSpec:
     )
 
 
-_PRESETS = {"jung2023": _jung2023, "full": _full, "smoke": _smoke}
+def _wu2024() -> EvalSpec:
+    """NAS-RobBench-201's evaluation (PROTOCOL.md section 8): clean, FGSM and PGD-20 (step 2.5 eps / 20, uniform
+    random start) at 3/255 and 8/255, each epsilon on its own, on the held-out validation split and the test set."""
+    eps = (3, 8)
+    return EvalSpec(
+        name="wu2024",
+        attacks=(attack("fgsm", eps), attack("pgd", eps, steps=20, step_factor=2.5, random_start=True)),
+        semantics="per-epsilon",
+        splits=("test", "valid"),
+    )
+
+
+_PRESETS = {"jung2023": _jung2023, "full": _full, "smoke": _smoke, "wu2024": _wu2024}
 
 
 def preset(name: str) -> EvalSpec:
     """A named spec: ``jung2023`` (the published protocol, per-epsilon semantics), ``full`` (everything,
-    cumulative semantics) or ``smoke`` (tiny budgets for tests and CPU demos)."""
+    cumulative semantics), ``smoke`` (tiny budgets for tests and CPU demos) or ``wu2024`` (NAS-RobBench-201's
+    evaluation of adversarially trained networks, on the validation split and the test set)."""
     if name not in _PRESETS:
         raise choice_error("evaluation preset", name, list(_PRESETS))
     return _PRESETS[name]()

@@ -1,8 +1,14 @@
-"""Training with the NAS-Bench-201 protocol (PROTOCOL.md section 3), resumable, and our checkpoint layout.
+"""Training with a recipe (:mod:`robustbench201.recipe`), resumable, and our checkpoint layout.
 
-Protocol: SGD (lr 0.1, momentum 0.9, Nesterov, weight decay 5e-4 on all parameters), batch 256, plain
-cross-entropy, cosine schedule from 0.1 to 0 set once per epoch over the run's epochs (200 for the full protocol,
-12 for the short one, any count for CPU demos), PyTorch default initialisation, no cutout, no label smoothing.
+Recipe ``nb201`` (the default) is the NAS-Bench-201 protocol (PROTOCOL.md section 3): SGD (lr 0.1, momentum 0.9,
+Nesterov, weight decay 5e-4 on all parameters), batch 256, plain cross-entropy, cosine schedule from 0.1 to 0 set
+once per epoch over the run's epochs (200 for the full protocol, 12 for the short one, any count for CPU demos),
+PyTorch default initialisation, no cutout, no label smoothing. Recipe ``wu2024`` is NAS-RobBench-201's adversarial
+training (PROTOCOL.md section 8): OneCycleLR stepped per batch, and each batch replaced by its PGD points, computed
+by the project's own PGD (:class:`robustbench201.attacks.pgd.PGD`, last iterate, with its batched on-device path)
+with the model in eval mode (BatchNorm uses, and does not update, its running statistics), the loss then taken on
+the adversarial batch alone in train mode. A recipe's holdout is taken out of the training set before anything
+else (:mod:`robustbench201.data.splits`), so the network never sees its validation images.
 
 Augmentation runs batched on the device instead of per-image PIL transforms: random crop with zero padding 4
 (2 for 16 x 16 inputs) and a random horizontal flip (none for MNIST-5k, whose digits are not mirror-symmetric).
@@ -12,8 +18,10 @@ Images stay uint8 until they reach the device. Randomness is explicit: the initi
 
 A training checkpoint (model, optimizer, scheduler, generator states, history, epoch) is written atomically after
 every epoch; resuming from it gives bit-identical weights to an uninterrupted run on the same device and
-thread count. Finished networks go to ``DIR/{dataset}/{arch_index:05d}-seed{seed}-ep{epochs}.pt``
-(:func:`checkpoint_file`), a ``torch.save`` dict of tensors and plain metadata read with ``weights_only=True``.
+thread count. Finished networks go to ``DIR/{dataset}/{arch_index:05d}-seed{seed}-ep{epochs}.pt`` for the plain NB201
+recipe and ``DIR/{dataset}/{arch_index:05d}-seed{seed}-{recipe}-{epochs}ep-{hash8}.pt`` for any other
+(:func:`checkpoint_file`), a ``torch.save`` dict of tensors and plain metadata (the recipe included) read with
+``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -31,21 +39,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from .attacks.pgd import PGD
 from .data.base import ImageSet
 from .data.info import canonical_dataset, dataset_info
+from .data.splits import holdout_split
 from .errors import CheckpointError, Rb201Error
 from .models.counting import param_count
 from .models.network import NB201Network, create_model
 from .models.weights import load_state_dict_strict
+from .recipe import TrainRecipe, resolve_recipe
 from .space import Arch
 from .store.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-LR = 0.1
-MOMENTUM = 0.9
-WEIGHT_DECAY = 5e-4
-BATCH_SIZE = 256
+_NB201 = TrainRecipe.of("nb201")  # robustbench201.vocab owns the recipes' hyper-parameters
+LR = _NB201.lr
+MOMENTUM = _NB201.momentum
+WEIGHT_DECAY = _NB201.weight_decay
+BATCH_SIZE = _NB201.batch_size
 #: The NB201 training seeds.
 SEEDS = (777, 888, 999)
 DATA_SEED_OFFSET = 1_000_003
@@ -80,6 +92,8 @@ class TrainResult:
     wall_time_s: float = 0.0  # time spent in this call (excludes epochs restored from a checkpoint)
     resumed_from: int = 0  # epochs already done in the checkpoint this call resumed from
     images_per_s: float = 0.0  # training throughput of this call
+    recipe: TrainRecipe = _NB201
+    n_train: int = 0  # images trained on (the training set less the recipe's holdout)
 
     @property
     def final_test_acc(self) -> float | None:
@@ -126,10 +140,21 @@ def crop_padding(resolution: int) -> int:
     return 2 if resolution <= 16 else 4
 
 
-def make_optimizer(model: nn.Module, epochs: int) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LRScheduler]:
-    """The NB201 optimizer and a cosine schedule to 0 over ``epochs``, stepped once per epoch."""
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _CosineFactor(epochs))
+def make_optimizer(
+    model: nn.Module, epochs: int, recipe: TrainRecipe | None = None, steps_per_epoch: int = 1
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LRScheduler]:
+    """The recipe's SGD optimizer and schedule (``nb201`` by default): a cosine to 0 over ``epochs`` stepped once
+    per epoch, or PyTorch's OneCycleLR (its defaults) over ``epochs * steps_per_epoch`` batches, stepped per batch."""
+    r = resolve_recipe(recipe, epochs)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=r.lr, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay
+    )
+    if r.schedule == "onecycle-batch":
+        sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=r.lr, total_steps=r.epochs * max(1, steps_per_epoch)
+        )
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _CosineFactor(r.epochs))
     return opt, sched
 
 
@@ -168,54 +193,68 @@ def _check_args(epochs: int, seed: int, batch_size: int, train_set: ImageSet, nu
         raise Rb201Error(f"{train_set.name} labels span {lo}..{hi}; allowed 0..{num_classes - 1}")
 
 
-def _run_meta(model: NB201Network, dataset: str, seed: int, epochs: int, n_train: int, batch_size: int) -> dict:
-    return {
+def _run_meta(model: NB201Network, dataset: str, seed: int, recipe: TrainRecipe, n_train: int) -> dict:
+    meta = {
         "arch": model.arch.string,
         "dataset": dataset,
         "seed": seed,
-        "epochs": epochs,
+        "epochs": recipe.epochs,
         "channels": model.channels,
         "n_cells": model.n_cells,
         "num_classes": model.num_classes,
         "n_train": n_train,
-        "batch_size": batch_size,
+        "batch_size": recipe.batch_size,
     }
+    if not recipe.plain:  # the plain NB201 run keeps the metadata of checkpoints written before recipes existed
+        meta["recipe"] = recipe.to_dict()
+    return meta
 
 
 def train_model(
     arch: object,
     train_set: ImageSet,
-    epochs: int = 200,
+    epochs: int | None = None,
     seed: int = 777,
     device: str | torch.device = "cpu",
     channels: int = 16,
     n_cells: int = 5,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     checkpoint_path: str | os.PathLike[str] | None = None,
     test_set: ImageSet | None = None,
     on_epoch_end: Callable[[EpochStats], None] | None = None,
     discard_unusable_checkpoint: bool = False,
+    recipe: TrainRecipe | str | None = None,
 ) -> TrainResult:
-    """Train the NB201 network of ``arch`` on ``train_set`` with the NB201 protocol; return it in eval mode.
+    """Train the NB201 network of ``arch`` on ``train_set`` with ``recipe`` (a :class:`TrainRecipe` or a name;
+    ``nb201`` by default; ``epochs`` and ``batch_size`` replace the recipe's when given); return it in eval mode.
 
+    The recipe's holdout is removed from ``train_set`` first (:func:`robustbench201.data.splits.holdout_split`).
     With ``checkpoint_path``, the full training state is saved atomically after every epoch and, if the file
-    already exists (same arch, dataset, seed, epochs, size and data), training resumes from it; a checkpoint that
+    already exists (same arch, dataset, seed, recipe, size and data), training resumes from it; a checkpoint that
     cannot be used (corrupt, or of another run) raises :class:`CheckpointError`, or with
     ``discard_unusable_checkpoint`` is deleted and training starts over (for checkpoint paths the caller owns, like
-    the batch runner's training folder). ``test_set``
-    adds a test accuracy to every epoch's stats. ``on_epoch_end`` is called after each epoch's checkpoint.
+    the batch runner's training folder). ``test_set`` adds a test accuracy to every epoch's stats.
+    ``on_epoch_end`` is called after each epoch's checkpoint.
     """
     a = Arch.parse(arch)
     dataset = canonical_dataset(train_set.name)
     info = dataset_info(dataset)
-    _check_args(epochs, seed, batch_size, train_set, info.num_classes)
+    r = resolve_recipe(recipe, epochs).replace(batch_size=batch_size)
+    _check_args(r.epochs, seed, r.batch_size, train_set, info.num_classes)
+    train_set, _ = holdout_split(train_set, r.holdout, r.holdout_fraction, r.holdout_seed)
     device = torch.device(device)
-    model = create_model(a, dataset, channels=channels, n_cells=n_cells)
-    init_default_(model, torch.Generator().manual_seed(seed))
-    model.to(device)
-    opt, sched = make_optimizer(model, epochs)
-    gen = torch.Generator(device=device).manual_seed(seed + DATA_SEED_OFFSET)
-    meta = _run_meta(model, dataset, seed, epochs, len(train_set), batch_size)
+    n = len(train_set)
+    steps = math.ceil(n / r.batch_size)
+
+    def fresh() -> tuple[NB201Network, torch.optim.SGD, torch.optim.lr_scheduler.LRScheduler, torch.Generator]:
+        net = create_model(a, dataset, channels=channels, n_cells=n_cells)
+        init_default_(net, torch.Generator().manual_seed(seed))
+        net.to(device)
+        o, sc = make_optimizer(net, r.epochs, r, steps)
+        return net, o, sc, torch.Generator(device=device).manual_seed(seed + DATA_SEED_OFFSET)
+
+    model, opt, sched, gen = fresh()
+    meta = _run_meta(model, dataset, seed, r, n)
     history: list[EpochStats] = []
     start = 0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -228,50 +267,79 @@ def train_model(
                 raise
             log.warning("%s; discarding it and training %s from the start", exc, a.string)
             ckpt.unlink(missing_ok=True)
-            model = create_model(a, dataset, channels=channels, n_cells=n_cells)
-            init_default_(model, torch.Generator().manual_seed(seed))
-            model.to(device)
-            opt, sched = make_optimizer(model, epochs)
-            gen = torch.Generator(device=device).manual_seed(seed + DATA_SEED_OFFSET)
+            model, opt, sched, gen = fresh()
 
     x_all = torch.from_numpy(np.ascontiguousarray(train_set.images)).to(device)  # uint8 until here
     y_all = torch.from_numpy(np.ascontiguousarray(train_set.labels)).to(device)
-    n = len(train_set)
     pad, flip = crop_padding(info.resolution), dataset not in NO_FLIP
     loss_fn = nn.CrossEntropyLoss()
+    pgd = _training_attack(r)
+    per_batch = r.schedule == "onecycle-batch"
     t_call = time.perf_counter()
-    for epoch in range(start, epochs):
+    for epoch in range(start, r.epochs):
         t0 = time.perf_counter()
         model.train()
         lr = opt.param_groups[0]["lr"]
         order = torch.randperm(n, generator=gen, device=device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
-        for i in range(0, n, batch_size):
-            idx = order[i : i + batch_size]
+        for i in range(0, n, r.batch_size):
+            idx = order[i : i + r.batch_size]
             x = augment(x_all[idx], pad, flip, gen)
             y = y_all[idx]
+            if pgd is not None:
+                x = _adversarial_batch(model, pgd, x, y, r.adv_eps / 255.0, gen)
             logits = model(x)
             loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if per_batch:
+                sched.step()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == y).sum()
-        sched.step()
+        if not per_batch:
+            sched.step()
         test_acc = accuracy(model, test_set, device) if test_set is not None else None
         stats = EpochStats(epoch + 1, float(loss_sum) / n, int(correct) / n, lr, time.perf_counter() - t0, test_acc)
         history.append(stats)
-        log.info("%s epoch %d/%d: %s", a.string, epoch + 1, epochs, stats)
+        log.info("%s epoch %d/%d: %s", a.string, epoch + 1, r.epochs, stats)
         if ckpt is not None:
             _save_state(ckpt, meta, epoch + 1, model, opt, sched, gen, history)
         if on_epoch_end is not None:
             on_epoch_end(stats)
     wall = time.perf_counter() - t_call
     model.eval()
-    done = epochs - start
+    done = r.epochs - start
     ips = done * n / wall if wall > 0 and done else 0.0
-    return TrainResult(model, a, dataset, seed, epochs, history, wall, start, ips)
+    return TrainResult(model, a, dataset, seed, r.epochs, history, wall, start, ips, r, n)
+
+
+def _training_attack(recipe: TrainRecipe) -> PGD | None:
+    """The recipe's PGD for adversarial training (last iterate, L-inf), or None for standard training."""
+    if recipe.adversarial != "pgd":
+        return None
+    return PGD(
+        norm="Linf",
+        steps=recipe.adv_steps,
+        step_factor=recipe.step_factor,
+        random_start=recipe.adv_random_start,
+        restarts=1,
+        last_iterate=True,
+    )
+
+
+def _adversarial_batch(
+    model: nn.Module, pgd: PGD, x: torch.Tensor, y: torch.Tensor, eps: float, generator: torch.Generator
+) -> torch.Tensor:
+    """The batch's PGD points (radius ``eps`` in [0, 1] units), computed with the model in eval mode (BatchNorm's
+    running statistics used, not updated); the model is back in train mode afterwards."""
+    model.eval()
+    try:
+        radii = torch.full((x.shape[0],), eps, dtype=x.dtype, device=x.device)
+        return pgd.last_iterate_points(model, x, y, radii, generator).detach()
+    finally:
+        model.train()
 
 
 def _save_state(path: Path, meta: dict, epoch: int, model, opt, sched, gen, history) -> None:  # type: ignore[no-untyped-def]
@@ -332,10 +400,20 @@ def _load_error(exc: BaseException) -> str:
 
 
 # ---- the on-disk layout of trained networks -------------------------------------------------------------------------
-def checkpoint_file(directory: str | os.PathLike[str], dataset: str, arch_index: int, seed: int, epochs: int) -> Path:
-    """``DIR/{dataset}/{arch_index:05d}-seed{seed}-ep{epochs}.pt`` (canonical dataset name)."""
+def checkpoint_file(
+    directory: str | os.PathLike[str],
+    dataset: str,
+    arch_index: int,
+    seed: int,
+    epochs: int | None = None,
+    recipe: TrainRecipe | str | None = None,
+) -> Path:
+    """``DIR/{dataset}/{stem}.pt`` (canonical dataset name), ``stem`` = :meth:`TrainRecipe.file_stem`:
+    ``{arch_index:05d}-seed{seed}-ep{epochs}`` for the plain NB201 recipe (``nb201`` by default; ``epochs`` replaces
+    the recipe's), with the recipe's name and hash otherwise."""
     a = Arch.from_index(arch_index)
-    return Path(directory) / canonical_dataset(dataset) / f"{a.index:05d}-seed{int(seed)}-ep{int(epochs)}.pt"
+    r = resolve_recipe(recipe, epochs)
+    return Path(directory) / canonical_dataset(dataset) / f"{r.file_stem(a.index, seed)}.pt"
 
 
 def partial_file(final: str | os.PathLike[str]) -> Path:
@@ -352,10 +430,13 @@ def save_trained(
     epochs: int,
     history: list[EpochStats] | None = None,
     extra: dict[str, Any] | None = None,
+    recipe: TrainRecipe | str | None = None,
 ) -> Path:
-    """Save a trained network atomically at :func:`checkpoint_file` with its metadata; return the path."""
+    """Save a trained network atomically at :func:`checkpoint_file` with its metadata (the recipe included);
+    return the path."""
     dataset = canonical_dataset(dataset)
-    path = checkpoint_file(directory, dataset, model.arch.index, seed, epochs)
+    r = resolve_recipe(recipe, epochs)
+    path = checkpoint_file(directory, dataset, model.arch.index, seed, recipe=r)
     meta = {
         "arch": model.arch.string,
         "arch_index": model.arch.index,
@@ -367,6 +448,7 @@ def save_trained(
         "num_classes": model.num_classes,
         "in_channels": model.in_channels,
         "params": param_count(model.arch, model.num_classes, model.channels, model.n_cells, model.in_channels),
+        "recipe": r.to_dict(),
         **(extra or {}),
     }
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -389,21 +471,27 @@ def load_trained(
     arch: object,
     dataset: str,
     seed: int,
-    epochs: int,
+    epochs: int | None = None,
     *,
     channels: int | None = None,
     n_cells: int | None = None,
     device: str | torch.device = "cpu",
+    recipe: TrainRecipe | str | None = None,
 ) -> NB201Network:
     """Load our own trained network from the :func:`checkpoint_file` layout, in eval mode on ``device``.
 
-    Refuses (:class:`CheckpointError`) a file whose architecture, dataset, seed, epochs, size (``channels`` /
+    Refuses (:class:`CheckpointError`) a file whose architecture, dataset, seed, recipe (``nb201`` by default;
+    ``epochs`` replaces its epochs; files written before recipes existed are plain ``nb201``), size (``channels`` /
     ``n_cells`` when given) or parameter count does not match the request."""
     a = Arch.parse(arch)
     dataset = canonical_dataset(dataset)
-    path = checkpoint_file(directory, dataset, a.index, seed, epochs)
+    r = resolve_recipe(recipe, epochs)
+    epochs = r.epochs
+    path = checkpoint_file(directory, dataset, a.index, seed, recipe=r)
     if not path.is_file():
-        raise CheckpointError(f"no trained network for arch {a.index} {dataset} seed {seed} ep {epochs}: {path}")
+        raise CheckpointError(
+            f"no trained network for arch {a.index} {dataset} seed {seed}, {r.label}: {path} (recipe {r.describe()})"
+        )
     obj = _load_weights_only(path)
     if obj.get("format") != TRAINED_FORMAT or not isinstance(obj.get("meta"), dict):
         raise CheckpointError(f"{path} is not an rb201 trained-network file (format {obj.get('format')!r})")
@@ -414,6 +502,9 @@ def load_trained(
     if n_cells is not None:
         want["n_cells"] = n_cells
     bad = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
+    held = meta.get("recipe") or TrainRecipe.of("nb201", epochs=meta.get("epochs")).to_dict()
+    if held != r.to_dict():
+        bad["recipe"] = (held, r.to_dict())
     if bad:
         raise CheckpointError(f"{path} does not hold the requested network; mismatches (file, requested): {bad}")
     info = dataset_info(dataset)

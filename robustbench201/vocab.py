@@ -1,5 +1,6 @@
 """The closed vocabularies of rb201, in one torch-free place: attacks (names, aliases, norms, default budgets),
-semantics, presets, precisions, corruption names and sources, surrogates, certified-bound methods.
+semantics, presets, precisions, launch executors, corruption names and sources, surrogates, certified-bound methods,
+evaluation splits, training recipes (with their default hyper-parameters) and held-out validation splits.
 
 Everything else derives from here: the attack classes take their default budgets from :data:`ATTACKS`, evaluation
 specs validate against these sets, the measure registries are keyed by them, and the command line offers them as
@@ -30,8 +31,8 @@ SEMANTICS: tuple[str, ...] = tuple(s.value for s in Semantics)
 
 @dataclass(frozen=True)
 class Rule:
-    """The allowed values of one attack hyper-parameter: a bool, or a number within bounds (``low_open`` /
-    ``high_open``: the bound itself is excluded), an integer when ``integer``."""
+    """The allowed values of one hyper-parameter: a bool, one of ``choices`` (strings), or a number within bounds
+    (``low_open`` / ``high_open``: the bound itself is excluded), an integer when ``integer``."""
 
     low: float | None = None
     high: float | None = None
@@ -39,10 +40,13 @@ class Rule:
     high_open: bool = False
     integer: bool = False
     boolean: bool = False
+    choices: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.boolean:
             return "True or False"
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
         kind = "an integer" if self.integer else "a number"
         parts = []
         if self.low is not None:
@@ -54,6 +58,8 @@ class Rule:
     def allows(self, value: object) -> bool:
         if self.boolean:
             return isinstance(value, bool)
+        if self.choices:
+            return isinstance(value, str) and value in self.choices
         if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
             return False
         if self.integer and not float(value).is_integer():
@@ -66,6 +72,9 @@ class Rule:
 _COUNT = Rule(low=1, integer=True)
 _POSITIVE = Rule(low=0, low_open=True)
 _FLAG = Rule(boolean=True)
+_RHO = Rule(low=0, high=1, low_open=True, high_open=True)
+#: AutoAttack's "standard" version compares against 9 target classes (the 2nd to 10th largest clean logits).
+_TARGETS = Rule(low=1, integer=True)
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,29 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType(
             min_classes=3,
             description="APGD on the DLR loss (Croce & Hein 2020)",
         ),
+        "aa_apgd-t": _attack(
+            "aa_apgd-t",
+            {"n_iter": 100, "n_restarts": 1, "rho": 0.75, "n_target_classes": 9},
+            {"n_iter": _COUNT, "n_restarts": _COUNT, "rho": _RHO, "n_target_classes": _TARGETS},
+            aliases=("apgd-t",),
+            min_classes=4,
+            description="targeted APGD on the targeted DLR loss, one run per target class (Croce & Hein 2020)",
+        ),
+        "aa_fab-t": _attack(
+            "aa_fab-t",
+            {"n_iter": 100, "n_restarts": 1, "n_target_classes": 9, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9},
+            {
+                "n_iter": _COUNT,
+                "n_restarts": _COUNT,
+                "n_target_classes": _TARGETS,
+                "alpha_max": Rule(low=0, high=1, low_open=True),
+                "eta": Rule(low=1),
+                "beta": _RHO,
+            },
+            aliases=("fab-t",),
+            norms=("Linf",),
+            description="targeted FAB, minimally distorted points, one run per target class (Croce & Hein 2020)",
+        ),
         "aa_square": _attack(
             "aa_square",
             {"n_queries": 5000, "p_init": 0.8, "n_restarts": 1},
@@ -133,14 +165,49 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType(
             aliases=("square",),
             description="Square attack (Andriushchenko et al. 2020): score-based, no gradients",
         ),
+        "autoattack": _attack(
+            "autoattack",
+            {
+                "n_iter": 100,
+                "n_target_classes": 9,
+                "n_queries": 5000,
+                "p_init": 0.8,
+                "rho": 0.75,
+                "alpha_max": 0.1,
+                "eta": 1.05,
+                "beta": 0.9,
+            },
+            {
+                "n_iter": _COUNT,
+                "n_target_classes": _TARGETS,
+                "n_queries": _COUNT,
+                "p_init": Rule(low=0, high=1, low_open=True),
+                "rho": _RHO,
+                "alpha_max": Rule(low=0, high=1, low_open=True),
+                "eta": Rule(low=1),
+                "beta": _RHO,
+            },
+            aliases=("aa-standard",),
+            norms=("Linf",),
+            min_classes=4,
+            description="AutoAttack 'standard' (Croce & Hein 2020): APGD-CE, APGD-T, FAB-T, Square as a per-sample "
+            "worst-case cascade (only points no earlier stage broke go on)",
+        ),
     }
 )
+#: The stages of the ``autoattack`` cascade, in order (stored keys of the attacks it runs).
+AUTOATTACK_STAGES: tuple[str, ...] = ("aa_apgd-ce", "aa_apgd-t", "aa_fab-t", "aa_square")
 ATTACK_NAMES: tuple[str, ...] = tuple(ATTACKS)
 ATTACK_ALIASES: Mapping[str, str] = MappingProxyType({a: e.name for e in ATTACKS.values() for a in e.aliases})
 NORMS: tuple[str, ...] = ("Linf", "L2")
 
-PRESETS: tuple[str, ...] = ("jung2023", "full", "smoke")
+PRESETS: tuple[str, ...] = ("jung2023", "full", "smoke", "wu2024")
+#: Which images an evaluation row is computed on: the test set (NB201's test / ImageNet16-120 val set), or a split
+#: held out of the training set (``valid``; see :data:`HOLDOUTS`).
+SPLITS: tuple[str, ...] = ("test", "valid")
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "amp")
+#: Where ``rb201 launch`` runs its shard tasks (submitit): an sbatch job array, subprocesses here, this process.
+EXECUTORS: tuple[str, ...] = ("slurm", "local", "debug")
 #: Jacobian Frobenius norm, largest Hessian eigenvalue, Hessian trace (PROTOCOL.md section 6; the trace is ours).
 SURROGATES: tuple[str, ...] = ("jacobian", "hessian", "hessian_trace")
 CERTIFIED_METHODS: tuple[str, ...] = ("ibp", "crown-ibp")
@@ -181,6 +248,114 @@ def attack_defaults(name: str) -> dict[str, Any]:
 
 def check_semantics(value: str) -> str:
     return check_choice("semantics", value, SEMANTICS)
+
+
+# ---- training ----------------------------------------------------------------------------------------------------
+#: How a validation split is held out of the training set: ``none`` (train on every training image), ``nb201``
+#: (CIFAR-10 only: NAS-Bench-201's ``cifar10-valid`` split, 25,000 training and 25,000 validation images), ``seeded``
+#: (a class-stratified fraction ``holdout_fraction`` of each class, drawn with ``holdout_seed``).
+HOLDOUTS: tuple[str, ...] = ("none", "nb201", "seeded")
+#: Learning-rate schedules: NB201's cosine to 0 set once per epoch; PyTorch's OneCycleLR stepped per batch.
+SCHEDULES: tuple[str, ...] = ("cosine-epoch", "onecycle-batch")
+#: Adversarial training: none, or PGD (Madry et al. 2018) with the model in eval mode while it runs.
+ADVERSARIAL: tuple[str, ...] = ("none", "pgd")
+
+
+@dataclass(frozen=True)
+class RecipeEntry:
+    """One named training recipe: its full default hyper-parameters (epsilons and PGD steps in 1/255 units) and
+    the values each may take."""
+
+    name: str
+    defaults: Mapping[str, Any]
+    rules: Mapping[str, Rule]
+    description: str = ""
+
+    def check(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The full hyper-parameters (defaults filled in) after checking names and values."""
+        bad = sorted(set(params) - set(self.defaults))
+        if bad:
+            raise Rb201Error(f"recipe {self.name!r} has no parameter(s) {bad}; allowed: {', '.join(self.defaults)}")
+        full = {**self.defaults, **params}
+        for key, rule in self.rules.items():
+            if not rule.allows(full[key]):
+                raise Rb201Error(f"recipe {self.name!r}: {key}={full[key]!r} not allowed; allowed: {rule.describe()}")
+        return full
+
+
+_RECIPE_RULES: Mapping[str, Rule] = MappingProxyType(
+    {
+        "epochs": _COUNT,
+        "batch_size": _COUNT,
+        "lr": _POSITIVE,
+        "momentum": Rule(low=0, high=1, high_open=True),
+        "nesterov": _FLAG,
+        "weight_decay": Rule(low=0),
+        "schedule": Rule(choices=SCHEDULES),
+        "adversarial": Rule(choices=ADVERSARIAL),
+        "adv_eps": Rule(low=0, high=255, low_open=True),
+        "adv_step": _POSITIVE,
+        "adv_steps": _COUNT,
+        "adv_random_start": _FLAG,
+        "holdout": Rule(choices=HOLDOUTS),
+        "holdout_fraction": Rule(low=0, high=1, low_open=True, high_open=True),
+        "holdout_seed": Rule(low=0, integer=True),
+    }
+)
+_PGD_8_2_7 = {"adv_eps": 8.0, "adv_step": 2.0, "adv_steps": 7, "adv_random_start": True}
+
+#: Named training recipes (PROTOCOL.md sections 3 and 8). ``lr`` is the peak learning rate of the schedule.
+RECIPES: Mapping[str, RecipeEntry] = MappingProxyType(
+    {
+        "nb201": RecipeEntry(
+            "nb201",
+            MappingProxyType(
+                {
+                    "epochs": 200,
+                    "batch_size": 256,
+                    "lr": 0.1,
+                    "momentum": 0.9,
+                    "nesterov": True,
+                    "weight_decay": 5e-4,
+                    "schedule": "cosine-epoch",
+                    "adversarial": "none",
+                    **_PGD_8_2_7,
+                    "holdout": "none",
+                    "holdout_fraction": 0.1,
+                    "holdout_seed": 0,
+                }
+            ),
+            _RECIPE_RULES,
+            "NAS-Bench-201 (Dong & Yang 2020): 200 epochs, SGD 0.1 Nesterov, cosine per epoch, standard training",
+        ),
+        "wu2024": RecipeEntry(
+            "wu2024",
+            MappingProxyType(
+                {
+                    "epochs": 50,
+                    "batch_size": 256,
+                    "lr": 0.05,
+                    "momentum": 0.9,
+                    "nesterov": False,
+                    "weight_decay": 5e-4,
+                    "schedule": "onecycle-batch",
+                    "adversarial": "pgd",
+                    **_PGD_8_2_7,
+                    "holdout": "seeded",
+                    "holdout_fraction": 0.1,
+                    "holdout_seed": 0,
+                }
+            ),
+            _RECIPE_RULES,
+            "NAS-RobBench-201 (Wu et al. 2024): 50 epochs, OneCycle to 0.05 per batch, PGD-7 at 8/255 step 2/255",
+        ),
+    }
+)
+RECIPE_NAMES: tuple[str, ...] = tuple(RECIPES)
+
+
+def check_split(value: str) -> str:
+    return check_choice("evaluation split", value, SPLITS)
 
 
 # ---- DSRNA search (search/dsrna_config.py) -------------------------------------------------------------------------

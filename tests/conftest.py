@@ -42,3 +42,29 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node Slurm cluster (tests/slurm/start-cluster.sh), started once per test process that needs it
+    and stopped at the end unless another test session still uses it (tests/slurm_cluster.py)."""
+    import slurm_cluster as sc
+
+    cluster, fd = sc.start()
+    yield cluster
+    sc.stop(fd)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print what the Slurm tests recorded (cluster version and start time, sbatch job ids), also under xdist."""
+    lines = []
+    for reports in terminalreporter.stats.values():
+        for rep in reports:
+            props = dict(getattr(rep, "user_properties", ()) or ())
+            if getattr(rep, "when", "") == "call" and "sbatch_job_ids" in props:
+                lines.append(f"{rep.nodeid}: sbatch job ids {props['sbatch_job_ids']} ({props.get('slurm', '')}; "
+                             f"{rep.duration:.1f} s)")  # fmt: skip
+    if lines:
+        terminalreporter.section("Slurm jobs")
+        for line in sorted(set(lines)):
+            terminalreporter.write_line(line)

@@ -95,12 +95,24 @@ SMALL = {
     "pgd": {"steps": 10},
     "aa_apgd-ce": {"n_iter": 10},
     "aa_apgd-dlr": {"n_iter": 10},
+    "aa_apgd-t": {"n_iter": 5, "n_target_classes": 2},
+    "aa_fab-t": {"n_iter": 5, "n_target_classes": 2},
     "aa_square": {"n_queries": 50},
+    "autoattack": {"n_iter": 5, "n_target_classes": 2, "n_queries": 20},
 }
 
 
 def test_registry_lists_every_attack_and_rejects_unknown_names():
-    assert set(list_attacks()) == {"fgsm", "pgd", "aa_apgd-ce", "aa_apgd-dlr", "aa_square"}
+    assert set(list_attacks()) == {
+        "fgsm",
+        "pgd",
+        "aa_apgd-ce",
+        "aa_apgd-dlr",
+        "aa_apgd-t",
+        "aa_fab-t",
+        "aa_square",
+        "autoattack",
+    }
     assert create_attack("square").name == "aa_square"
     with pytest.raises(Rb201Error, match="aa_apgd-ce"):
         create_attack("cw")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import sys
 from pathlib import Path
 
 import cloudpickle
@@ -134,7 +134,8 @@ def test_launch_with_the_local_executor_matches_a_direct_run(tmp_path, small_eva
         "--time", "5", *BASE[:-1], "--out", str(tmp_path / "l"), "--folder", str(tmp_path / "sub"), "--wait",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert r.output.count("job ") == 2 and len(list((tmp_path / "l").glob("shard-*"))) == 2
+    assert "submitted 2 local jobs" in r.output and r.output.count(" 0 failed") == 2
+    assert len(list((tmp_path / "l").glob("shard-*"))) == 2 and "progress: rb201 status" in r.output
     invoke("evaluate", "--arch-range", "0:10", *BASE, "--out", str(tmp_path / "d"))
     invoke("merge", str(tmp_path / "l"), "--out", str(tmp_path / "ml"))
     invoke("merge", str(tmp_path / "d"), "--out", str(tmp_path / "md"))
@@ -150,8 +151,11 @@ def test_launch_with_the_local_executor_matches_a_direct_run(tmp_path, small_eva
     assert r.output.count("0 evaluated") == 2, r.output
 
 
-@pytest.mark.skipif(shutil.which("srun") is not None, reason="a Slurm cluster is available here")
-def test_launch_on_a_machine_without_slurm_is_a_clear_error(tmp_path, small_eval):
+def test_launch_on_a_machine_without_slurm_is_a_clear_error(tmp_path, small_eval, monkeypatch):
+    bare = tmp_path / "bin"  # a PATH with python but without sbatch / srun
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(bare))
     r = CliRunner().invoke(main, ["launch", "--shards", "2", "--arch-range", "0:4", *BASE[:-1], "--out", str(tmp_path)])
     assert r.exit_code == 1 and "--executor local" in r.output and "Traceback" not in r.output
 

@@ -67,6 +67,7 @@ def test_analyze_prints_the_headline_first_and_never_cuts_headers(tmp_path):
     assert "equal parameter count (405 classes" in headline and "21.5% (#7443) to 40.9% (#11693)" in headline
     assert "aa_apgd-ce@1" in out and "aa_square@1" in out  # full attack names in the matrix headers
     assert "flat, excluding" not in out
+    assert "0.21 (aa_apgd-ce@1 vs fgsm@1) to 0.70 (aa_apgd-ce@1 vs pgd@1)" in out  # the pairs, not a verdict
     assert len(lines) < 90  # the surrogate section is summarised, the full one is a file
     full = tmp_path / "cifar10_surrogates.csv"
     assert full.is_file() and len(full.read_text().splitlines()) > 100

@@ -10,6 +10,11 @@ Exact shortcut: a row fooled at any iterate is final (AutoAttack returns its fir
 result does not depend on later iterations), so it leaves the batch at once; every other row follows exactly the
 same trajectory as in a full-batch run. Restarts attack only rows that survived earlier restarts.
 Returned point per row: the first fooling point, else the highest-loss point.
+
+APGD-T (``aa_apgd-t``, AutoAttack's targeted APGD): one run per target class, the classes of the 2nd, 3rd, ...
+largest clean logits (``n_target_classes`` of them, at most K - 1), each on the targeted DLR loss
+``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``; a run attacks only rows no earlier run fooled. Success is
+misclassification (any class but the label), as in AutoAttack.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from .base import (
     AttackOutput,
     ce_loss,
     dlr_loss,
+    dlr_targeted_loss,
     empty_output,
     loss_and_grad,
     project,
     steepest,
+    target_classes,
     view_rows,
     with_restarts,
 )
@@ -56,8 +63,7 @@ class APGD(Attack):
             return empty_output(model, x)
         return with_restarts(lambda xs, ys, es: self._single(model, xs, ys, es, generator), x, y, eps, self.n_restarts)
 
-    def _single(self, model, x, y, eps, generator):  # type: ignore[no-untyped-def]
-        loss_fn = dlr_loss if self.loss == "dlr" else ce_loss
+    def _single(self, model, x, y, eps, generator, target=None):  # type: ignore[no-untyped-def]
         norm = self.norm
         n_iter = self.n_iter
         n_iter_2 = max(int(0.22 * n_iter), 1)
@@ -74,6 +80,14 @@ class APGD(Attack):
             t = t / (view_rows(t.flatten(1).norm(dim=1), x) + 1e-12)
         x_adv = torch.clamp(x + view_rows(eps, x) * t, 0.0, 1.0)
 
+        st: dict[str, torch.Tensor] = {"target": target} if target is not None else {}
+        if self.loss == "dlr-targeted":
+
+            def loss_fn(logits: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
+                return dlr_targeted_loss(logits, yy, st["target"])  # the targets of the rows still active
+
+        else:
+            loss_fn = dlr_loss if self.loss == "dlr" else ce_loss
         logits, loss, grad = loss_and_grad(model, x_adv, y, loss_fn)
         k_cls = logits.shape[1]
         out_x = x_adv.clone()
@@ -82,7 +96,7 @@ class APGD(Attack):
 
         # state of the active rows (compacted whenever rows get fooled)
         rows = torch.arange(n, device=dev)
-        st = {
+        st |= {
             "x": x,
             "y": y,
             "eps": eps,
@@ -166,3 +180,44 @@ class APGDDLR(APGD):
 
     name: ClassVar[str] = "aa_apgd-dlr"
     loss: ClassVar[str] = "dlr"
+
+
+_DEFAULTS_T = ATTACKS["aa_apgd-t"].defaults
+
+
+@dataclass(frozen=True)
+class APGDT(APGD):
+    """Targeted APGD (``aa_apgd-t``): ``n_target_classes`` runs of ``n_iter`` iterations, one per target class."""
+
+    n_iter: int = _DEFAULTS_T["n_iter"]
+    n_restarts: int = _DEFAULTS_T["n_restarts"]
+    rho: float = _DEFAULTS_T["rho"]
+    n_target_classes: int = _DEFAULTS_T["n_target_classes"]
+
+    name: ClassVar[str] = "aa_apgd-t"
+    norms: ClassVar[tuple[str, ...]] = ATTACKS["aa_apgd-t"].norms
+    loss: ClassVar[str] = "dlr-targeted"
+
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator
+    ) -> AttackOutput:
+        if x.shape[0] == 0:
+            return empty_output(model, x)
+        with torch.no_grad():
+            clean = model(x).float()
+        targets = target_classes(clean, self.n_target_classes)
+        out_x, out_logits = x.clone(), clean.clone()
+        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        first = True
+        for t in range(targets.shape[1]):
+            for _ in range(self.n_restarts):
+                todo = (~fooled).nonzero()[:, 0]
+                if todo.numel() == 0:
+                    return AttackOutput(out_x, out_logits, fooled)
+                xa, lg, fo = self._single(model, x[todo], y[todo], eps[todo], generator, target=targets[todo, t])
+                # the first run's points stand for rows no run fools; later runs replace a point only where they fool
+                keep = torch.ones_like(fo) if first else fo
+                out_x[todo[keep]], out_logits[todo[keep]] = xa[keep], lg[keep].to(out_logits.dtype)
+                fooled[todo[fo]] = True
+                first = False
+        return AttackOutput(out_x, out_logits, fooled)

@@ -19,11 +19,14 @@ from ..vocab import ATTACKS
 
 @dataclass(frozen=True)
 class AttackOutput:
-    """Per row: the returned adversarial point, the logits there, and whether it fools the model."""
+    """Per row: the returned adversarial point, the logits there, and whether it fools the model. A cascade of
+    several attacks (:attr:`Attack.n_stages` > 0) also says which stage broke each row: ``stage`` (int64) is ``k`` for
+    stage ``k`` (1-based, in cascade order) and ``n_stages + 1`` for a row no stage broke."""
 
     x_adv: torch.Tensor
     logits: torch.Tensor
     fooled: torch.Tensor
+    stage: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class Attack:
     cheap_grid: ClassVar[bool] = False
     #: True if the attack only needs forward passes (Square): the engine may hand it an inference-only model.
     gradient_free: ClassVar[bool] = False
+    #: Number of attacks a cascade runs one after the other (0: a single attack); see ``AttackOutput.stage``.
+    n_stages: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
         # the attack's own hyper-parameters (execution options of subclasses are checked by their owners), against
@@ -159,6 +164,24 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     top_is_y = (ind[:, -1] == y).float()
     zy = z.gather(1, y[:, None])[:, 0]
     return -(zy - zs[:, -2] * top_is_y - zs[:, -1] * (1.0 - top_is_y)) / (zs[:, -1] - zs[:, -3] + 1e-12)
+
+
+def dlr_targeted_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-row targeted DLR loss ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` (Croce & Hein 2020; ``pi`` sorts
+    the logits in decreasing order); needs at least 4 classes. Maximising it pushes ``z_t`` above ``z_y``."""
+    z = logits.float()
+    zs = z.sort(dim=1).values
+    zy = z.gather(1, y[:, None])[:, 0]
+    zt = z.gather(1, target[:, None])[:, 0]
+    return -(zy - zt) / (zs[:, -1] - 0.5 * (zs[:, -3] + zs[:, -4]) + 1e-12)
+
+
+def target_classes(clean_logits: torch.Tensor, n_target_classes: int) -> torch.Tensor:
+    """(R, T) target classes of the targeted attacks: per row, the classes of the 2nd, 3rd, ... largest clean logits,
+    ``T = min(n_target_classes, K - 1)`` of them (AutoAttack's choice)."""
+    order = clean_logits.float().sort(dim=1).indices  # ascending
+    t = min(int(n_target_classes), clean_logits.shape[1] - 1)
+    return torch.stack([order[:, -c] for c in range(2, t + 2)], dim=1)
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,10 @@
   epsilon are attacked at the next one. A point broken at a smaller epsilon is broken at every larger one (its
   adversarial point lies in every larger ball) and keeps the logits of the point that broke it.
 
+A cascade of attacks (``attack.n_stages`` > 0, e.g. ``autoattack``) also records, per (epsilon, point), the stage that
+broke it (:attr:`GridResult.stage`; 0: before any stage, i.e. clean-misclassified or, cumulatively, broken at a smaller
+epsilon).
+
 Batches shrink by halves on ``torch.OutOfMemoryError`` (:class:`BatchPolicy`); the attack's generator is rewound
 before the retry, so a run that halved gives the numbers of a run that started at the smaller batch size.
 Epsilons are in 1/255 units here.
@@ -83,6 +87,18 @@ class GridResult:
     correct: np.ndarray  # (E, N) bool
     logits: torch.Tensor  # (E, N, K) float32
     x_adv: torch.Tensor | None = None  # (E, N, C, H, W) when requested
+    #: (E, N) int8 for cascades: 0 = broken before the first stage (clean-misclassified, or under cumulative semantics
+    #: broken at a smaller epsilon), k = broken by stage k (1-based), n_stages + 1 = robust
+    stage: np.ndarray | None = None
+
+
+def derive_cumulative_stages(correct: np.ndarray, stage: np.ndarray) -> np.ndarray:
+    """Cumulative stages from per-epsilon ones (epsilons ascending along axis 0): a point broken at a smaller
+    epsilon is broken before the first stage at every larger one (0); otherwise it keeps its own stage."""
+    cum = np.logical_and.accumulate(correct, axis=0)
+    out = stage.copy()
+    out[1:] = np.where(cum[:-1], stage[1:], 0)
+    return out
 
 
 def derive_cumulative(correct: np.ndarray, logits: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
@@ -125,6 +141,7 @@ def run_grid(
     correct = np.zeros((n_eps, n), dtype=bool)
     logits = clean_logits.float().unsqueeze(0).repeat(n_eps, 1, 1)
     x_adv = None
+    stage = np.zeros((n_eps, n), dtype=np.int8) if attack.n_stages else None
     if keep_adv:
         x_adv = torch.stack([load_images(images, np.arange(n), torch.device("cpu"))] * n_eps)
     eps01 = [e / 255.0 for e in eps]
@@ -142,11 +159,15 @@ def run_grid(
             logits[:, torch.from_numpy(idx)] = out.logits.view(n_eps, m, -1).float().cpu()
             if x_adv is not None:
                 x_adv[:, torch.from_numpy(idx)] = out.x_adv.view(n_eps, m, *x.shape[1:]).cpu()
+            if stage is not None and out.stage is not None:
+                stage[:, idx] = out.stage.view(n_eps, m).cpu().numpy()
 
         batch.run(len(targets), chunk, per_item=n_eps, generator=generator)
         if semantics == "cumulative":
+            if stage is not None:
+                stage = derive_cumulative_stages(correct, stage)
             correct, logits = derive_cumulative(correct, logits)
-        return GridResult(eps, semantics, correct, logits, x_adv)
+        return GridResult(eps, semantics, correct, logits, x_adv, stage)
 
     robust = clean_ok.copy()
     for e_i, e in enumerate(eps01):
@@ -166,7 +187,9 @@ def run_grid(
             logits[e_i, torch.from_numpy(idx)] = out.logits.float().cpu()
             if x_adv is not None:
                 x_adv[e_i, torch.from_numpy(idx)] = out.x_adv.cpu()
+            if stage is not None and out.stage is not None:
+                stage[e_i, idx] = out.stage.cpu().numpy()
 
         batch.run(len(targets), chunk, generator=generator)
         robust &= correct[e_i]
-    return GridResult(eps, semantics, correct, logits, x_adv)
+    return GridResult(eps, semantics, correct, logits, x_adv, stage)

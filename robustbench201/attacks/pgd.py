@@ -5,6 +5,10 @@ Defaults (our choice; the published protocol fixes only 40 steps): a uniform ran
 gradient steps (L2), cross-entropy loss. A row counts as fooled if any iterate fools the model; it is final and
 is no longer attacked (the best-iterate rule), so fooled rows cost nothing further. Restarts attack only rows
 that survived every earlier restart.
+
+``last_iterate=True`` is the training form (Madry et al.; what adversarial training in :mod:`robustbench201.train`
+uses): every row takes all steps and the last iterate is returned, fooling or not. It is an execution option of the
+attack object, not a hyper-parameter of the stored ``pgd`` key, whose rows always follow the best-iterate rule.
 """
 
 from __future__ import annotations
@@ -40,9 +44,15 @@ class PGD(Attack):
     step_factor: float = _DEFAULTS["step_factor"]
     random_start: bool = _DEFAULTS["random_start"]
     restarts: int = _DEFAULTS["restarts"]
+    last_iterate: bool = False
 
     name: ClassVar[str] = "pgd"
     norms: ClassVar[tuple[str, ...]] = ATTACKS["pgd"].norms
+
+    def params(self) -> dict[str, object]:
+        out = super().params()
+        out.pop("last_iterate")  # an execution option of training, not part of the stored key's budget
+        return out
 
     def perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator
@@ -52,6 +62,8 @@ class PGD(Attack):
         return with_restarts(lambda xs, ys, es: self._single(model, xs, ys, es, generator), x, y, eps, self.restarts)
 
     def _single(self, model, x, y, eps, generator):  # type: ignore[no-untyped-def]
+        if self.last_iterate:
+            return self._last(model, x, y, eps, generator)
         n = x.shape[0]
         alpha = view_rows(eps * (self.step_factor / self.steps), x)
         x_adv = uniform_start(x, eps, self.norm, generator) if self.random_start else x.clone()
@@ -82,3 +94,22 @@ class PGD(Attack):
             with torch.no_grad():
                 xa = project(xa + aa * steepest(grad, self.norm), xo, ea, self.norm)
         return out_x, out_logits, fooled
+
+    def last_iterate_points(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """The last iterate of every row after all ``steps`` steps (radii ``eps`` in [0, 1] units), without the
+        forward pass that scoring it would cost: what adversarial training feeds back into the network."""
+        alpha = view_rows(eps * (self.step_factor / self.steps), x)
+        xa = uniform_start(x, eps, self.norm, generator) if self.random_start else x.clone()
+        for _ in range(self.steps):
+            _, _, grad = loss_and_grad(model, xa, y, ce_loss)
+            with torch.no_grad():
+                xa = project(xa + alpha * steepest(grad, self.norm), x, eps, self.norm)
+        return xa
+
+    def _last(self, model, x, y, eps, generator):  # type: ignore[no-untyped-def]
+        xa = self.last_iterate_points(model, x, y, eps, generator)
+        with torch.no_grad():
+            logits = model(xa).float()
+        return xa, logits, logits.argmax(1) != y

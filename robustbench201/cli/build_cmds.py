@@ -1,5 +1,5 @@
-"""``rb201 evaluate``, ``launch``, ``merge``, ``validate``: build the dataset from shards (no torch or pandas import
-at module level)."""
+"""``rb201 evaluate``, ``merge``, ``validate``: build the dataset from shards (no torch or pandas import at module
+level). ``launch`` and ``status`` (job arrays) are in :mod:`.launch_cmds`, sharing the options defined here."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import click
 
 from ..vocab import PRESETS
 from . import run_library
+from .recipe_opts import recipe_options
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 FAILED_EXIT = 3  # exit status when some architectures failed (they are recorded in the shard manifest)
@@ -37,8 +38,9 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--weights", required=True, metavar="train|nats:PATH|DIR|init",
                      help="train: train here (--epochs); nats:PATH: official archive files (--trust-pickle); "
                           "DIR: rb201-trained networks; init: seeded initialization."),
-        click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True,
-                     help="Training epochs of the weights (200 or 12 for the official archives)."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None,
+                     help="Training epochs of the weights [default: the recipe's, 200 for nb201 and the official "
+                          "archives (which hold 12 or 200), 50 for wu2024]."),
         click.option("--seed", type=click.IntRange(min=0), default=777, show_default=True,
                      help="Training / initialization seed of the weights."),
         click.option("--trust-pickle", is_flag=True, help="Allow unpickling official weight files (runs code)."),
@@ -52,6 +54,15 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Cells per stage N (init/train)."),
         click.option("--train-dir", type=click.Path(file_okay=False),
                      help="Where --weights train keeps trained networks (default OUT/trained)."),
+        click.option("--splits", type=click.Choice(["test", "test,valid"]), default=None,
+                     help="Evaluate on the test set only, or also on the validation split the recipe holds out "
+                          "[default: the spec's; wu2024: test,valid], e.g. --splits test,valid --holdout seeded."),
+        click.option("--n-valid", type=click.IntRange(min=1),
+                     help="Evaluate on a fixed subset (seed 0) of the validation split, e.g. --n-valid 1000."),
+        click.option("--per-sample", is_flag=True,
+                     help="Also store each image's predicted class and the probabilities of the predicted and true "
+                          "class (float16) per key and epsilon/severity (6 bytes per image each), e.g. "
+                          "--preset wu2024 --per-sample."),
         click.option("--out", required=True, type=click.Path(), help="Output directory of the shards."),
         click.option("--force-new-spec", is_flag=True, help="Allow shards of another spec in the same --out."),
         click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
@@ -62,11 +73,12 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     ]  # fmt: skip
     for opt in reversed(opts):
         fn = opt(fn)
-    return fn
+    return recipe_options(fn)
 
 
 _FACTORY_KEYS = ("preset", "spec_file", "spec_hash", "dataset", "weights", "epochs", "seed", "trust_pickle", "n_test",
-                 "data_root", "corruptions", "channels", "n_cells", "train_dir", "out")  # fmt: skip
+                 "data_root", "corruptions", "channels", "n_cells", "train_dir", "out", "recipe", "adversarial",
+                 "adv_eps", "adv_step", "adv_steps", "holdout", "splits", "per_sample", "n_valid")  # fmt: skip
 
 
 def make_factory(**options: Any) -> Any:
@@ -195,67 +207,6 @@ def evaluate(arch_list: tuple[str, ...], device: str, devices: str | None, gpus:
     if failed:
         click.echo(f"{failed} architecture(s) failed; re-run the same command to retry them", err=True)
         sys.exit(FAILED_EXIT)
-
-
-@click.command("launch")
-@eval_options
-@click.option("--executor", type=click.Choice(["slurm", "local", "debug"]), default="slurm", show_default=True)
-@click.option("--shards", type=click.IntRange(min=1), required=True, help="Number of array tasks K.")
-@click.option("--partition", help="Slurm partition.")
-@click.option("--time", "time_min", type=click.IntRange(min=1), default=1440, show_default=True,
-              help="Time limit per task in minutes (tasks requeue and resume).")  # fmt: skip
-@click.option("--gpus-per-task", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--cpus-per-task", type=click.IntRange(min=1), default=8, show_default=True,
-              help="CPUs per task; without GPUs the task runs one worker per CPU.")  # fmt: skip
-@click.option("--mem-gb", type=click.IntRange(min=1), help="Memory per task.")
-@click.option("--array-parallelism", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--folder", type=click.Path(file_okay=False), help="submitit logs (default OUT/submitit).")
-@click.option("--wait", is_flag=True, help="Wait for all tasks and print their summaries.")
-def launch(executor: str, shards: int, partition: str | None, time_min: int, gpus_per_task: int, cpus_per_task: int,
-           mem_gb: int | None, array_parallelism: int, folder: str | None, wait: bool, **kw: Any) -> None:  # fmt: skip
-    """Split --arch-range into K shards and submit them as a job array (submitit); re-submitting resumes.
-
-    With --missing-from DATASET the cells of the range that DATASET lacks are split into K list shards.
-
-    \b
-    Examples:
-      rb201 launch --executor slurm --shards 64 --arch-range 0:15625 --partition gpu --time 720 \\
-          --gpus-per-task 1 --dataset cifar10 --weights nats:/data/NATS-full --trust-pickle --out shards/
-      rb201 launch --executor local --shards 2 --arch-range 0:20 --gpus-per-task 0 --dataset mnist5k \\
-          --weights init --preset smoke --channels 8 --cells 1 --out /tmp/shards --wait
-    """
-    from ..runner.plan import parse_arch_ranges, plan_launch
-    from ..space import NUM_ARCHS
-
-    ranges = run_library(parse_arch_ranges, kw["arch_ranges"])
-    if len(ranges) > 1 or (not ranges and not kw["missing_from"]):
-        raise click.UsageError("launch needs exactly one --arch-range START:END (optional with --missing-from)")
-    factory = _factory_from(kw)
-    arch_range = ranges[0] if ranges else (0, NUM_ARCHS)
-    parts = run_library(plan_launch, arch_range, shards, kw["unique_only"], _present(kw, factory))
-    if not parts:
-        click.echo("nothing to do: no cell is missing")
-        return
-    from ..runner.slurm import launch_shards
-
-    jobs = run_library(
-        launch_shards, parts, kw["out"], factory, executor=executor, folder=folder, partition=partition,
-        time_min=time_min, gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
-        array_parallelism=array_parallelism, retries=kw["retries"], force_new_spec=kw["force_new_spec"],
-        threads=kw["threads"], allow_overlap=bool(kw["missing_from"]),
-    )  # fmt: skip
-    for job, part in zip(jobs, parts):
-        where = f"{part.bounds[0]}:{part.bounds[1]}" if part.bounds else f"{len(part.archs)} listed cells"
-        click.echo(f"job {job.job_id}: shard {where}")
-    if wait:
-        failed = 0
-        for job in jobs:
-            res = job.result()
-            failed += len(res["failures"])
-            click.echo(f"{res['shard']}: {res['finished']} evaluated, {res['skipped']} already done, "
-                       f"{len(res['failures'])} failed")  # fmt: skip
-        if failed:
-            sys.exit(FAILED_EXIT)
 
 
 @click.command("merge")

@@ -1,11 +1,12 @@
-"""``rb201 fetch-data`` and ``rb201 train``: explicit dataset downloads and NB201-protocol training (no torch
-import at module level)."""
+"""``rb201 fetch-data`` and ``rb201 train``: explicit dataset downloads and training with a recipe (NB201 protocol
+or NAS-RobBench-201 adversarial training; no torch import at module level)."""
 
 from __future__ import annotations
 
 import click
 
 from . import run_library
+from .recipe_opts import recipe_options
 
 ROOT_HELP = "Data root (default: $RB201_DATA or ~/.cache/rb201/data)."
 
@@ -50,7 +51,8 @@ def _check_device(device: str) -> str:
 @click.command("train")
 @click.option("--arch", "archs", multiple=True, required=True, help="NB201 string, index or op tuple (repeatable).")
 @click.option("--dataset", required=True, help="cifar10, cifar100, ImageNet16-120 or mnist5k.")
-@click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True, help="200 full, 12 short.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Epochs [default: the recipe's: nb201 200 (12 short), wu2024 50].")  # fmt: skip
 @click.option("--seed", "seeds", type=click.IntRange(min=0), multiple=True, default=(777,), show_default=True,
               help="Training seed (repeatable; NB201 uses 777, 888, 999).")  # fmt: skip
 @click.option("--channels", type=click.IntRange(min=1), default=16, show_default=True, help="Stem channels C.")
@@ -60,13 +62,14 @@ def _check_device(device: str) -> str:
 @click.option("--n-train", type=click.IntRange(min=1), help="Train on a fixed subset of this many images (seed 0).")
 @click.option("--n-test", type=click.IntRange(min=1), help="Report accuracy on a fixed subset of the test split.")
 @click.option("--no-test", is_flag=True, help="Do not evaluate on the test split.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: the recipe's, 256]")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (1 is fastest on a busy machine).")
 @click.option("--root", type=click.Path(file_okay=False), help=ROOT_HELP)
+@recipe_options
 def train(
     archs: tuple[str, ...],
     dataset: str,
-    epochs: int,
+    epochs: int | None,
     seeds: tuple[int, ...],
     channels: int,
     n_cells: int,
@@ -75,27 +78,48 @@ def train(
     n_train: int | None,
     n_test: int | None,
     no_test: bool,
-    batch_size: int,
+    batch_size: int | None,
     threads: int | None,
     root: str | None,
+    recipe: str | None,
+    adversarial: str | None,
+    adv_eps: float | None,
+    adv_step: float | None,
+    adv_steps: int | None,
+    holdout: str | None,
 ) -> None:
-    """Train NB201 networks with the NB201 protocol into OUT/{dataset}/{index:05d}-seed{S}-ep{E}.pt.
+    """Train NB201 networks with a recipe into OUT/{dataset}/: {index:05d}-seed{S}-ep{E}.pt for the NB201 protocol,
+    {index:05d}-seed{S}-{recipe}-{E}ep-{hash8}.pt for any other recipe (every hyper-parameter is in the hash).
 
     A checkpoint is written after every epoch; rerunning the same command resumes an interrupted run and skips
-    finished ones.
+    finished ones. The recipe's holdout (validation split) never enters training.
 
     \b
     Examples:
       rb201 train --arch 1462 --dataset cifar10 --epochs 200 --seed 777 --out weights/ --device cuda:0
+      rb201 train --arch 1462 --dataset cifar10 --recipe wu2024 --seed 0 --out weights/ --device cuda:0
       rb201 train --arch 1462 --arch 0 --dataset mnist5k --epochs 3 --channels 8 --cells 1 --out demo/
+      rb201 train --arch 1462 --dataset mnist5k --epochs 3 --adversarial pgd --adv-eps 32 --adv-step 8 --out adv/
     """
     from ..data.info import canonical_dataset
     from ..data.readers import load_dataset
+    from ..recipe import TrainRecipe
     from ..space import Arch
     from ..train import checkpoint_file, partial_file, read_trained_meta, save_trained, train_model
 
     ds = run_library(canonical_dataset, dataset)
     parsed = [run_library(Arch.parse, a) for a in archs]
+    r = run_library(
+        TrainRecipe.of,
+        recipe or "nb201",
+        epochs=epochs,
+        batch_size=batch_size,
+        adversarial=adversarial,
+        adv_eps=adv_eps,
+        adv_step=adv_step,
+        adv_steps=adv_steps,
+        holdout=holdout,
+    )
     dev = _check_device(device)
     if threads is not None:
         import torch
@@ -104,9 +128,10 @@ def train(
     train_set = run_library(load_dataset, ds, root, "train", n=n_train, seed=0)
     test_set = None if no_test else run_library(load_dataset, ds, root, "test", n=n_test, seed=0)
     click.echo(f"{ds}: {len(train_set)} training images" + ("" if test_set is None else f", {len(test_set)} test"))
+    click.echo(f"recipe {r.describe()}; weights label {r.label}")
     for a in parsed:
         for seed in seeds:
-            final = checkpoint_file(out, ds, a.index, seed, epochs)
+            final = checkpoint_file(out, ds, a.index, seed, recipe=r)
             label = f"arch {a.index} seed {seed}"
             if final.exists():
                 meta = run_library(read_trained_meta, final)
@@ -124,7 +149,7 @@ def train(
             def report(stats, label=label) -> None:  # type: ignore[no-untyped-def]
                 test = "" if stats.test_acc is None else f" test_acc {stats.test_acc:.4f}"
                 click.echo(
-                    f"{label} epoch {stats.epoch}/{epochs}: loss {stats.loss:.4f} train_acc {stats.train_acc:.4f}"
+                    f"{label} epoch {stats.epoch}/{r.epochs}: loss {stats.loss:.4f} train_acc {stats.train_acc:.4f}"
                     f"{test} lr {stats.lr:.4g} ({stats.seconds:.1f} s)"
                 )
 
@@ -132,20 +157,19 @@ def train(
                 train_model,
                 a,
                 train_set,
-                epochs=epochs,
                 seed=seed,
                 device=dev,
                 channels=channels,
                 n_cells=n_cells,
-                batch_size=batch_size,
                 checkpoint_path=partial,
                 test_set=test_set,
                 on_epoch_end=report,
+                recipe=r,
             )
-            extra = {"n_train": len(train_set), "batch_size": batch_size}
+            extra = {"n_train": res.n_train, "batch_size": r.batch_size}
             if res.final_test_acc is not None:
                 extra.update(test_acc=res.final_test_acc, n_test=len(test_set))
-            path = run_library(save_trained, out, res.model, ds, seed, epochs, res.history, extra)
+            path = run_library(save_trained, out, res.model, ds, seed, r.epochs, res.history, extra, r)
             partial.unlink(missing_ok=True)
             speed = f", {res.images_per_s:.0f} images/s" if res.images_per_s else ""
             click.echo(f"{label}: saved {path} ({res.wall_time_s:.1f} s{speed})")

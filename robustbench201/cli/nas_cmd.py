@@ -32,7 +32,9 @@ def _checkpoints(text: str | None) -> list[int] | None:
     show_default=True,
     help="rs (random search), re (regularized evolution), ls (local search); repeat to compare.",
 )
-@click.option("--objective", default="fgsm@1", show_default=True, help="Column or expression; 'min:' minimises.")
+@click.option("--objective", default="fgsm@1", show_default=True,
+              help="Column or expression; 'min:' minimises; 'valid/' names a validation-split column or group, "
+                   "e.g. 'valid/pgd@8' or 'mean(valid/adversarial)'.")  # fmt: skip
 @click.option("--constraint", "constraints", multiple=True, help="E.g. 'params<=0.5' (repeatable, all must hold).")
 @click.option("--budget", type=int, default=300, show_default=True, help="Distinct cells (classes) queried per run.")
 @click.option("--seeds", type=int, default=20, show_default=True, help="Number of independent runs.")
@@ -73,12 +75,18 @@ def table(
       rb201 search table --algo rs --algo re --algo ls --plot regret.png
       rb201 search table --objective '0.5*clean + 0.5*fgsm@1' --constraint 'params<=0.5'
       rb201 search table --objective 'mean(corruption)' --constraint 'edgegpu_latency<5'
+      rb201 search table --source ds/ --dataset cifar10 --objective 'valid/pgd@8'
+
+    The search warns (on stderr) when the objective or a constraint reads test-split columns that the table also
+    holds on the validation split: select on 'valid/...' columns and report the test columns of the result.
     """
     from ..search.nas import TableSurrogate, load_table, run_search
 
     points = _checkpoints(checkpoints)
     df = run_library(load_table, dataset, source)
     sur = run_library(TableSurrogate, df, objective, list(constraints))
+    if sur.split_warning:
+        click.echo(f"warning: {sur.split_warning}", err=True)
     results = [run_library(run_search, sur, a, budget, seeds, seed, sample=sample) for a in dict.fromkeys(algos)]
     summaries = [run_library(r.to_dict, points) for r in results]
     if plot:
@@ -86,7 +94,7 @@ def table(
 
         plot = str(run_library(regret, results, plot, dataset))
     if fmt == "json":
-        click.echo(json.dumps({"dataset": dataset, "results": summaries}, indent=2))
+        click.echo(json.dumps({"dataset": dataset, "warning": sur.split_warning, "results": summaries}, indent=2))
         return
     from ..space import Arch
     from ..tables.formats import render

@@ -30,6 +30,7 @@ class JobReport:
     failures: dict[int, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    lock_wait_s: float = 0.0  # time spent waiting for another job to leave the shard
 
     @property
     def ok(self) -> bool:
@@ -42,6 +43,8 @@ class JobReport:
         )
         if self.problems:
             text += f"; {len(self.problems)} damaged file(s) recomputed"
+        if self.lock_wait_s >= 1:
+            text += f"; waited {self.lock_wait_s:.0f} s for another job writing this shard"
         return text
 
 
@@ -57,6 +60,7 @@ def run_job(
     progress: bool = True,
     threads: int | None = None,
     allow_overlap: bool = False,
+    lock_wait: float | None = None,
 ) -> JobReport:
     """Evaluate ``archs`` into their shard under ``out``, skipping those already finished there.
 
@@ -64,18 +68,38 @@ def run_job(
     than one device in ``devices`` (e.g. ``["cuda:0", "cuda:1"]``, or ``["cpu", "cpu"]``) a local pool of one
     worker process per device pulls architectures from a shared queue; otherwise they run in this process.
     ``threads``: torch intra-op threads per worker (default :func:`default_threads`). ``allow_overlap``: accept
-    cells planned by another shard of the same job (``--missing-from``, which re-plans the cells that failed)."""
+    cells planned by another shard of the same job (``--missing-from``, which re-plans the cells that failed).
+    ``lock_wait``: seconds to wait while another job writes the same shard (None: until it ends; see :mod:`.lock`)."""
     t_start = time.perf_counter()
     devices = list(devices or ["cpu"])
     threads = default_threads(devices) if threads is None else check_threads(threads)
     identity = factory.identity()
     shard = Shard.open(
-        out, factory.spec_hash, factory.spec_json, identity, archs, bounds, force_new_spec, allow_overlap
+        out, factory.spec_hash, factory.spec_json, identity, archs, bounds, force_new_spec, allow_overlap, lock_wait
     )
+    try:
+        report = _run_shard(shard, archs, factory, devices, retries, threads, progress)
+    finally:
+        shard.close()
+    report.seconds = time.perf_counter() - t_start
+    return report
+
+
+def _run_shard(
+    shard: Shard,
+    archs: list[int],
+    factory: EvaluatorFactory,
+    devices: list[str],
+    retries: int,
+    threads: int,
+    progress: bool,
+) -> JobReport:
+    """Evaluate what is not finished in an opened (locked) shard."""
     done = shard.scan()
     shard.add_devices(devices)
     todo = [a for a in archs if a not in done]
     report = JobReport(shard.path, len(archs), skipped=len(done), problems=list(shard.problems))
+    report.lock_wait_s = shard.lock.waited_s if shard.lock is not None else 0.0
     log.info("%s: %d to evaluate, %d already finished", shard.path.name, len(todo), len(done))
     if todo:
         from tqdm import tqdm
@@ -83,7 +107,8 @@ def run_job(
         bar = tqdm(total=len(todo), file=sys.stderr, disable=not progress, unit="arch", desc=shard.path.name[:24])
         try:
             if len(devices) > 1:
-                messages = run_pool(todo, shard.path, factory, devices, retries, threads)
+                lock = shard.lock.for_child() if shard.lock is not None else None
+                messages = run_pool(todo, shard.path, factory, devices, retries, threads, lock)
             else:
                 messages = _run_inline(todo, shard.path, factory, devices[0], retries, threads)
             for msg in messages:
@@ -92,7 +117,6 @@ def run_job(
         finally:
             bar.close()
             shard.save(force=True)
-    report.seconds = time.perf_counter() - t_start
     return report
 
 

@@ -3,7 +3,9 @@ times, see :func:`expand_devices`, runs K workers on it).
 
 Each worker builds its evaluator once (``factory(device)``), then evaluates and writes per-architecture files
 straight into the shared shard directory (per-architecture atomic files make concurrent writers safe). The
-coordinating process only collects messages, updates the manifest and the progress bar. Workers are started with
+coordinating process only collects messages, updates the manifest and the progress bar. Workers inherit the shard's
+writer lock (:mod:`.lock`): the shard stays locked while any of them may still write, even if the coordinator was
+killed first. Workers are started with
 the ``spawn`` method (safe with CUDA and with torch's thread pools) and use ``threads`` torch threads each.
 """
 
@@ -36,6 +38,7 @@ def _worker(
     shard_dir: str,
     retries: int,
     threads: int,
+    lock: Any = None,  # the shard lock's descriptor, shared with the coordinator: held until this process exits
 ) -> None:
     parent = os.getppid()
 
@@ -82,8 +85,10 @@ def run_pool(
     devices: list[str],
     retries: int = 2,
     threads: int = 1,
+    lock: Any = None,
 ) -> Iterator[ArchMessage]:
     """Evaluate ``todo`` with one worker per entry of ``devices``; yield one message per architecture.
+    ``lock``: :meth:`robustbench201.runner.lock.ShardLock.for_child` of the shard, shared with every worker.
 
     A worker that dies mid-architecture (killed, segfault) turns that architecture into a recorded failure
     (``WorkerDied``); the other workers go on. A worker that cannot start raises :class:`WorkerError`."""
@@ -97,7 +102,7 @@ def run_pool(
     procs = [
         ctx.Process(
             target=_worker,
-            args=(w, dev, factory, tasks, results, str(shard_dir), retries, threads),
+            args=(w, dev, factory, tasks, results, str(shard_dir), retries, threads, lock),
             name=f"rb201-worker-{w}-{dev}",
             daemon=True,
         )

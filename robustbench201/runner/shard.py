@@ -11,6 +11,10 @@ An architecture is finished exactly when its Parquet file exists, reads complete
 architecture only, and the HDF5 file it names has the sha256 recorded in its metadata. Anything else (a truncated
 file, an orphan HDF5, a temp file of an interrupted write) is removed and the architecture recomputed. The
 manifest is a convenience view: it is rebuilt from the per-architecture files whenever a shard is opened.
+
+One job at a time writes into a shard: opening it takes the shard's writer lock (:mod:`.lock`), waiting while
+another job (a requeued copy of the same array task, or the same launch submitted twice) holds it, and
+:meth:`Shard.close` gives it back.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ..store.shardfile import (
     read_shard_manifest,
     verify_arch_file,
 )
+from .lock import ShardLock, acquire
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,7 @@ class Shard:
     bounds: tuple[int, int] | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    lock: ShardLock | None = None
     _last_save: float = 0.0
 
     @classmethod
@@ -80,10 +86,13 @@ class Shard:
         bounds: tuple[int, int] | None = None,
         force_new_spec: bool = False,
         allow_overlap: bool = False,
+        lock_wait: float | None = None,
     ) -> Shard:
         """Create or resume the shard for ``archs`` under ``out``: refuse another spec's output directory
         (unless ``force_new_spec``) and overlapping shards of the same job (unless ``allow_overlap``: filling gaps,
-        where the overlap is cells another shard failed); clean temps; re-verify finished files."""
+        where the overlap is cells another shard failed); take the shard's writer lock (waiting up to ``lock_wait``
+        seconds, None: as long as another job holds it); clean temps; re-verify finished files. Call
+        :meth:`close` when done."""
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise WriteError(f"output directory {out} exists and is not a directory")
@@ -100,10 +109,21 @@ class Shard:
             shard.path.mkdir(exist_ok=True)
         except OSError as exc:
             raise WriteError(f"cannot create shard directory {shard.path}: {exc.strerror or exc}") from None
-        for p in clean_stale_temps(shard.path):
-            log.info("removed stale temporary file %s", p)
-        shard._load_manifest()
+        shard.lock = acquire(shard.path, lock_wait)
+        try:
+            for p in clean_stale_temps(shard.path):
+                log.info("removed stale temporary file %s", p)
+            shard._load_manifest()
+        except BaseException:
+            shard.close()
+            raise
         return shard
+
+    def close(self) -> None:
+        """Give back the writer lock (held on by pool workers that inherited it until they exit)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def _load_manifest(self) -> None:
         path = self.path / MANIFEST

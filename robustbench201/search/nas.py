@@ -27,7 +27,14 @@ import numpy as np
 
 from ..errors import Rb201Error, check_choice
 from ..space import NUM_ARCHS, NUM_EDGES, NUM_OPS, Arch, ops_table, product_positions, representative_indices
-from .objective import Constraint, Objective, feasible_mask, parse_constraints, parse_objective
+from .objective import (
+    Constraint,
+    Objective,
+    feasible_mask,
+    parse_constraints,
+    parse_objective,
+    split_selection_warning,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,11 @@ class TableSurrogate:
             self.constraints: tuple[Constraint, ...] = tuple(cons)
         else:
             self.constraints = parse_constraints(cons, cols)
+        used = [*self.objective.expression.columns, *(c for k in self.constraints for c in k.expression.columns)]
+        #: why the search may select on the test set (None when it does not; ``rb201 search table`` prints it)
+        self.split_warning = split_selection_warning(used, cols)
+        if self.split_warning:
+            log.info(self.split_warning)
         _, reps, _ = _space_tables()
         try:
             idx = np.asarray(df.index, dtype=np.int64)

@@ -10,6 +10,8 @@ column name (:func:`robustbench201.store.schema.wide_name`) or ``mean(...)`` ove
     mean(corruption:3)             all corruptions at severity 3
     mean(adversarial)              all attack columns (``key@eps``); ``mean(adversarial@1)``: all attacks at eps 1
     mean(fgsm@1, pgd@1, fog:3)     mean of the listed columns and groups
+    valid/pgd@8                    a column of the validation split (held out of the training set)
+    mean(valid/adversarial)        a group on the validation split (groups without ``valid/`` are test columns)
 
 An objective is an expression, maximised unless it starts with ``min:`` (``max:`` is accepted). A constraint is
 ``EXPRESSION OP NUMBER`` with OP one of ``<=, <, >=, >, ==, !=``; several constraints are joined by ``and``.
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import Rb201Error
-from ..store.schema import WideName, parse_wide_name
+from ..store.schema import WideName, parse_wide_name, qualified_key, split_key
 
 _GROUPS_HELP = "mean(KEY), mean(corruption), mean(corruption:SEV), mean(adversarial), mean(adversarial@EPS)"
 _NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
@@ -69,9 +71,15 @@ def resolve_group(name: str, columns: Sequence[str]) -> tuple[str, ...]:
     name = name.strip()
     if name in columns:
         return (name,)
+    split, name = split_key(name)  # a group of another split than test starts with it: valid/adversarial
     parsed = {c: _parse_name(c) for c in columns}
-    # groups hold per-epsilon accuracies (the published protocol); cumulative columns are named one by one
-    plain = {c: p for c, p in parsed.items() if p is not None and p.measure is None and not p.semantics}
+    # groups hold per-epsilon accuracies (the published protocol) of one split; cumulative columns are named one by
+    # one
+    plain = {
+        c: p._replace(key=split_key(p.key)[1])
+        for c, p in parsed.items()
+        if p is not None and p.measure is None and not p.semantics and split_key(p.key)[0] == split
+    }
     m = re.fullmatch(r"(corruption)(?::(\d))?|(adversarial)(?:@([0-9.]+))?", name)
     if m and m.group(1):
         sev = int(m.group(2)) if m.group(2) else None
@@ -82,7 +90,7 @@ def resolve_group(name: str, columns: Sequence[str]) -> tuple[str, ...]:
     else:
         out = tuple(c for c, p in plain.items() if p[0] == name and (not math.isnan(p[1]) or p[2] > 0))
     if not out:
-        raise _unknown(name, columns)
+        raise _unknown(qualified_key(name, split), columns)
     return out
 
 
@@ -249,3 +257,18 @@ def feasible_mask(constraints: Sequence[Constraint], df) -> np.ndarray:  # type:
     for c in constraints:
         mask &= c.satisfied(df)
     return mask
+
+
+def split_selection_warning(used: Iterable[str], columns: Iterable[str]) -> str | None:
+    """A warning when expressions read test-split columns that the table also holds on the validation split
+    (``valid/...``): selecting on the test set makes the test numbers of the selected cell optimistic. None when
+    they read no such column."""
+    have = set(columns)
+    hits = [c for c in dict.fromkeys(used) if split_key(c)[0] == "test" and f"valid/{c}" in have]
+    if not hits:
+        return None
+    shown = ", ".join(hits[:4]) + (", ..." if len(hits) > 4 else "")
+    return (
+        f"the search selects on test-split columns ({shown}) while the table holds them on the validation split "
+        f"too; name the validation columns instead (e.g. 'valid/{hits[0]}') and report the test columns of the result"
+    )

@@ -165,13 +165,10 @@ def summary_lines(res: dict[str, Any]) -> list[str]:
             f"{format_eps(small)}/255, {min(hi):+.2f} to {max(hi):+.2f} at eps {format_eps(large)}/255"
         )
     if "attacks_eps1" in res:
-        m = res["attacks_eps1"]
-        off = [m[a][b] for a in m for b in m if a < b]
-        out.append(f"attacks at eps 1/255 rank cells alike: Kendall tau {min(off):.2f} to {max(off):.2f} between pairs")
+        out.append(f"attacks at eps 1/255, Kendall tau between pairs: {_pair_range(res['attacks_eps1'])}")
     if "corruptions" in res:
         m = res["corruptions"]
-        off = [m[a][b] for a in m for b in m if a < b]
-        out.append(f"{len(m)} corruptions rank cells alike: Kendall tau {min(off):.2f} to {max(off):.2f} between pairs")
+        out.append(f"{len(m)} corruptions, Kendall tau between pairs: {_pair_range(m)}")
     if "surrogates" in res:
         rows = [r for r in res["surrogates"] if r["target"] == "fgsm@1" and not math.isnan(r["tau"])]
         if rows:
@@ -181,6 +178,15 @@ def summary_lines(res: dict[str, Any]) -> list[str]:
     for key, why in res["skipped"].items():
         out.append(f"{key}: not computed ({why})")
     return out
+
+
+def _pair_range(m: dict[str, dict[str, float]]) -> str:
+    """The weakest and the strongest agreement of a symmetric matrix, each with its pair."""
+    pairs = [(m[a][b], a, b) for a in m for b in m if a < b and not math.isnan(m[a][b])]
+    if not pairs:
+        return "no pair with values"
+    lo, hi = min(pairs), max(pairs)
+    return f"{lo[0]:.2f} ({lo[1]} vs {lo[2]}) to {hi[0]:.2f} ({hi[1]} vs {hi[2]})"
 
 
 def sections(res: dict[str, Any]) -> list[Section]:

@@ -8,7 +8,7 @@ Layout::
       manifest.json       {"format": "rb201-dataset", "schema_version": "1", "name", "created", "code_version",
                            "specs": {spec_hash: spec}, "files": [{"path", "kind", "sha256", "bytes",
                            "rows"?, "dataset"?, "arrays"?}, ...], ...extra keys kept as they are}
-      results-*.parquet   tidy schema v1 rows (kind ``results``)
+      results-*.parquet   tidy rows, schema v1 or v2 (kind ``results``; :mod:`robustbench201.store.schema`)
       arrays-*.h5         arrays at ``store.schema.array_path`` keys (kind ``arrays``)
       wide-<ds>.parquet   a derived per-dataset matrix for fast lookups (kind ``wide``, :mod:`.wide`)
 
@@ -34,7 +34,15 @@ from .._version import __version__
 from ..errors import DataIntegrityError, Rb201Error
 from .atomic import atomic_path, sha256_file, write_parquet_atomic, write_text_atomic
 from .integrity import Verified, verify_file
-from .schema import COLUMNS, SCHEMA_VERSION, SORT_COLUMNS, pa_schema, table_metadata
+from .schema import (
+    COLUMNS,
+    READABLE_SCHEMA_VERSIONS,
+    SCHEMA_VERSION,
+    SORT_COLUMNS,
+    pa_schema,
+    storage_table,
+    table_metadata,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +50,7 @@ FORMAT = "rb201-dataset"
 MANIFEST = "manifest.json"
 FILE_KINDS: tuple[str, ...] = ("results", "arrays", "wide")
 #: Schema versions this rb201 reads (the tidy columns of version 1 are unchanged).
-READABLE_SCHEMA_VERSIONS: tuple[str, ...] = (SCHEMA_VERSION,)
+__all__ = ["READABLE_SCHEMA_VERSIONS"]  # re-exported: the versions a manifest may name are those of the rows
 #: Files that may sit in a dataset folder without being data: the registry ``rb201 publish`` writes there by
 #: default, and the package marker of the embedded table.
 NOT_DATA = frozenset({"registry.json", "__init__.py"})
@@ -267,20 +275,28 @@ def write_manifest(directory: str | Path, manifest: Manifest) -> Path:
 
 
 def columns_table(columns: Mapping[str, Any], spec_json: str = "{}"):  # type: ignore[no-untyped-def]
-    """Column arrays (numpy arrays or lists, one per schema v1 column) -> a schema v1 pyarrow Table."""
+    """Column arrays (numpy arrays or lists, one per schema column; without ``split`` every row is on the test split)
+    -> a pyarrow Table of version-2 rows (in memory; :func:`storage_table` gives the form to write)."""
     import pyarrow as pa
 
-    missing = [c for c in COLUMNS if c not in columns]
+    missing = [c for c in COLUMNS if c not in columns and c != "split"]
     if missing:
-        raise DataIntegrityError(f"rows lack schema v1 columns {missing}")
+        raise DataIntegrityError(f"rows lack schema columns {missing}")
     schema = pa_schema()
-    arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
+    n = len(next(iter(columns.values()))) if columns else 0
+    cols = {"split": ["test"] * n, **columns}
+    arrays = [pa.array(cols[f.name], type=f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema).replace_schema_metadata(table_metadata(spec_json))
 
 
 def sort_rows(table):  # type: ignore[no-untyped-def]
-    """Sort a schema v1 table by ``SORT_COLUMNS`` (stable, deterministic)."""
-    return table.sort_by([(c, "ascending") for c in SORT_COLUMNS])
+    """Sort a results table by the ``SORT_COLUMNS`` it has (stable, deterministic)."""
+    return table.sort_by([(c, "ascending") for c in SORT_COLUMNS if c in table.column_names])
+
+
+def manifest_schema_version(versions: list[str]) -> str:
+    """The schema version a manifest names: the highest of its results files' (version 1 when all are)."""
+    return max(versions, key=int) if versions else "1"
 
 
 def write_arrays_h5(target: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -315,14 +331,17 @@ def write_dataset_dir(
     out.mkdir(parents=True, exist_ok=True)
     entries: list[FileEntry] = []
     tables = []
+    versions = []
     for part in sorted(parts):
         t = sort_rows(parts[part])
         if not t.schema.metadata or b"rb201.schema_version" not in t.schema.metadata:
             t = t.replace_schema_metadata(table_metadata())
+        tables.append(t)
+        t = storage_table(t)
+        versions.append(t.schema.metadata[b"rb201.schema_version"].decode())
         fname = f"results-{part}.parquet"
         write_parquet_atomic(t, out / fname)
         entries.append(file_entry(out, fname, "results", rows=t.num_rows))
-        tables.append(t)
         log.info("wrote %s (%d rows)", fname, t.num_rows)
     if arrays:
         write_arrays_h5(out / "arrays-000.h5", arrays)
@@ -332,6 +351,14 @@ def write_dataset_dir(
             fname = f"wide-{ds}.parquet"
             write_wide(wide, out / fname)
             entries.append(file_entry(out, fname, "wide", dataset=ds))
-    manifest = Manifest(name, created, code_version, tuple(entries), specs=dict(specs or {}), extra=dict(extra or {}))
+    manifest = Manifest(
+        name,
+        created,
+        code_version,
+        tuple(entries),
+        specs=dict(specs or {}),
+        extra=dict(extra or {}),
+        schema_version=manifest_schema_version(versions),
+    )
     write_manifest(out, manifest)
     return manifest

@@ -23,8 +23,26 @@ import numpy as np
 from .._version import code_version
 from ..errors import DataIntegrityError, Rb201Error, check_choice
 from .atomic import TMP_SUFFIX, WriteError
-from .dataset import FORMAT, MANIFEST, FileEntry, Manifest, file_entry, manifest_format, read_manifest
-from .schema import KEY_COLUMNS, META_SPEC, SORT_COLUMNS, check_table_schema, pa_schema, table_metadata
+from .dataset import (
+    FORMAT,
+    MANIFEST,
+    FileEntry,
+    Manifest,
+    file_entry,
+    manifest_format,
+    manifest_schema_version,
+    read_manifest,
+)
+from .schema import (
+    KEY_COLUMNS,
+    META_SCHEMA_VERSION,
+    META_SPEC,
+    SORT_COLUMNS,
+    conform_table,
+    pa_schema,
+    storage_table,
+    table_metadata,
+)
 from .validate import Coverage, compute_coverage, validate_dataset
 
 log = logging.getLogger(__name__)
@@ -198,9 +216,8 @@ def merge_datasets(
     specs: dict[str, Any] = {}
     for order, src in enumerate(sources):
         t = src.table if src.table is not None else pq.read_table(src.parquet)
-        check_table_schema(t.schema, str(src.parquet))
+        t = conform_table(t, str(src.parquet)).replace_schema_metadata(None)  # schema v1 rows: test split
         src.table = None
-        t = t.select(list(pa_schema().names)).replace_schema_metadata(None)
         tables.append(t.append_column("_order", pa.array(np.full(t.num_rows, order, dtype=np.int64))))
         specs.update(src.specs)
     df = pa.concat_tables(tables).to_pandas()
@@ -241,7 +258,7 @@ def merge_datasets(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=TMP_SUFFIX, dir=_make_parent(out)))
     try:
         tmp.chmod(0o755)
-        files = _write_results(df, tmp, specs, max_rows_per_file)
+        files, versions = _write_results(df, tmp, specs, max_rows_per_file)
         arr_files, report.arrays, n_conf = _write_arrays(array_sources, tmp, on_conflict, max_array_bytes)
         report.conflicts += n_conf
         files += arr_files
@@ -253,6 +270,7 @@ def merge_datasets(
             files=tuple(files),
             specs={h: specs.get(h, {}) for h in used},
             extra={"jobs": report.jobs} if report.jobs else {},
+            schema_version=manifest_schema_version(versions),
         )
         (tmp / MANIFEST).write_text(manifest.to_json())
         report.files = [f.path for f in files]
@@ -301,11 +319,13 @@ def _check_corruption_sources(df: Any) -> None:
         )
 
 
-def _write_results(df: Any, tmp: Path, specs: dict[str, Any], max_rows: int) -> list[FileEntry]:
+def _write_results(df: Any, tmp: Path, specs: dict[str, Any], max_rows: int) -> tuple[list[FileEntry], list[str]]:
+    """Results files per dataset (at most ``max_rows`` rows each), each in its storage form; (entries, versions)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     files = []
+    versions: list[str] = []
     meta = table_metadata(json.dumps({h: specs.get(h, {}) for h in sorted(set(df["spec_hash"]) - {""})}))
     n = 0
     for dataset, part in df.groupby("dataset", sort=True):
@@ -313,12 +333,13 @@ def _write_results(df: Any, tmp: Path, specs: dict[str, Any], max_rows: int) -> 
             chunk = part.iloc[lo : lo + max_rows]
             schema = pa_schema()
             cols = [pa.array(chunk[f.name].to_numpy(), type=f.type, from_pandas=False) for f in schema]
-            table = pa.Table.from_arrays(cols, schema=schema)
+            table = storage_table(pa.Table.from_arrays(cols, schema=schema).replace_schema_metadata(meta))
+            versions.append(table.schema.metadata[META_SCHEMA_VERSION.encode()].decode())
             rel = f"results-{n:03d}.parquet"
-            pq.write_table(table.replace_schema_metadata(meta), tmp / rel, compression="zstd")
+            pq.write_table(table, tmp / rel, compression="zstd")
             files.append(file_entry(tmp, rel, "results", rows=len(chunk), dataset=str(dataset)))
             n += 1
-    return files
+    return files, versions
 
 
 def _write_wide(df: Any, tmp: Path, report: MergeReport) -> list[FileEntry]:

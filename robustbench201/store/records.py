@@ -1,5 +1,5 @@
-"""An evaluation's records and arrays as schema v1 rows and HDF5 array paths (the storage side of
-:class:`robustbench201.evaluation.EvalResult`, which knows nothing about storage)."""
+"""An evaluation's records and arrays as schema rows (v2: each says its ``split``) and HDF5 array paths (the storage
+side of :class:`robustbench201.evaluation.EvalResult`, which knows nothing about storage)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 def result_rows(
     result: EvalResult, arch_index: int, dataset: str, seed: int, weights: str, code_version: str
 ) -> list[Row]:
-    """Schema v1 rows of ``result`` stamped with its spec hash; corruption rows carry the corruption source's
-    ``source`` (the generator version for generated sets), every other row ``rb201``."""
+    """Schema rows of ``result`` stamped with its spec hash and each record's split; corruption rows carry the
+    corruption source's ``source`` (the generator version for generated sets), every other row ``rb201``."""
     return [
         Row(
             arch_index=arch_index,
@@ -36,6 +36,7 @@ def result_rows(
             source=result.corruption_row_source if r.family == "corruption" else "rb201",
             spec_hash=result.spec.hash,
             code_version=code_version,
+            split=r.split,
         )
         for r in result.records
     ]
@@ -45,7 +46,7 @@ def result_arrays(result: EvalResult, arch_index: int, dataset: str, seed: int, 
     """The arrays of ``result`` keyed by :func:`robustbench201.store.schema.array_path`."""
     return {
         array_path(
-            dataset, arch_index, k.family, k.key, k.measure, k.epsilon, k.severity, seed, weights, k.semantics
+            dataset, arch_index, k.family, k.key, k.measure, k.epsilon, k.severity, seed, weights, k.semantics, k.split
         ): v
         for k, v in result.arrays.items()
     }

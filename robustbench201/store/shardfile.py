@@ -5,7 +5,7 @@ Layout::
     OUT/shard-{start:05d}-{end:05d}-{spec12}-{run6}/     (or shard-list-{sha6}-{spec12}-{run6} for --arch lists)
       manifest.json        format "rb201-shard": spec, job identity, code version, devices, per-arch timings, failures
       arch-00042.h5        arrays of architecture 42 (written first, atomically)
-      arch-00042.parquet   its tidy rows (schema v1), written last: the commit marker of the architecture
+      arch-00042.parquet   its tidy rows (store.schema), written last: the commit marker of the architecture
 
 An architecture is finished exactly when its Parquet file exists, reads completely, holds rows of that architecture
 only, and the HDF5 file it names has the sha256 recorded in its metadata (:func:`verify_arch_file`).
@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DataIntegrityError
 from .atomic import atomic_path, sha256_file, write_parquet_atomic
-from .schema import Row, check_table_schema, rows_to_table
+from .schema import Row, conform_table, rows_to_table
 
 MANIFEST = "manifest.json"
 SHARD_FORMAT = "rb201-shard"
@@ -98,7 +98,7 @@ def verify_arch_file(parquet_path: Path, index: int | None = None) -> ArchFileIn
         table = pq.read_table(parquet_path)
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError on truncated or garbled files
         raise DataIntegrityError(f"{parquet_path} cannot be read ({type(exc).__name__}: {exc})") from None
-    check_table_schema(table.schema, str(parquet_path))
+    table = conform_table(table, str(parquet_path))  # schema v1 rows (written before v2, or all test): test split
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     idx_col = set(table.column("arch_index").to_pylist())
     want = index if index is not None else int(meta.get(META_ARCH, -1))

@@ -17,7 +17,7 @@ from ..space import NUM_UNIQUE, format_indices, representative_indices, unique_i
 from .atomic import TMP_SUFFIX
 from .dataset import MANIFEST, NOT_DATA, read_manifest
 from .integrity import verify_file
-from .schema import KEY_COLUMNS, check_table_schema
+from .schema import KEY_COLUMNS, check_table_schema, read_results_columns
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ def _column_label(values: tuple[Any, ...]) -> str:
     d = dict(zip(COLUMN_KEYS, values))
     where = f"@{d['epsilon']:g}" if d["epsilon"] == d["epsilon"] else (f":{d['severity']}" if d["severity"] else "")
     sem = f"[{d['semantics']}]" if d["semantics"] else ""
-    return f"{d['weights']}/s{d['seed']}/{d['family']}/{d['key']}{where}{sem}/{d['measure']}"
+    split = "" if d.get("split", "test") == "test" else f"{d['split']}/"
+    return f"{d['weights']}/s{d['seed']}/{d['family']}/{split}{d['key']}{where}{sem}/{d['measure']}"
 
 
 def compute_coverage(df: Any) -> Coverage:
@@ -179,7 +180,8 @@ def validate_dataset(path: str | Path, coverage: bool = True) -> ValidationRepor
     if good_results:
         import pandas as pd
 
-        df = pd.concat([pq.read_table(p, columns=list(KEY_COLUMNS) + ["spec_hash"]).to_pandas() for p in good_results])
+        cols = list(KEY_COLUMNS) + ["spec_hash"]
+        df = pd.concat([read_results_columns(p, cols).to_pandas() for p in good_results])
         dup = int(df.duplicated(subset=list(KEY_COLUMNS)).sum())
         report.duplicates = dup
         if dup:

@@ -1,8 +1,8 @@
 """The wide form of a results table: per dataset, a float64 matrix with one row per NB201 index (0..15624) and one
 column per metric, named by :func:`robustbench201.store.schema.wide_name`.
 
-Built from tidy schema v1 rows by :func:`pivot` (rows differing only in their training seed are averaged, and the
-column says so); stored as ``wide-<dataset>.parquet`` beside the tidy files so a query reads one small file.
+Built from tidy rows (schema v1 or v2) by :func:`pivot` (rows differing only in their training seed are averaged, and
+the column says so); stored as ``wide-<dataset>.parquet`` beside the tidy files so a query reads one small file.
 Cells hold exactly the value of the row for that index (NaN where there is none). A column whose rows all belong to
 isomorphism-class representatives is *class-level*: readers fill the other members of each class from their
 representative (:func:`fill_isomorphs`), as the published robustness dataset evaluated one network per class.
@@ -20,11 +20,11 @@ import numpy as np
 
 from ..errors import DataIntegrityError
 from ..space import NUM_ARCHS, representative_indices
-from .schema import FAMILIES, META_KIND, META_SCHEMA_VERSION, SCHEMA_VERSION, wide_name
+from .schema import FAMILIES, META_KIND, META_SCHEMA_VERSION, READABLE_SCHEMA_VERSIONS, wide_name
 
 META_DATASET = "rb201.dataset"
 META_COLUMNS = "rb201.columns"
-_GROUP = ("family", "key", "norm", "epsilon", "severity", "semantics", "measure", "weights", "source")
+_GROUP = ("family", "key", "norm", "epsilon", "severity", "semantics", "measure", "weights", "source", "split")
 
 
 @dataclass
@@ -44,7 +44,8 @@ class Wide:
 def column_name(info: dict[str, Any]) -> str:
     """The wide name of a column from its facts (``epsilon`` None when the column has none)."""
     eps = math.nan if info.get("epsilon") is None else float(info["epsilon"])
-    return wide_name(info["key"], eps, int(info.get("severity") or 0), info["measure"], info.get("semantics", ""))
+    sev = int(info.get("severity") or 0)
+    return wide_name(info["key"], eps, sev, info["measure"], info.get("semantics", ""), info.get("split", "test"))
 
 
 def _order(info: dict[str, Any]) -> tuple:
@@ -52,11 +53,12 @@ def _order(info: dict[str, Any]) -> tuple:
     eps = -1.0 if info["epsilon"] is None else info["epsilon"]
     cumulative = info.get("semantics") == "cumulative"
     plain = info["measure"] in ("accuracy", "value")
-    return (fam, info["key"], cumulative, not plain, info["measure"], eps, info["severity"])
+    return (info.get("split", "test"), fam, info["key"], cumulative, not plain, info["measure"], eps, info["severity"])
 
 
 def pivot(table) -> dict[str, Wide]:  # type: ignore[no-untyped-def]
-    """Tidy schema v1 rows (a pyarrow Table) -> ``{dataset: Wide}``, columns in a stable, readable order.
+    """Tidy rows (a pyarrow Table; without a ``split`` column every row is on the test split) -> ``{dataset: Wide}``,
+    columns in a stable, readable order (test-split columns first).
 
     Raises :class:`DataIntegrityError` when two different kinds of rows (weights, semantics, source or family)
     would share one wide column name."""
@@ -64,6 +66,8 @@ def pivot(table) -> dict[str, Wide]:  # type: ignore[no-untyped-def]
     import pyarrow.compute as pc
 
     reps = np.asarray(representative_indices(), dtype=np.int64)
+    if "split" not in table.column_names:
+        table = table.append_column("split", pa.array(["test"] * table.num_rows, type=pa.string()))
     out: dict[str, Wide] = {}
     for ds in sorted(pc.unique(table.column("dataset")).to_pylist()):
         t = table.filter(pc.equal(table.column("dataset"), ds))
@@ -94,16 +98,18 @@ def pivot(table) -> dict[str, Wide]:  # type: ignore[no-untyped-def]
                 class_level=bool(np.all(reps[present] == present)) and len(present) < NUM_ARCHS,
                 code=int(g),
             )
+            if info["split"] == "test":  # test-split columns are described as in schema v1
+                del info["split"]
             infos.append(info)
         infos.sort(key=_order)
         seen: dict[str, dict[str, Any]] = {}
         for info in infos:
             if info["name"] in seen:
                 other = seen[info["name"]]
-                diff = [k for k in _GROUP if info[k] != other[k]]
+                diff = [k for k in _GROUP if info.get(k) != other.get(k)]
                 raise DataIntegrityError(
                     f"{ds}: two kinds of rows map to the wide column {info['name']!r} (they differ in {diff}: "
-                    f"{[other[k] for k in diff]} vs {[info[k] for k in diff]}); filter the rows first"
+                    f"{[other.get(k) for k in diff]} vs {[info.get(k) for k in diff]}); filter the rows first"
                 )
             seen[info["name"]] = info
         remap = np.empty(int(codes.max()) + 1 if len(codes) else 0, dtype=np.int64)
@@ -142,7 +148,7 @@ def write_wide(wide: Wide, target: str | Path) -> None:
     arrays = [pa.array(np.arange(NUM_ARCHS, dtype=np.int32)), pa.array(wide.reps.astype(np.int32))]
     arrays += [pa.array(wide.matrix[:, j]) for j in range(len(wide.names))]
     meta = {
-        META_SCHEMA_VERSION: SCHEMA_VERSION,
+        META_SCHEMA_VERSION: "2" if any("split" in i for i in wide.info) else "1",  # as for tidy files
         META_KIND: "wide",
         META_DATASET: wide.dataset,
         META_COLUMNS: json.dumps(list(wide.info), sort_keys=True),
@@ -171,9 +177,9 @@ def read_wide(path: str | Path) -> Wide:
     except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
         raise DataIntegrityError(f"cannot read {path}: {exc}") from None
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    if meta.get(META_KIND) != "wide" or meta.get(META_SCHEMA_VERSION) != SCHEMA_VERSION:
+    if meta.get(META_KIND) != "wide" or meta.get(META_SCHEMA_VERSION) not in READABLE_SCHEMA_VERSIONS:
         raise DataIntegrityError(
-            f"{path} is not an rb201 wide table of schema version {SCHEMA_VERSION!r} "
+            f"{path} is not an rb201 wide table of schema version {' or '.join(READABLE_SCHEMA_VERSIONS)} "
             f"(kind {meta.get(META_KIND)!r}, version {meta.get(META_SCHEMA_VERSION)!r})"
         )
     try:

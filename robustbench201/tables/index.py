@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidChoiceError
-from ..store.schema import format_eps, parse_wide_name, wide_name
+from ..store.schema import format_eps, parse_wide_name, qualified_key, wide_name
 from ..store.wide import Wide, fill_isomorphs
 
 _PLAIN = ("accuracy", "value")
@@ -70,11 +70,11 @@ class Index:
         return self._filled
 
     def keys(self) -> dict[str, list[dict[str, Any]]]:
-        """key -> infos of its columns (built on first use)."""
+        """key (``valid/pgd`` for another split than test) -> infos of its columns (built on first use)."""
         if self._keys is None:
             keys: dict[str, list[dict[str, Any]]] = {}
             for i in self.info:
-                keys.setdefault(i["key"], []).append(i)
+                keys.setdefault(qualified_key(i["key"], i.get("split", "test")), []).append(i)
             self._keys = keys
         return self._keys
 
