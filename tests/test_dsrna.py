@@ -13,7 +13,8 @@ from robustbench201.data.base import ImageSet
 from robustbench201.errors import CheckpointError, Rb201Error
 from robustbench201.models import create_model
 from robustbench201.models.supernet import create_supernet
-from robustbench201.search.dsrna import RESULT, DSRNAConfig, DSRNAResult, score_on_table, search
+from robustbench201.search.dsrna import RESULT, DSRNAConfig, DSRNAResult, search
+from robustbench201.search.dsrna_summary import score_on_table
 from robustbench201.search.regularizers import certified_regularizer, jacobian_regularizer
 from robustbench201.space import Arch
 
@@ -40,7 +41,7 @@ def _cfg(**kw: object) -> DSRNAConfig:
 
 @pytest.mark.parametrize("metric", ["none", "jacobian", "certified", "combined"])
 def test_short_search_is_deterministic_and_moves_alphas(metric: str) -> None:
-    cfg = _cfg(metric=metric, gamma=0.5)
+    cfg = _cfg(metric=metric)
     a = search(cfg, data=DATA)
     b = search(cfg, data=DATA)
     assert a.alpha_history == b.alpha_history
@@ -50,12 +51,12 @@ def test_short_search_is_deterministic_and_moves_alphas(metric: str) -> None:
     assert np.abs(first - last).max() > 1e-5
     np.testing.assert_allclose(last.sum(axis=1), 1.0, rtol=1e-6)
     assert a.arch == Arch.from_ops(tuple(int(i) for i in last.argmax(axis=1)))
-    assert (a.history[0]["reg"] == 0.0) == (metric == "none")
+    assert {k for k in a.history[0] if k.startswith("R_")} == {f"R_{t}" for t in cfg.terms}
 
 
 def test_regularisers_pull_alphas_apart_from_plain_darts() -> None:
     plain = np.array(search(_cfg(metric="none"), data=DATA).alpha_history[-1])
-    jac = np.array(search(_cfg(metric="jacobian", gamma=1.0), data=DATA).alpha_history[-1])
+    jac = np.array(search(_cfg(metric="jacobian", gamma_jacobian=1.0), data=DATA).alpha_history[-1])
     assert np.abs(plain - jac).max() > 1e-7
 
 
@@ -141,7 +142,7 @@ def test_bound_of_discretised_supernet_equals_the_engine_bound_of_the_discrete_n
 
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    cfg = _cfg(metric="jacobian", epochs=2)
+    cfg = _cfg(metric="jacobian", epochs=2, a_lr=0.01)  # a fixed rate: the automatic one follows the epoch count
     full = search(cfg, tmp_path / "full", data=DATA)
 
     class Killed(Exception):
@@ -157,7 +158,7 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path) -> N
     assert resumed.alpha_history == full.alpha_history
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
     # one epoch, then extended to two on resume: same as two from the start (cosine set from the epoch index)
-    search(_cfg(metric="jacobian", epochs=1), tmp_path / "ext", data=DATA)
+    search(_cfg(metric="jacobian", epochs=1, a_lr=0.01), tmp_path / "ext", data=DATA)
     extended = search(cfg, tmp_path / "ext", data=DATA, resume=True)
     assert extended.alpha_history == full.alpha_history
     saved = json.loads((tmp_path / "ext" / RESULT).read_text())
@@ -205,18 +206,13 @@ def test_score_on_table_reports_values_and_percentiles(monkeypatch) -> None:  # 
     )
     wide.index.name = "arch_index"
 
-    class Result:
-        def value(self, column: str) -> float:
-            return float(wide.loc[2, column])
-
     from robustbench201 import _query
 
-    monkeypatch.setattr(_query, "query", lambda arch, dataset, source=None: Result())
     monkeypatch.setattr(_query, "table", lambda dataset, form="wide", source=None: wide)
     res = DSRNAResult(_cfg(), Arch.from_index(2), [], [], 0.0)
     score = score_on_table(res, "cifar10")
     assert score.n_classes == 4 and score.index == 2
-    assert score.values == {"clean": 0.7, "fgsm@1": 0.3}
+    assert score.values == {"clean": 0.7, "fgsm@1": 0.3, "mean_adv": 0.3}  # mean_adv: the only attack here
     assert score.percentiles["clean"] == 75.0
     assert score.percentiles["fgsm@1"] == pytest.approx(200 / 3)
 
@@ -246,9 +242,14 @@ def test_cli_runs_a_short_search_and_writes_json_and_png(tmp_path) -> None:  # t
     saved = json.loads((out / RESULT).read_text())
     assert saved["config"]["metric"] == "certified" and saved["index"] == info["index"]
     assert (out / "alphas.png").read_bytes()[:4] == b"\x89PNG"
-    again = CliRunner().invoke(main, [*args[:5], "2", *args[6:], "--resume"])
+    again = CliRunner().invoke(main, [*args[:5], "2", *args[6:-1], "--resume"])
     assert again.exit_code == 0, again.output
     assert len(json.loads((out / RESULT).read_text())["history"]) == 2
+    # the text output: per-edge decisions, the regulariser per epoch, the transfer estimate, labelled
+    text = again.stdout
+    assert "lead over the second op" in text and text.count("->") >= 6
+    assert "R_CB" in text and "x loss" in text
+    assert "no results table exists for mnist5k" in text and "transfer estimate (cifar10 table)" in text
 
 
 def test_cli_names_the_missing_cifar_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -277,3 +278,90 @@ def test_threads_and_device_arguments() -> None:
         search(_cfg(metric="none"), data=DATA, threads=0)
     with pytest.raises(Rb201Error, match="device"):
         search(_cfg(metric="none"), data=DATA, device="quantum")
+
+
+def test_regulariser_magnitudes_are_reported_per_epoch_beside_the_loss() -> None:
+    """Absolute mode (the paper's objective): each epoch records R, gamma x R and its ratio to the validation loss;
+    one gamma leaves the two regularisers orders of magnitude apart."""
+    res = search(_cfg(metric="combined", gamma_mode="absolute"), data=DATA)
+    h = res.history[0]
+    assert res.reg_scale == {"jacobian": 1.0, "certified": 1.0}
+    for t in ("jacobian", "certified"):
+        assert h[f"term_{t}"] == pytest.approx(0.01 * h[f"R_{t}"])
+        assert h[f"ratio_{t}"] == pytest.approx(abs(h[f"term_{t}"]) / h["val_loss"])
+    assert h["R_jacobian"] < 0 and h["R_certified"] < 0  # R_Jac <= 0 always; the bound of an untrained net too
+    assert h["ratio_certified"] > 100 * h["ratio_jacobian"]
+    assert 0 < h["val_acc"] <= 1 and h["a_lr"] == res.a_lr == pytest.approx(0.1)  # 2 alpha steps: the cap
+
+
+def test_relative_gamma_calibrates_each_regulariser_to_the_loss_at_the_start() -> None:
+    """Relative mode: s = L_val / |R| on the initial supernet, so gamma x s x R starts at about gamma x L_val for
+    both regularisers."""
+    from robustbench201.search.dsrna import calibrate
+
+    cfg = _cfg(metric="combined", gamma_jacobian=0.5, gamma_certified=0.5)
+    res = search(cfg, data=DATA)
+    model = create_supernet("mnist5k", channels=4, n_cells=1, in_channels=1, resolution=12, seed=cfg.seed)
+    labels = torch.from_numpy(DATA.labels)
+    assert calibrate(model, DATA.images, labels, torch.arange(32, 64), cfg) == res.reg_scale
+    h = res.history[0]
+    for t in ("jacobian", "certified"):
+        assert h[f"term_{t}"] == pytest.approx(0.5 * res.reg_scale[t] * h[f"R_{t}"])
+        assert 0.1 < h[f"ratio_{t}"] < 5  # about 0.5 after one short epoch, for both
+    assert res.reg_scale["jacobian"] > 1000 * res.reg_scale["certified"]
+
+
+def test_summary_warns_on_a_forced_uniform_and_on_the_identity_cell() -> None:
+    from robustbench201.search.dsrna_summary import summarize
+
+    res = search(_cfg(metric="none", a_lr=1e-7), data=DATA)  # forced: the alphas cannot move
+    info = summarize(res, plot=False)
+    codes = [f["code"] for f in info["findings"]]
+    assert codes[0] == "uniform" and not any(e["decided"] for e in info["edges"])
+    assert "needs" in info["findings"][0]["message"] and info["movement"]["max_change"] < 1e-4
+    assert "no results table exists for mnist5k" in info["table_note"]
+    assert info["transfer"]["label"] == "transfer estimate (cifar10 table)" and "mean_adv" in info["transfer"]["values"]
+    # the identity cell, decided: the collapse warning alone
+    ident = Arch.from_index(55)
+    alphas = np.full((6, 5), 0.1)
+    alphas[np.arange(6), list(ident.ops)] = 0.6
+    collapsed = DSRNAResult(res.config, ident, [res.alpha_history[0], alphas.tolist()], res.history, 1.0, 0.1, 2)
+    codes = [f["code"] for f in summarize(collapsed, plot=False, transfer=False)["findings"]]
+    assert codes == ["identity"]
+
+
+def test_relative_gamma_puts_each_term_at_gamma_times_the_loss_on_the_calibration_batch() -> None:
+    """At the calibration point (initial supernet, the first validation batch) gamma x s x |R| is exactly gamma x
+    L_val for each regulariser, with a different gamma per regulariser; with alphas and weights held nearly still,
+    the first epoch's ratios stay near their gammas."""
+    from robustbench201.search.dsrna import arch_objective, calibrate
+
+    cfg = _cfg(metric="combined", gamma_jacobian=0.3, gamma_certified=0.7, calib_batches=1, batch_size=32)
+    model = create_supernet("mnist5k", channels=4, n_cells=1, in_channels=1, resolution=12, seed=cfg.seed)
+    labels = torch.from_numpy(DATA.labels)
+    scale = calibrate(model, DATA.images, labels, torch.arange(32, 64), cfg)
+    x = torch.from_numpy(DATA.images[32:64]).float() / 255
+    _, parts = arch_objective(model, x, labels[32:64], cfg, scale)
+    for term, gamma in (("jacobian", 0.3), ("certified", 0.7)):
+        assert abs(parts[f"term_{term}"]) / parts["val_loss"] == pytest.approx(gamma, rel=1e-5)
+    still = search(_cfg(metric="combined", gamma_jacobian=0.3, gamma_certified=0.7, a_lr=1e-7, w_lr=1e-6,
+                        w_lr_min=1e-7), data=DATA)  # fmt: skip
+    h = still.history[0]
+    for term, gamma in (("jacobian", 0.3), ("certified", 0.7)):
+        assert 0.5 * gamma < h[f"ratio_{term}"] < 2 * gamma
+
+
+def test_cli_text_shows_the_weights_and_warns_on_a_forced_uniform(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from robustbench201.cli import main
+
+    args = ["search", "dsrna", "--metric", "jacobian", "--epochs", "1", "--channels", "4", "--n-train", "32"]
+    args += ["--batch-size", "16", "--reg-batch", "4", "--a-lr", "1e-7", "--gamma-jacobian", "0.25", "--no-plot"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    text = res.stdout
+    assert text.count("undecided") >= 6 and "softmax weight; uniform is 0.2" in text
+    assert "warning         the derived cell is indistinguishable from a uniform draw" in text
+    assert "architecture lr 1e-07" in text and "R_Jac" in text
+    assert "epoch 1/1" in res.stderr and "(gamma R = " in res.stderr

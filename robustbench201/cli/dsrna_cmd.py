@@ -1,134 +1,261 @@
-"""``rb201 search dsrna``: DSRNA differentiable robust search on a small supernet (torch imported on use only)."""
+"""``rb201 search dsrna``: DSRNA differentiable robust search on a small supernet, or (``--compare``) DSRNA against
+plain DARTS against random cells. Defaults come from the library's settings (torch is imported on use only)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..vocab import CERTIFIED_METHODS
+from ..search.dsrna_compare import CompareConfig
+from ..search.dsrna_config import DSRNAConfig
+from ..vocab import CERTIFIED_METHODS, DSRNA_GAMMA_MODES, DSRNA_METRICS
 from . import run_library
+
+_D = DSRNAConfig()
+_C = CompareConfig()
+
+
+def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
+def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated numbers, e.g. 2,8") from None
+
+
+def _metrics(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [n for n in names if n not in DSRNA_METRICS]
+    if bad:
+        raise click.BadParameter(f"unknown metric(s) {', '.join(bad)}; allowed: {', '.join(DSRNA_METRICS)}")
+    return names
+
+
+def _csv(values: tuple[Any, ...]) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
 @click.command("dsrna")
-@click.option("--dataset", default="mnist5k", show_default=True, help="mnist5k, cifar10, cifar100, ImageNet16-120.")
+@click.option("--dataset", default=_D.dataset, show_default=True, help="mnist5k, cifar10, cifar100, ImageNet16-120.")
 @click.option(
     "--metric",
-    type=click.Choice(["jacobian", "certified", "combined", "none"]),
-    default="jacobian",
+    type=click.Choice(DSRNA_METRICS),
+    default=_D.metric,
     show_default=True,
     help="Robustness regulariser R (none: plain DARTS).",
 )
-@click.option("--epochs", type=int, default=5, show_default=True)
-@click.option("--channels", type=int, default=8, show_default=True, help="Supernet width C of the first stage.")
-@click.option("--cells", "n_cells", type=int, default=1, show_default=True, help="Cells per stage N.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--n-train", type=int, default=1000, show_default=True, help="Training images, split half/half.")
-@click.option("--gamma", type=float, default=0.01, show_default=True, help="Weight of R in L_val - gamma R.")
-@click.option("--eps", type=float, default=2.0, show_default=True, help="L-inf radius in pixel units of 1/255.")
-@click.option("--q", type=float, default=1.0, show_default=True, help="Norm of the Jacobian rows (1: dual of L-inf).")
-@click.option("--bound", type=click.Choice(CERTIFIED_METHODS), default="ibp", show_default=True)
-@click.option("--reg-batch", type=int, default=32, show_default=True, help="Validation images per step in R.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=int, default=_D.epochs, show_default=True, help="Search epochs (DARTS/NB201: 50).")
+@click.option("--channels", type=int, default=_D.channels, show_default=True, help="Supernet width C (NB201: 16).")
+@click.option("--cells", "n_cells", type=int, default=_D.n_cells, show_default=True, help="Cells per stage N (5).")
+@click.option("--batch-size", type=int, default=_D.batch_size, show_default=True, help="DARTS/NB201: 64.")
+@click.option("--n-train", type=int, default=_D.n_train, show_default=True, help="Search images (weights + alphas).")
+@click.option("--split", type=float, default=_D.split, show_default=True, help="Share of --n-train for the weights.")
+@click.option("--gamma-mode", type=click.Choice(DSRNA_GAMMA_MODES), default=_D.gamma_mode, show_default=True,
+              help="absolute: L_val - gamma R (the paper); relative: gamma x (L_val/|R| at start) x R.")  # fmt: skip
+@click.option("--gamma", type=float, help="Gamma of every regulariser [default: 0.01 absolute, 0.5 relative].")
+@click.option("--gamma-jacobian", type=float, help="Gamma of R_Jac (overrides --gamma).")
+@click.option("--gamma-certified", type=float, help="Gamma of R_CB (overrides --gamma).")
+@click.option("--calib-batches", type=int, default=_D.calib_batches, show_default=True,
+              help="Validation batches that measure L_val/|R| at the start (relative mode).")  # fmt: skip
+@click.option("--eps", type=float, default=_D.eps, show_default=True, help="L-inf radius in pixel units of 1/255.")
+@click.option("--q", type=float, default=_D.q, show_default=True, help="Norm of the Jacobian rows (1: dual of L-inf).")
+@click.option("--bound", type=click.Choice(CERTIFIED_METHODS), default=_D.bound, show_default=True,
+              help="Bound method of R_CB.")  # fmt: skip
+@click.option("--reg-batch", type=int, default=_D.reg_batch, show_default=True, help="Validation images per step in R.")
+@click.option("--seed", type=int, default=_D.seed, show_default=True)
 @click.option("--second-order", is_flag=True, help="DARTS unrolled (second-order) alpha gradient.")
 @click.option("--exclude-none", is_flag=True, help="Derive without 'none' (original DARTS; NB201 keeps it).")
-@click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoint, result JSON and PNG.")
-@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--w-lr", type=float, default=_D.w_lr, show_default=True, help="Weight SGD lr (cosine to --w-lr-min).")
+@click.option("--w-lr-min", type=float, default=_D.w_lr_min, show_default=True)
+@click.option("--w-momentum", type=float, default=_D.w_momentum, show_default=True)
+@click.option("--w-nesterov", is_flag=True, help="Nesterov momentum for the weights (NB201's DARTS).")
+@click.option("--w-weight-decay", type=float, default=_D.w_weight_decay, show_default=True, help="NB201: 5e-4.")
+@click.option("--grad-clip", type=float, default=_D.grad_clip, show_default=True, help="Weight gradient norm clip.")
+@click.option("--a-lr", type=float, help="Alpha Adam lr [default: auto, the DARTS step budget for this search size].")
+@click.option("--a-betas", callback=_floats, default=_csv(_D.a_betas), show_default=True, help="Alpha Adam betas.")
+@click.option("--a-weight-decay", type=float, default=_D.a_weight_decay, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, results and figures.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out (a search).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Where the CIFAR / ImageNet16 pickles are.")
 @click.option("--table-source", type=click.Path(file_okay=False), help="Results table folder (default: embedded).")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
-@click.option("--threads", type=int, default=1, show_default=True, help="torch intra-op threads.")
-@click.option("--plot/--no-plot", default=True, show_default=True, help="Write alphas.png (needs rb201[plot]).")
+@click.option("--threads", type=int, default=1, show_default=True, help="torch intra-op threads (a search).")
+@click.option("--plot/--no-plot", default=True, show_default=True, help="Write figures (needs rb201[plot]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def dsrna(
-    dataset: str,
-    metric: str,
-    epochs: int,
-    channels: int,
-    n_cells: int,
-    batch_size: int,
-    n_train: int,
-    gamma: float,
-    eps: float,
-    q: float,
-    bound: str,
-    reg_batch: int,
-    seed: int,
-    second_order: bool,
-    exclude_none: bool,
-    out: str | None,
-    resume: bool,
-    data_root: str | None,
-    table_source: str | None,
-    device: str,
-    threads: int,
-    plot: bool,
-    as_json: bool,
-) -> None:
-    """Search an NB201 cell with DSRNA (DARTS + robustness regulariser) and print the derived cell.
+@click.option("--compare", is_flag=True, help="Run every --metrics for every --seeds and score the cells.")
+@click.option("--seeds", callback=_ints, help=f"Compare: search seeds [default: {_csv(_C.seeds)}].")
+@click.option("--metrics", callback=_metrics, help=f"Compare: regularisers [default: {_csv(_C.metrics)}].")
+@click.option("--random-cells", type=int, default=_C.n_random, show_default=True, help="Compare: random live cells.")
+@click.option("--random-seed", type=int, default=_C.random_seed, show_default=True)
+@click.option("--train-epochs", type=int, default=_C.train_epochs, show_default=True,
+              help="Compare without a table: epochs of the NB201 trainer per cell.")  # fmt: skip
+@click.option("--train-seeds", callback=_ints, default=_csv(_C.train_seeds), show_default=True,
+              help="Compare without a table: training seeds per cell.")  # fmt: skip
+@click.option("--score-n-train", type=int, help="Compare without a table: training images [default: all].")
+@click.option("--n-test", type=int, default=_C.n_test, show_default=True, help="Compare: test images attacked.")
+@click.option("--score-eps", callback=_floats, default=_csv(_C.score_eps), show_default=True,
+              help="Compare: FGSM and PGD epsilons (1/255).")  # fmt: skip
+@click.option("--pgd-steps", type=int, default=_C.pgd_steps, show_default=True)
+@click.option("--reference/--no-reference", default=_C.reference, show_default=True,
+              help="Compare without a table: also train the CIFAR-10 table's fgsm@1 optimum cell.")  # fmt: skip
+@click.option("--workers", type=int, default=1, show_default=True, help="Compare: processes (one thread each).")
+def dsrna(**kw: Any) -> None:
+    """Search an NB201 cell with DSRNA (DARTS + robustness regulariser), or compare DSRNA with DARTS and random
+    cells (--compare).
 
-    Weights: SGD lr 0.025 cosine to 0.001, momentum 0.9, wd 3e-4; alphas: Adam lr 3e-4, betas (0.5, 0.999),
-    wd 1e-3. On a published dataset the derived cell is looked up in the results table.
+    Defaults and their sources (docs/SEARCH.md): weights SGD lr 0.025 cosine to 0.001, momentum 0.9, wd 3e-4,
+    clip 5, batch 64, half/half split (DARTS); alphas Adam betas (0.5, 0.999), wd 1e-3 (DARTS, NB201), lr auto:
+    NB201's DARTS step budget (3e-4 x 19550 steps) spread over this search's alpha steps, within [3e-4, 0.1]
+    (0.084 for the defaults: 10 epochs of 1000 MNIST-5k images); gamma relative 0.5 (ours; the paper's 0.01 with
+    --gamma-mode absolute). The text output shows each edge's top op, its softmax weight and lead over the second,
+    the regularisers per epoch, and warnings when the cell is an argmax over noise, the identity, or has no
+    convolution on an input-output path. On a dataset with a results table the cell is scored there; otherwise
+    it is scored on CIFAR-10's table as a labelled transfer estimate.
 
     \b
     Examples:
-      rb201 search dsrna --dataset mnist5k --metric jacobian --epochs 3 --out runs/jac
-      rb201 search dsrna --metric certified --eps 2 --epochs 3 --out runs/cb
-      rb201 search dsrna --dataset cifar10 --data-root ~/data --metric none --epochs 10 --out runs/darts
+      rb201 search dsrna --metric jacobian --out runs/jac
+      rb201 search dsrna --metric certified --gamma-mode absolute --epochs 20 --out runs/cb
+      rb201 search dsrna --compare --seeds 0,1,2 --workers 2 --out runs/compare
+      rb201 search dsrna --dataset cifar10 --data-root ~/data --metric none --n-train 50000 --epochs 50 \\
+          --channels 16 --cells 5 --device cuda --out runs/darts
     """
-    from ..search.dsrna import DSRNAConfig, search, summarize
+    cfg = _config(kw)
+    if kw["compare"]:
+        _compare(cfg, kw)
+        return
+    for name in ("seeds", "metrics", "score_n_train"):
+        if kw[name] is not None:
+            raise click.UsageError(f"--{name.replace('_', '-')} needs --compare (a single search uses --seed)")
+    _single(cfg, kw)
 
-    cfg = run_library(
+
+def _config(kw: dict[str, Any]) -> DSRNAConfig:
+    gamma = kw["gamma"]
+    return run_library(
         DSRNAConfig,
-        dataset=dataset,
-        metric=metric,
-        epochs=epochs,
-        channels=channels,
-        n_cells=n_cells,
-        batch_size=batch_size,
-        n_train=n_train,
-        gamma=gamma,
-        eps=eps,
-        q=q,
-        bound=bound,
-        reg_batch=reg_batch,
-        second_order=second_order,
-        exclude_none=exclude_none,
-        seed=seed,
+        dataset=kw["dataset"],
+        metric=kw["metric"],
+        epochs=kw["epochs"],
+        channels=kw["channels"],
+        n_cells=kw["n_cells"],
+        batch_size=kw["batch_size"],
+        n_train=kw["n_train"],
+        split=kw["split"],
+        gamma_mode=kw["gamma_mode"],
+        gamma_jacobian=kw["gamma_jacobian"] if kw["gamma_jacobian"] is not None else gamma,
+        gamma_certified=kw["gamma_certified"] if kw["gamma_certified"] is not None else gamma,
+        calib_batches=kw["calib_batches"],
+        eps=kw["eps"],
+        q=kw["q"],
+        bound=kw["bound"],
+        reg_batch=kw["reg_batch"],
+        second_order=kw["second_order"],
+        exclude_none=kw["exclude_none"],
+        seed=kw["seed"],
+        w_lr=kw["w_lr"],
+        w_lr_min=kw["w_lr_min"],
+        w_momentum=kw["w_momentum"],
+        w_nesterov=kw["w_nesterov"],
+        w_weight_decay=kw["w_weight_decay"],
+        grad_clip=kw["grad_clip"],
+        a_lr=kw["a_lr"],
+        a_betas=kw["a_betas"],
+        a_weight_decay=kw["a_weight_decay"],
     )
-    if resume and out is None:
+
+
+def _single(cfg: DSRNAConfig, kw: dict[str, Any]) -> None:
+    from ..search.dsrna import search
+    from ..search.dsrna_summary import summarize
+    from ._dsrna_text import epoch_line, summary_lines
+
+    out, as_json = kw["out"], kw["as_json"]
+    if kw["resume"] and out is None:
         raise click.UsageError("--resume needs --out (the folder holding the checkpoint)")
 
     def progress(epoch: int, stats: dict[str, float]) -> None:
         if not as_json:
-            click.echo(
-                f"epoch {epoch + 1}/{cfg.epochs}  train loss {stats['train_loss']:.4f}  acc {stats['train_acc']:.3f}"
-                f"  val loss {stats['val_loss']:.4f}  R {stats['reg']:.4g}  {stats['seconds']:.1f} s",
-                err=True,
-            )
+            click.echo(epoch_line(epoch, cfg.epochs, stats, cfg.terms), err=True)
 
     result = run_library(
-        search, cfg, out, resume=resume, data_root=data_root, on_epoch=progress, threads=threads, device=device
+        search,
+        cfg,
+        out,
+        resume=kw["resume"],
+        data_root=kw["data_root"],
+        on_epoch=progress,
+        threads=kw["threads"],
+        device=kw["device"],
     )
-    info = run_library(summarize, result, out, table_source=table_source, plot=plot)
+    info = run_library(summarize, result, out, table_source=kw["table_source"], plot=kw["plot"])
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(f"derived cell    {info['arch']}")
-    click.echo(f"index           {info['index']} (representative {info['representative']})")
-    if info["dead"]:
-        click.echo("warning         'none' won on edges that disconnect input from output: the cell is dead")
-    click.echo(f"search time     {result.total_seconds:.1f} s ({len(result.history)} epochs this run and before)")
-    if "table" in info:
-        click.echo(f"table ({cfg.dataset}, {info['table']['n_classes']} classes): value, percentile")
-        for col in ("clean", "nb201_test_accuracy", "fgsm@1", "pgd@1", "fgsm@8", "pgd@8", "aa_apgd-ce@1"):
-            if col in info["table"]["values"]:
-                pct = info["table"]["percentiles"].get(col, float("nan"))
-                click.echo(f"  {col:<20}{info['table']['values'][col]:>8.4f}{pct:>8.1f}%")
-    elif "table_error" in info:
-        click.echo(f"table lookup    unavailable: {info['table_error']}")
+    for line in summary_lines(info, result.total_seconds, len(result.history)):
+        click.echo(line)
     if out is not None:
         click.echo(f"result          {Path(out) / 'dsrna_result.json'}")
-        if "plot" in info:
-            click.echo(f"alphas plot     {info['plot']}")
+
+
+def _compare(cfg: DSRNAConfig, kw: dict[str, Any]) -> None:
+    from ..search.dsrna_compare import compare
+    from ..search.dsrna_compare_report import render
+
+    if kw["out"] is None:
+        raise click.UsageError("--compare needs --out (the folder for the searches, the trained cells and the report)")
+    if kw["resume"]:
+        raise click.UsageError("--compare always resumes from what --out holds; drop --resume")
+    ccfg = run_library(
+        CompareConfig,
+        search=cfg,
+        metrics=kw["metrics"] or _C.metrics,
+        seeds=kw["seeds"] or _C.seeds,
+        n_random=kw["random_cells"],
+        random_seed=kw["random_seed"],
+        train_epochs=kw["train_epochs"],
+        train_seeds=kw["train_seeds"],
+        n_score_train=kw["score_n_train"],
+        n_test=kw["n_test"],
+        score_eps=kw["score_eps"],
+        pgd_steps=kw["pgd_steps"],
+        reference=kw["reference"],
+    )
+
+    def progress(line: str) -> None:
+        if not kw["as_json"]:
+            click.echo(line, err=True)
+
+    report = run_library(
+        compare,
+        ccfg,
+        kw["out"],
+        data_root=kw["data_root"],
+        table_source=kw["table_source"],
+        workers=kw["workers"],
+        device=kw["device"],
+        plot=kw["plot"],
+        on_progress=progress,
+    )
+    if kw["as_json"]:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(render(report, "text"))
+    click.echo(f"\nreport          {Path(kw['out']) / 'compare.json'} (tables: compare.md)")
+    if "plot" in report:
+        click.echo(f"figure          {report['plot']}")

@@ -1,23 +1,25 @@
 """DSRNA: differentiable search of robust NB201 cells (Hosseini, Yang & Xie, CVPR 2021; PROTOCOL.md section 7).
 
 Bilevel DARTS search on :class:`~robustbench201.models.supernet.SearchSupernet`: ``min_alpha L_val(w*, alpha) -
-gamma * R(w*, alpha)`` with ``w* = argmin_w L_train(w, alpha)`` approximated by alternating steps. Each step first
-updates alpha on a validation batch, then w on a training batch (the order of DARTS). ``second_order=True`` uses
-DARTS' unrolled gradient (one virtual SGD step, Hessian-vector product by central finite differences).
+sum_m gamma_m s_m R_m(w*, alpha)`` with ``w* = argmin_w L_train(w, alpha)`` approximated by alternating steps. Each
+step first updates alpha on a validation batch, then w on a training batch (the order of DARTS).
+``second_order=True`` uses DARTS' unrolled gradient (one virtual SGD step, Hessian-vector product by central finite
+differences). ``s_m`` is 1 in ``absolute`` gamma mode (the paper's objective); in ``relative`` mode it is the
+validation loss over |R_m| at the start (:func:`calibrate`), fixed for the whole search, so the objective keeps the
+paper's form with a gamma that means the same for every metric. Settings and the sources of their defaults:
+:mod:`.dsrna_config`. ``eps`` is in pixel units of 1/255.
 
-Optimisers, as in DARTS / NB201's DARTS baseline: weights SGD (lr 0.025, cosine to 0.001 over the epochs, set once
-per epoch from the epoch index; momentum 0.9; weight decay 3e-4; gradient norm clipped at 5); alphas Adam (lr 3e-4,
-betas (0.5, 0.999), weight decay 1e-3). The training images are split in half (DARTS): the first half trains the
-weights, the second half the alphas. ``eps`` is in pixel units of 1/255.
+Every epoch records, per regulariser, the mean raw R, the mean term ``gamma s R`` and that term as a fraction of the
+validation loss (``ratio_<term>``), beside the losses and accuracies.
 
 Deterministic for a seed: weights and alphas come from :func:`~robustbench201.models.supernet.create_supernet`, the
 data order from a ``torch.Generator``; all BN layers use batch statistics, so forwards never change module state.
-A checkpoint is written atomically after every epoch; ``resume=True`` continues from it bit-exactly.
+A checkpoint is written atomically after every epoch; ``resume=True`` continues from it bit-exactly (with a fixed
+``a_lr``; the automatic rate follows the epoch count, so extending a search changes it for the remaining epochs).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -32,12 +34,14 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import ImageSet
-from ..data.info import canonical_dataset
-from ..errors import CheckpointError, Rb201Error, check_choice
+from ..errors import CheckpointError, Rb201Error
 from ..models.supernet import SearchSupernet, create_supernet
 from ..space import OPS, Arch
 from ..store.atomic import atomic_path, write_text_atomic
-from .regularizers import BOUND_METHODS, METRICS, certified_regularizer, jacobian_regularizer
+from .dsrna_config import DSRNAConfig
+from .regularizers import certified_regularizer, jacobian_regularizer
+
+__all__ = ["DSRNAConfig", "DSRNAResult", "arch_objective", "calibrate", "load_search_data", "search"]
 
 log = logging.getLogger(__name__)
 
@@ -46,77 +50,20 @@ RESULT = "dsrna_result.json"
 
 
 @dataclass(frozen=True)
-class DSRNAConfig:
-    """Settings of one search. ``eps`` in pixel units of 1/255; ``n_train`` images are split half/half into
-    weight-training and alpha-validation sets; ``reg_batch`` caps how many validation images per step enter R
-    (the Jacobian costs K double-backward passes); ``jacobian_weight``/``certified_weight`` weight the two terms
-    of ``combined``; ``exclude_none`` derives the cell without ``none`` (original DARTS; default: NB201's DARTS,
-    which keeps ``none`` in the argmax)."""
-
-    dataset: str = "mnist5k"
-    metric: str = "jacobian"
-    epochs: int = 5
-    channels: int = 8
-    n_cells: int = 1
-    batch_size: int = 64
-    n_train: int = 1000
-    gamma: float = 0.01
-    eps: float = 2.0
-    q: float = 1.0
-    bound: str = "ibp"
-    jacobian_weight: float = 1.0
-    certified_weight: float = 1.0
-    reg_batch: int = 32
-    second_order: bool = False
-    exclude_none: bool = False
-    seed: int = 0
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    a_lr: float = 3e-4
-    a_betas: tuple[float, float] = (0.5, 0.999)
-    a_weight_decay: float = 1e-3
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dataset", canonical_dataset(self.dataset))
-        check_choice("metric", self.metric, METRICS)
-        check_choice("bound method", self.bound, BOUND_METHODS)
-        for name in ("epochs", "channels", "n_cells", "batch_size", "reg_batch"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise Rb201Error(f"{name} must be an integer >= 1, got {v!r}")
-        if isinstance(self.n_train, bool) or not isinstance(self.n_train, int) or self.n_train < 4:
-            raise Rb201Error(f"n_train must be an integer >= 4 (split half/half), got {self.n_train!r}")
-        if not 0 <= self.eps <= 255:
-            raise Rb201Error(f"eps must be in [0, 255] (pixel units of 1/255), got {self.eps!r}")
-        if not self.q >= 1:
-            raise Rb201Error(f"q must be >= 1 (1 is the dual norm of L-inf), got {self.q!r}")
-        if not (math.isfinite(self.gamma) and self.gamma >= 0):
-            raise Rb201Error(f"gamma must be a finite number >= 0, got {self.gamma!r}")
-        object.__setattr__(self, "a_betas", tuple(float(b) for b in self.a_betas))
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"a_betas": list(self.a_betas)}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> DSRNAConfig:
-        d = dict(d)
-        d["a_betas"] = tuple(d.get("a_betas", (0.5, 0.999)))
-        return cls(**d)
-
-
-@dataclass(frozen=True)
 class DSRNAResult:
     """What a search found: the derived cell, the softmax alphas after each epoch (entry 0: at initialisation;
-    each 6 x 5 in NB201 edge and op order), per-epoch losses and timings (seconds)."""
+    each 6 x 5 in NB201 edge and op order), per-epoch statistics and timings (seconds); ``a_lr`` the architecture
+    learning rate used, ``steps_per_epoch`` the alpha (and weight) steps per epoch, ``reg_scale`` the ``s`` of each
+    regulariser (1 in absolute gamma mode)."""
 
     config: DSRNAConfig
     arch: Arch
     alpha_history: list[list[list[float]]]
     history: list[dict[str, float]]
     total_seconds: float
+    a_lr: float = math.nan
+    steps_per_epoch: int = 0
+    reg_scale: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -141,11 +88,33 @@ class DSRNAResult:
             "representative": self.representative,
             "is_dead": self.arch.is_dead,
             "ops": list(OPS),
+            "a_lr": self.a_lr,
+            "steps_per_epoch": self.steps_per_epoch,
+            "reg_scale": self.reg_scale,
             "alpha_history": self.alpha_history,
             "history": self.history,
             "total_seconds": self.total_seconds,
             **self.extra,
         }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DSRNAResult:
+        """Read back what :meth:`to_json` wrote (a ``dsrna_result.json``)."""
+        if d.get("format") != "rb201-dsrna":
+            raise Rb201Error(f"not a DSRNA result (format {d.get('format')!r}, expected 'rb201-dsrna')")
+        known = {"format", "config", "arch", "index", "representative", "is_dead", "ops", "a_lr", "steps_per_epoch"}
+        known |= {"reg_scale", "alpha_history", "history", "total_seconds"}
+        return cls(
+            DSRNAConfig.from_json(d["config"]),
+            Arch.parse(d["arch"]),
+            d["alpha_history"],
+            d["history"],
+            float(d["total_seconds"]),
+            float(d.get("a_lr", math.nan)),
+            int(d.get("steps_per_epoch", 0)),
+            dict(d.get("reg_scale", {})),
+            {k: v for k, v in d.items() if k not in known},
+        )
 
 
 def load_search_data(dataset: str, n_train: int, seed: int, root: str | Path | None = None) -> ImageSet:
@@ -164,25 +133,63 @@ def _w_lr(cfg: DSRNAConfig, epoch: int) -> float:
     return cfg.w_lr_min + 0.5 * (cfg.w_lr - cfg.w_lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs))
 
 
+def regularizers(model: SearchSupernet, x: torch.Tensor, y: torch.Tensor, cfg: DSRNAConfig) -> dict[str, torch.Tensor]:
+    """The raw regularisers of ``cfg.metric`` on the first ``cfg.reg_batch`` images of a batch (differentiable in
+    the alphas and weights): ``{"jacobian": R_Jac, "certified": R_CB}`` as the metric uses them."""
+    xr, yr = x[: cfg.reg_batch], y[: cfg.reg_batch]
+    out: dict[str, torch.Tensor] = {}
+    if "jacobian" in cfg.terms:
+        xg = xr.detach().clone().requires_grad_(True)
+        out["jacobian"] = jacobian_regularizer(model(xg), xg, cfg.eps, cfg.q)
+    if "certified" in cfg.terms:
+        out["certified"] = certified_regularizer(model, xr, yr, cfg.eps, cfg.bound)
+    return out
+
+
 def arch_objective(
-    model: SearchSupernet, x: torch.Tensor, y: torch.Tensor, cfg: DSRNAConfig
-) -> tuple[torch.Tensor, float, float]:
-    """``L_val - gamma * R`` on a validation batch; returns (objective, L_val, R). R uses the first
-    ``cfg.reg_batch`` images (a separate forward when that is fewer than the batch)."""
+    model: SearchSupernet, x: torch.Tensor, y: torch.Tensor, cfg: DSRNAConfig, scale: dict[str, float] | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``L_val - sum_m gamma_m s_m R_m`` on a validation batch, and its parts as floats: ``val_loss``,
+    ``val_acc``, and per regulariser ``R_<m>`` (raw) and ``term_<m>`` (``gamma_m s_m R_m``). ``scale``: the ``s_m``
+    (default 1, absolute mode)."""
     logits = model(x)
     loss = F.cross_entropy(logits, y)
-    if cfg.metric == "none" or cfg.gamma == 0:
-        return loss, float(loss.detach()), 0.0
-    xr, yr = x[: cfg.reg_batch], y[: cfg.reg_batch]
-    reg = torch.zeros((), dtype=loss.dtype, device=loss.device)
-    if cfg.metric in ("jacobian", "combined"):
-        xg = xr.detach().clone().requires_grad_(True)
-        r = jacobian_regularizer(model(xg), xg, cfg.eps, cfg.q)
-        reg = reg + (cfg.jacobian_weight if cfg.metric == "combined" else 1.0) * r
-    if cfg.metric in ("certified", "combined"):
-        r = certified_regularizer(model, xr, yr, cfg.eps, cfg.bound)
-        reg = reg + (cfg.certified_weight if cfg.metric == "combined" else 1.0) * r
-    return loss - cfg.gamma * reg, float(loss.detach()), float(reg.detach())
+    parts = {"val_loss": float(loss.detach()), "val_acc": float((logits.detach().argmax(1) == y).float().mean())}
+    obj = loss
+    for name, r in regularizers(model, x, y, cfg).items():
+        weight = cfg.gamma(name) * (scale or {}).get(name, 1.0)
+        obj = obj - weight * r
+        parts[f"R_{name}"] = float(r.detach())
+        parts[f"term_{name}"] = weight * float(r.detach())
+    return obj, parts
+
+
+def calibrate(
+    model: SearchSupernet, images: np.ndarray, labels: torch.Tensor, val_idx: torch.Tensor, cfg: DSRNAConfig
+) -> dict[str, float]:
+    """The ``s_m`` of relative gamma mode: mean validation loss over mean |R_m| on the first ``cfg.calib_batches``
+    validation batches (in index order) of the initial supernet; 1 for every term in absolute mode."""
+    if cfg.gamma_mode == "absolute" or not cfg.terms:
+        return dict.fromkeys(cfg.terms, 1.0)
+    device = labels.device
+    bs = min(cfg.batch_size, len(val_idx))
+    losses: list[float] = []
+    regs: dict[str, list[float]] = {t: [] for t in cfg.terms}
+    for b in range(min(cfg.calib_batches, max(1, len(val_idx) // bs))):
+        iv = val_idx[b * bs : (b + 1) * bs]
+        x, y = _to_float(images, iv).to(device), labels[iv.to(device)]
+        with torch.no_grad():
+            losses.append(float(F.cross_entropy(model(x), y)))
+        for name, r in regularizers(model, x, y, cfg).items():
+            regs[name].append(abs(float(r.detach())))
+    loss = float(np.mean(losses))
+    scale = {}
+    for name, values in regs.items():
+        mag = float(np.mean(values))
+        if not (math.isfinite(mag) and mag > 0):
+            raise Rb201Error(f"cannot calibrate gamma: |R_{name}| is {mag} at the start; use gamma_mode='absolute'")
+        scale[name] = loss / mag
+    return scale
 
 
 def _unrolled_arch_grad(
@@ -194,8 +201,10 @@ def _unrolled_arch_grad(
     yv: torch.Tensor,
     cfg: DSRNAConfig,
     lr: float,
-) -> tuple[float, float]:
-    """DARTS second-order alpha gradient into ``alphas.grad``; returns (L_val, R) at the virtual weights."""
+    scale: dict[str, float],
+) -> dict[str, float]:
+    """DARTS second-order alpha gradient into ``alphas.grad``; returns the objective's parts at the virtual
+    weights."""
     params = model.weight_parameters()
     alpha = model.alphas
     saved = [p.detach().clone() for p in params]
@@ -208,7 +217,7 @@ def _unrolled_arch_grad(
             if buf is not None:
                 step = step + cfg.w_momentum * buf
             p.sub_(lr * step)
-    obj, lval, reg = arch_objective(model, xv, yv, cfg)
+    obj, parts = arch_objective(model, xv, yv, cfg, scale)
     g_all = torch.autograd.grad(obj, [alpha, *params], allow_unused=True)
     d_alpha = g_all[0] if g_all[0] is not None else torch.zeros_like(alpha)
     d_w = [g if g is not None else torch.zeros_like(p) for g, p in zip(g_all[1:], params)]
@@ -227,7 +236,7 @@ def _unrolled_arch_grad(
         for p, w0 in zip(params, saved):
             p.copy_(w0)
     alpha.grad = (d_alpha - lr * hvp).detach()
-    return lval, reg
+    return parts
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -301,42 +310,53 @@ def _search(
     if data is None:
         data = load_search_data(cfg.dataset, cfg.n_train, cfg.seed, data_root)
     n = len(data)
-    if n < 4:
-        raise Rb201Error(f"the search needs >= 4 training images, got {n}")
-    n_w = n // 2
+    n_w = int(n * cfg.split)
+    if n_w < 2 or n - n_w < 2:
+        raise Rb201Error(f"the search needs >= 2 weight and >= 2 validation images; {n} images at split {cfg.split}")
     c, h, w = data.shape
     model = create_supernet(
         cfg.dataset, channels=cfg.channels, n_cells=cfg.n_cells, in_channels=c, resolution=h, seed=cfg.seed
     )
     model.to(device).train()
     w_opt = torch.optim.SGD(
-        model.weight_parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay
+        model.weight_parameters(),
+        lr=cfg.w_lr,
+        momentum=cfg.w_momentum,
+        nesterov=cfg.w_nesterov,
+        weight_decay=cfg.w_weight_decay,
     )
-    a_opt = torch.optim.Adam(model.arch_parameters(), lr=cfg.a_lr, betas=cfg.a_betas, weight_decay=cfg.a_weight_decay)
+    steps = cfg.steps_per_epoch(n)
+    a_lr = cfg.resolved_a_lr(steps)
+    a_opt = torch.optim.Adam(model.arch_parameters(), lr=a_lr, betas=cfg.a_betas, weight_decay=cfg.a_weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     alpha_history = [model.alphas_softmax().tolist()]
     history: list[dict[str, float]] = []
     start_epoch = 0
+    images = data.images
+    labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64)).to(device)
+    scale: dict[str, float] | None = None
     ckpt = out_dir / CHECKPOINT if out_dir is not None else None
     if resume and ckpt is not None and ckpt.is_file():
         state = _load_checkpoint(ckpt, cfg)
         model.load_state_dict(state["model"])
         w_opt.load_state_dict(state["w_opt"])
         a_opt.load_state_dict(state["a_opt"])
+        for g in a_opt.param_groups:  # the automatic rate follows the (possibly extended) epoch count
+            g["lr"] = a_lr
         gen.set_state(state["generator"])
         alpha_history, history, start_epoch = state["alpha_history"], state["history"], state["epoch"]
+        scale = {k: float(v) for k, v in state["reg_scale"].items()}
         log.info("resumed DSRNA search from %s after epoch %d", ckpt, start_epoch)
     elif resume:
         log.info("no checkpoint in %s: starting a fresh search", out_dir)
     elif ckpt is not None and ckpt.is_file():
         log.warning("%s exists and resume=False: a fresh search will replace it", ckpt)
+    if scale is None:
+        scale = calibrate(model, images, labels, torch.arange(n_w, n), cfg)
     if start_epoch >= cfg.epochs:
         log.info("checkpoint already holds %d epochs (asked %d)", start_epoch, cfg.epochs)
-    images = data.images
-    labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64)).to(device)
     bs_w = min(cfg.batch_size, n_w)
     bs_v = min(cfg.batch_size, n - n_w)
-    steps = max(1, n_w // bs_w)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         lr = _w_lr(cfg, epoch)
@@ -344,7 +364,7 @@ def _search(
             g["lr"] = lr
         order_w = torch.randperm(n_w, generator=gen)
         order_v = torch.randperm(n - n_w, generator=gen) + n_w
-        sums = {"train_loss": 0.0, "train_acc": 0.0, "val_loss": 0.0, "reg": 0.0}
+        sums: dict[str, float] = {"train_loss": 0.0, "train_acc": 0.0}
         for s in range(steps):
             it = order_w[s * bs_w : (s + 1) * bs_w]
             vs = (s * bs_v) % (n - n_w)
@@ -354,9 +374,9 @@ def _search(
             # architecture step (validation batch)
             a_opt.zero_grad(set_to_none=True)
             if cfg.second_order:
-                lval, reg = _unrolled_arch_grad(model, w_opt, xt, yt, xv, yv, cfg, lr)
+                parts = _unrolled_arch_grad(model, w_opt, xt, yt, xv, yv, cfg, lr, scale)
             else:
-                obj, lval, reg = arch_objective(model, xv, yv, cfg)
+                obj, parts = arch_objective(model, xv, yv, cfg, scale)
                 (model.alphas.grad,) = torch.autograd.grad(obj, [model.alphas])
             a_opt.step()
             # weight step (training batch)
@@ -369,10 +389,13 @@ def _search(
             w_opt.step()
             sums["train_loss"] += float(loss.detach())
             sums["train_acc"] += float((logits.argmax(1) == yt).float().mean())
-            sums["val_loss"] += lval
-            sums["reg"] += reg
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
         stats = {k: v / steps for k, v in sums.items()}
-        stats |= {"epoch": float(epoch), "w_lr": lr, "seconds": time.perf_counter() - t0, "steps": float(steps)}
+        for name in cfg.terms:
+            stats[f"ratio_{name}"] = abs(stats[f"term_{name}"]) / max(stats["val_loss"], 1e-12)
+        stats |= {"epoch": float(epoch), "w_lr": lr, "a_lr": a_lr, "seconds": time.perf_counter() - t0}
+        stats["steps"] = float(steps)
         history.append(stats)
         alpha_history.append(model.alphas_softmax().tolist())
         log.info("epoch %d: %s; derived %s", epoch, stats, model.derive(cfg.exclude_none).string)
@@ -388,6 +411,7 @@ def _search(
                     "generator": gen.get_state(),
                     "alpha_history": alpha_history,
                     "history": history,
+                    "reg_scale": scale,
                 },
             )
         if on_epoch is not None:
@@ -399,100 +423,11 @@ def _search(
         alpha_history,
         history,
         float(sum(h["seconds"] for h in history)),
+        a_lr,
+        steps,
+        dict(scale),
         {"data_indices": None if data.indices is None else [int(i) for i in data.indices]},
     )
     if out_dir is not None:
         write_text_atomic(out_dir / RESULT, json.dumps(result.to_json(), indent=1))
     return result
-
-
-@dataclass(frozen=True)
-class TableScore:
-    """Table values of a derived cell on one dataset (accuracies as fractions; column names are the wide names,
-    epsilons in 1/255 units) and, per column, its percentile among the isomorphism classes with a value (the
-    share of classes it matches or beats, 0..100)."""
-
-    dataset: str
-    index: int
-    representative: int
-    values: dict[str, float]
-    percentiles: dict[str, float]
-    n_classes: int
-
-    @property
-    def clean(self) -> float:
-        return self.values.get("clean", float("nan"))
-
-
-def _table_column(name: str) -> bool:
-    """Accuracy columns worth reporting: clean, attacks (``key@eps``), corruptions (``name:severity``), NB201."""
-    if "/" in name:
-        return False
-    return name in ("clean", "nb201_test_accuracy") or "@" in name or ":" in name
-
-
-def score_on_table(result: DSRNAResult | object, dataset: str, source: object | None = None) -> TableScore:
-    """Look the derived cell (a :class:`DSRNAResult` or any architecture) up in the results table via
-    :func:`robustbench201.query`: clean, adversarial and corruption accuracies and percentiles among the
-    isomorphism classes (6466 in the full table). ``source``: a dataset directory (default: the embedded table)."""
-    arch = result.arch if isinstance(result, DSRNAResult) else Arch.parse(result)
-    ds = canonical_dataset(dataset)
-    from .. import _query as q
-
-    try:
-        res = q.query(arch, ds, source=source)
-        wide = q.table(ds, "wide", source=source)
-    except Rb201Error as exc:
-        raise Rb201Error(f"cannot score {arch.string} on the {ds} table: {exc}") from None
-    reps = wide[wide.index.to_numpy() == wide["representative"].to_numpy()]
-    values: dict[str, float] = {}
-    percentiles: dict[str, float] = {}
-    for col in wide.columns:
-        if col == "representative" or not _table_column(str(col)):
-            continue
-        v = float(res.value(str(col)))
-        if not math.isfinite(v):
-            continue
-        column = reps[col].to_numpy(dtype=float)
-        column = column[np.isfinite(column)]
-        values[str(col)] = v
-        if column.size:
-            percentiles[str(col)] = float(100.0 * np.mean(column <= v))
-    return TableScore(ds, arch.index, arch.representative.index, values, percentiles, int(len(reps)))
-
-
-ALPHA_PNG = "alphas.png"
-TABLE_JSON = "table_score.json"
-
-
-def summarize(
-    result: DSRNAResult, out: str | Path | None = None, *, table_source: object | None = None, plot: bool = True
-) -> dict[str, Any]:
-    """What a finished search reports: the derived cell, per-epoch times, the final softmax alphas, and, on a
-    published dataset, its values and percentiles in the results table. With ``out``, the table score is written
-    to ``table_score.json`` and (``plot``) the alphas' trajectories to ``alphas.png`` there."""
-    from ..data.info import PUBLISHED_DATASETS
-
-    info: dict[str, Any] = {
-        "arch": result.arch_string,
-        "index": result.index,
-        "representative": result.representative,
-        "dead": result.arch.is_dead,
-        "seconds_per_epoch": [round(h["seconds"], 3) for h in result.history],
-        "alphas": result.alpha_history[-1],
-    }
-    if result.config.dataset in PUBLISHED_DATASETS:
-        try:
-            score = score_on_table(result, result.config.dataset, source=table_source)
-            info["table"] = {"values": score.values, "percentiles": score.percentiles, "n_classes": score.n_classes}
-        except Rb201Error as exc:
-            info["table_error"] = str(exc)
-    if out is not None:
-        out_dir = Path(out)
-        if "table" in info:
-            write_text_atomic(out_dir / TABLE_JSON, json.dumps(info["table"], indent=1))
-        if plot:
-            from . import plots
-
-            info["plot"] = str(plots.alphas(result.alpha_history, out_dir / ALPHA_PNG))
-    return info

@@ -272,3 +272,126 @@ def alphas(alpha_history: Sequence[Any], path: str | Path, title: str = "", fmt:
         fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.05), frameon=False)
         fig.suptitle(title or "architecture weights over the search")
         return _save(fig, path, fmt)
+
+
+# ---- DSRNA comparison (rb201 search dsrna --compare) ---------------------------------------------------------------
+_DSRNA_STYLES = {  # group key -> (colour, marker)
+    "none": ("tab:blue", "o"),
+    "jacobian": ("tab:orange", "s"),
+    "certified": ("tab:green", "^"),
+    "combined": ("tab:purple", "D"),
+    "random": ("0.45", "x"),
+}
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _compare_label(column: str, pgd_steps: int | None = None) -> str:
+    """:func:`metric_label` with the unit, and PGD's step count when known: ``'pgd@8'`` -> ``'PGD-10 accuracy,
+    eps = 8/255 (fraction)'``."""
+    if column == "mean_adv":
+        return "mean adversarial accuracy (fraction)"
+    label = metric_label(column)
+    if pgd_steps and column.startswith("pgd@"):
+        label = label.replace("PGD", f"PGD-{pgd_steps}", 1)
+    return f"{label} (fraction)"
+
+
+def dsrna_compare(
+    report: dict[str, Any],
+    path: str | Path,
+    robust: str | None = None,
+    background: tuple[np.ndarray, np.ndarray] | None = None,
+    fmt: str | None = None,
+) -> Path:
+    """Clean against robust accuracy of every cell of a DSRNA comparison (:mod:`.dsrna_compare`): one marker per
+    search (colour and shape by method; error bars: std over the training seeds in trained mode), random cells, and
+    the ceiling (the table optimum, or the CIFAR-10 table's optimum cell trained like the others). ``robust``: the
+    y column (default ``fgsm@1`` on a table, the largest-epsilon PGD column when trained); ``background``: (clean,
+    robust) of every isomorphism class of the table, drawn in light grey. Cells at the same point share one
+    annotation."""
+    from .dsrna_config import METHOD_LABELS
+
+    cols = report["columns"]
+    trained = report["mode"] == "trained"
+    if robust is None:
+        robust = "fgsm@1" if "fgsm@1" in cols else [c for c in cols if c.startswith("pgd@")][-1]
+    if robust not in cols:
+        raise Rb201Error(f"column {robust!r} not in the comparison; allowed: {', '.join(cols[1:])}")
+    cfg = report["config"]
+    with _style() as plt:
+        fig, ax = plt.subplots(figsize=(7.0, 5.4))
+        if background is not None:
+            ax.scatter(
+                *background, s=2, color="0.82", lw=0, label=f"all {len(background[0])} isomorphism classes of the table"
+            )
+        runs = [*report["runs"], *report["random"]]
+        seen: dict[tuple[str, int], int] = {}
+        for r in runs:
+            seen[(r["group"], r["index"])] = seen.get((r["group"], r["index"]), 0) + 1
+        labelled: set[str] = set()
+        notes: dict[tuple[float, float], list[str]] = {}  # one annotation per position: cells that coincide share it
+        for (group, index), count in seen.items():
+            r = next(x for x in runs if x["group"] == group and x["index"] == index)
+            label = METHOD_LABELS.get(group, "random live cells" if group == "random" else group)
+            colour, marker = _DSRNA_STYLES.get(group, ("k", "o"))
+            x, y = r["values"]["clean"], r["values"][robust]
+            err = (r["spread"]["clean"], r["spread"][robust]) if trained else (None, None)
+            face = "none" if group == "random" else colour
+            ax.errorbar(x, y, xerr=err[0], yerr=err[1], fmt=marker, color=colour, ms=7, mfc=face, capsize=2, lw=0.8,
+                        label=None if label in labelled else label, alpha=0.85)  # fmt: skip
+            labelled.add(label)
+            text = f"#{index}" + (f" x{count}" if count > 1 else "")
+            if text not in notes.setdefault((round(x, 6), round(y, 6)), []):
+                notes[(round(x, 6), round(y, 6))].append(text)
+        if trained and "reference" in report:
+            ref = report["reference"]
+            x, y = ref["values"]["clean"], ref["values"][robust]
+            ax.errorbar(x, y, xerr=ref["spread"]["clean"], yerr=ref["spread"][robust], fmt="*", color="tab:red",
+                        ms=12, capsize=2, lw=0.8, label=ref["label"])  # fmt: skip
+        elif not trained:
+            exp = report["random_expectation"]
+            ax.plot(exp["clean"]["mean"], exp[robust]["mean"], "P", color="k", ms=9, label="random live cell (mean)")
+            best = report["optimum"][robust]
+            ax.axhline(best["value"], color="tab:red", ls="--", lw=1, label=f"table optimum #{best['index']}")
+        ax.set_xlabel(_compare_label("clean"))
+        ax.set_ylabel(_compare_label(robust, cfg.get("pgd_steps") if trained else None))
+        ds = dataset_label(cfg["search"]["dataset"])
+        how = (
+            f"cells trained {_count(cfg['train_epochs'], 'epoch')} x {_count(len(cfg['train_seeds']), 'seed')}, "
+            "bars: std"
+            if trained
+            else "scored on the results table"
+        )
+        ax.set_title(f"{ds}: DSRNA vs DARTS vs random cells\n({_count(len(cfg['seeds']), 'search seed')}; {how})")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+        fig.canvas.draw()  # fixes the axis limits the labels are placed in
+        _place_labels(ax, {xy: ", ".join(t) for xy, t in notes.items()}, fontsize=6.5)
+        return _save(fig, path, fmt)
+
+
+def _place_labels(ax: Any, labels: dict[tuple[float, float], str], fontsize: float) -> None:
+    """Annotate each data point with its text where the text overlaps no marker and no earlier label: the first
+    free place among a few offsets around the point, joined to it by a thin leader line."""
+    scale = 72.0 / ax.figure.dpi  # pixels -> points
+    pts = {xy: ax.transData.transform(xy) * scale for xy in labels}
+    boxes = [(px - 4, py - 4, px + 4, py + 4) for px, py in pts.values()]  # the markers
+    h = 1.25 * fontsize
+    for xy, text in sorted(labels.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        px, py = pts[xy]
+        w = 0.58 * fontsize * len(text)
+        offsets = [(7, 3), (7, -3 - h), (-7 - w, 3), (-7 - w, -3 - h)]
+        offsets += [(dx, dy + sign * k * h) for k in (1, 2, 3) for sign in (1, -1) for dx, dy in offsets[:4:2]]
+        chosen = offsets[0]
+        for dx, dy in offsets:
+            box = (px + dx, py + dy, px + dx + w, py + dy + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes):
+                chosen = (dx, dy)
+                break
+        dx, dy = chosen
+        boxes.append((px + dx, py + dy, px + dx + w, py + dy + h))
+        leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.35", "shrinkA": 0, "shrinkB": 3}
+        ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, ha="left",
+                    va="bottom", arrowprops=leader)  # fmt: skip

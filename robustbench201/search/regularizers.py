@@ -4,12 +4,20 @@ The architecture objective is ``L_val - gamma * R``: a larger R means a more rob
 
 * ``jacobian``: ``R_Jac = -(eps / K) * mean_x sum_k ||grad_x f_k(x)||_q`` (DSRNA eq. from a first-order expansion
   and Hoelder's inequality; ``q = 1`` is the dual norm of the L-inf threat model), computed with
-  ``create_graph=True`` so its gradient reaches the alphas.
-* ``certified``: ``R_CB = mean_x mean_{j != y} lb(f_y - f_j)``, the certified lower bound of the logit margins over
-  the L-inf eps-ball, propagated through the alpha-mixed edges by :mod:`robustbench201.measures.bounds` (the bound
-  of a mixed edge is the alpha-weighted combination of its ops' bounds).
+  ``create_graph=True`` so its gradient reaches the alphas. Norm and normalisation: ``grad_x f_k(x)`` is the
+  gradient of logit k with respect to the C x H x W input on the [0, 1] scale, its q-norm taken over all its
+  entries; the K norms are summed and divided by K (the mean over logits), averaged over the images, and multiplied
+  by the radius ``eps / 255``. ``-R_Jac`` is thus the first-order bound of the mean change of a logit over the ball,
+  in logit units.
+* ``certified``: ``R_CB = mean_x mean_{j != y} lb(f_y - f_j)``, the certified lower bound of each logit margin
+  over the L-inf eps-ball (intersected with [0, 1]), averaged over the K - 1 wrong classes and the images, in logit
+  units; propagated through the alpha-mixed edges by :mod:`robustbench201.measures.bounds` (the bound of a mixed
+  edge is the alpha-weighted combination of its ops' bounds). A point is certified when its smallest bound is > 0.
 
-Epsilons are in pixel units of 1/255 throughout and divided by 255 here (inputs are in [0, 1]).
+The two differ in scale by orders of magnitude (on MNIST-5k at eps 2/255 at the start of a search: R_Jac about
+-0.03, R_CB about -700 with IBP): ``gamma_mode="relative"`` in :class:`~.dsrna_config.DSRNAConfig` makes one gamma
+mean the same for both. Epsilons are in pixel units of 1/255 throughout and divided by 255 here (inputs are in
+[0, 1]).
 """
 
 from __future__ import annotations
@@ -18,9 +26,9 @@ import torch
 from torch import nn
 
 from ..errors import Rb201Error, check_choice
-from ..vocab import CERTIFIED_METHODS
+from ..vocab import CERTIFIED_METHODS, DSRNA_METRICS
 
-METRICS: tuple[str, ...] = ("jacobian", "certified", "combined", "none")
+METRICS: tuple[str, ...] = DSRNA_METRICS
 BOUND_METHODS: tuple[str, ...] = CERTIFIED_METHODS
 
 

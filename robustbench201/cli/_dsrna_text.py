@@ -1,0 +1,70 @@
+"""Text of ``rb201 search dsrna``: one line per epoch, and the summary of a finished search (formatting only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+_TERM = {"jacobian": "R_Jac", "certified": "R_CB"}
+_TABLE_COLUMNS = ("clean", "nb201_test_accuracy", "fgsm@1", "pgd@1", "mean_adv", "fgsm@8", "pgd@8", "aa_apgd-ce@1")
+
+
+def epoch_line(epoch: int, epochs: int, stats: dict[str, float], terms: Sequence[str]) -> str:
+    """``epoch 3/10  train loss .. acc ..  val loss .. acc ..  R_Jac .. (gamma R = 0.50 x loss)  7.2 s``."""
+    line = (
+        f"epoch {epoch + 1}/{epochs}  train loss {stats['train_loss']:.4f} acc {stats['train_acc']:.3f}"
+        f"  val loss {stats['val_loss']:.4f} acc {stats['val_acc']:.3f}"
+    )
+    for t in terms:
+        line += f"  {_TERM[t]} {stats[f'R_{t}']:.4g} (gamma R = {stats[f'ratio_{t}']:.3g} x loss)"
+    return line + f"  {stats['seconds']:.1f} s"
+
+
+def _score_lines(title: str, score: dict[str, Any]) -> list[str]:
+    lines = [f"{title}, {score['n_classes']} classes: value, percentile among the classes"]
+    for col in _TABLE_COLUMNS:
+        if col in score["values"]:
+            pct = score["percentiles"].get(col, float("nan"))
+            lines.append(f"  {col:<20}{score['values'][col]:>8.4f}{pct:>8.1f}%")
+    return lines
+
+
+def summary_lines(info: dict[str, Any], seconds: float, n_epochs: int) -> list[str]:
+    """The summary of :func:`robustbench201.search.dsrna_summary.summarize`'s ``info``."""
+    lines = [
+        f"derived cell    {info['arch']}",
+        f"index           {info['index']} (representative {info['representative']})",
+        "edges           top op (softmax weight; uniform is 0.2), lead over the second op",
+    ]
+    for e in info["edges"]:
+        mark = "" if e["decided"] else "  undecided"
+        lines.append(
+            f"  {e['edge'][0]}->{e['edge'][1]}          {e['top']:<14}{e['weight']:.3f}  "
+            f"+{e['margin']:.4f} over {e['second']}{mark}"
+        )
+    mv = info["movement"]
+    lines.append(
+        f"alphas moved    largest weight {mv['max_weight']:.3f}, largest change {mv['max_change']:.3f}; "
+        f"architecture lr {info['a_lr']:.3g}, {info['steps_per_epoch']} alpha steps per epoch"
+    )
+    regs = info["regularizers"]
+    terms = [t for t in _TERM if any(f"R_{t}" in r for r in regs)]
+    if terms:
+        lines.append("regularisers    per epoch: validation loss; R; gamma x R as a fraction of the loss")
+        for r in regs:
+            parts = "  ".join(f"{_TERM[t]} {r[f'R_{t}']:<10.4g} {r[f'ratio_{t}']:<8.3g} x loss" for t in terms)
+            lines.append(f"  epoch {int(r['epoch']):<4}  val loss {r['val_loss']:.4f}  {parts}")
+    for f in info["findings"]:
+        lines.append(f"warning         {f['message']}")
+    lines.append(f"search time     {seconds:.1f} s ({n_epochs} epochs this run and before)")
+    if "table" in info:
+        lines += _score_lines(f"table ({info['dataset']})", info["table"])
+    if "table_note" in info:
+        lines.append(f"note            {info['table_note']}")
+    if "transfer" in info:
+        lines += _score_lines(info["transfer"]["label"], info["transfer"])
+    if "table_error" in info:
+        lines.append(f"table lookup    unavailable: {info['table_error']}")
+    if "plot" in info:
+        lines.append(f"alphas plot     {info['plot']}")
+    return lines
