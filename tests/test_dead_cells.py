@@ -83,14 +83,17 @@ def _expected(spec: EvalSpec) -> set[tuple]:
     """(family, key, measure, epsilon, severity, semantics) of every record the spec must produce."""
     sems = [spec.semantics] + (["cumulative"] if spec.semantics == "per-epsilon" else [])
     acc = ("accuracy", "confidence_pred", "confidence_true")
-    out = {("clean", "clean", m, math.nan, 0, "") for m in acc}
+    calibrated = (*acc, "ece")  # the expected calibration error: clean and corrupted images only
+    out = {("clean", "clean", m, math.nan, 0, "") for m in calibrated}
     for a in spec.attacks:
         out |= {("adversarial", a.name, m, e, 0, s) for e in a.epsilons for s in sems for m in acc}
     shared = [
         e for e in {e for a in spec.attacks for e in a.epsilons} if sum(e in a.epsilons for a in spec.attacks) > 1
     ]
     out |= {("adversarial", "worst_case", "accuracy", e, 0, s) for e in shared for s in sems}
-    out |= {("corruption", c, m, math.nan, v, "") for c in spec.corruptions for v in spec.severities for m in acc}
+    out |= {
+        ("corruption", c, m, math.nan, v, "") for c in spec.corruptions for v in spec.severities for m in calibrated
+    }
     out |= {("surrogate", s, "value", math.nan, 0, "") for s in spec.surrogates}
     out |= {
         ("certified", c, m, e, 0, "")

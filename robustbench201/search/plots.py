@@ -351,6 +351,7 @@ def dsrna_compare(
             x, y = ref["values"]["clean"], ref["values"][robust]
             ax.errorbar(x, y, xerr=ref["spread"]["clean"], yerr=ref["spread"][robust], fmt="*", color="tab:red",
                         ms=12, capsize=2, lw=0.8, label=ref["label"])  # fmt: skip
+            notes.setdefault((round(x, 6), round(y, 6)), []).append(f"#{ref['index']}")
         elif not trained:
             exp = report["random_expectation"]
             ax.plot(exp["clean"]["mean"], exp[robust]["mean"], "P", color="k", ms=9, label="random live cell (mean)")
@@ -377,7 +378,7 @@ def _place_labels(ax: Any, labels: dict[tuple[float, float], str], fontsize: flo
     free place among a few offsets around the point, joined to it by a thin leader line."""
     scale = 72.0 / ax.figure.dpi  # pixels -> points
     pts = {xy: ax.transData.transform(xy) * scale for xy in labels}
-    boxes = [(px - 4, py - 4, px + 4, py + 4) for px, py in pts.values()]  # the markers
+    boxes = [(px - 6, py - 6, px + 6, py + 6) for px, py in pts.values()]  # the markers (the star is 12 points)
     h = 1.25 * fontsize
     for xy, text in sorted(labels.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
         px, py = pts[xy]
