@@ -5,8 +5,9 @@ Two named recipes live in :data:`robustbench201.vocab.RECIPES` (defaults and all
 * ``nb201``: the NAS-Bench-201 protocol (PROTOCOL.md section 3): 200 epochs, SGD lr 0.1, momentum 0.9, Nesterov,
   weight decay 5e-4, batch 256, cosine to 0 set once per epoch, standard training on every training image;
 * ``wu2024``: NAS-RobBench-201 (Wu et al., ICLR 2024; PROTOCOL.md section 8): 50 epochs, SGD momentum 0.9 (no
-  Nesterov), weight decay 5e-4, batch 256, PyTorch's OneCycleLR to a peak of 0.05 stepped per batch (its defaults,
-  as in their code: 30% warm-up, cosine annealing, momentum cycled between 0.85 and 0.95), adversarial training
+  Nesterov), weight decay 5e-4, batch 256, PyTorch's OneCycleLR to a peak of 0.05 stepped per batch (its
+  learning-rate defaults: 30% warm-up, cosine annealing; its momentum cycling off, so momentum stays 0.9 as the
+  protocol records), adversarial training
   with L-inf PGD-7 at 8/255, step 2/255, uniform random start, computed with the model in eval mode, loss on the
   adversarial batch only. They report their numbers on a validation set (``val_pgd_8.0_acc``) without saying here
   how it is formed; rb201 holds out 10% of each class of the training set, seed 0 (``holdout='seeded'``), so that

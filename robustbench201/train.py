@@ -144,14 +144,15 @@ def make_optimizer(
     model: nn.Module, epochs: int, recipe: TrainRecipe | None = None, steps_per_epoch: int = 1
 ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LRScheduler]:
     """The recipe's SGD optimizer and schedule (``nb201`` by default): a cosine to 0 over ``epochs`` stepped once
-    per epoch, or PyTorch's OneCycleLR (its defaults) over ``epochs * steps_per_epoch`` batches, stepped per batch."""
+    per epoch, or PyTorch's OneCycleLR (its learning-rate defaults; momentum kept at the recipe's value, as PROTOCOL.md
+    section 8 records SGD momentum 0.9) over ``epochs * steps_per_epoch`` batches, stepped per batch."""
     r = resolve_recipe(recipe, epochs)
     opt = torch.optim.SGD(
         model.parameters(), lr=r.lr, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay
     )
     if r.schedule == "onecycle-batch":
         sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=r.lr, total_steps=r.epochs * max(1, steps_per_epoch)
+            opt, max_lr=r.lr, total_steps=r.epochs * max(1, steps_per_epoch), cycle_momentum=False
         )
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _CosineFactor(r.epochs))

@@ -98,12 +98,14 @@ def test_onecycle_is_stepped_per_batch_to_the_published_peak() -> None:
     model = torch.nn.Linear(2, 2)
     opt, sched = make_optimizer(model, 2, TrainRecipe.of("wu2024", epochs=2), steps_per_epoch=10)
     g = opt.param_groups[0]
-    assert not g["nesterov"] and g["momentum"] == pytest.approx(0.95) and g["weight_decay"] == 5e-4
-    lrs = []
+    assert not g["nesterov"] and g["momentum"] == 0.9 and g["weight_decay"] == 5e-4
+    lrs, momenta = [], []
     for _ in range(20):
         lrs.append(g["lr"])
+        momenta.append(g["momentum"])
         opt.step()
         sched.step()
+    assert set(momenta) == {0.9}  # PROTOCOL.md section 8: SGD momentum 0.9; OneCycle schedules the learning rate
     assert max(lrs) == pytest.approx(0.05) and int(np.argmax(lrs)) == 5  # warm-up: 30% of 20 steps (0..5)
     assert lrs[0] == pytest.approx(0.05 / 25) and lrs[-1] < 1e-4  # PyTorch's OneCycleLR defaults
 
