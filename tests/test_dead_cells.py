@@ -34,7 +34,15 @@ DEAD = [10, 12, 74, 172, 879]  # class representatives of dead cells named in th
 NO_PARAMETERS = "|skip_connect~0|+|avg_pool_3x3~0|none~1|+|none~0|avg_pool_3x3~1|skip_connect~2|"
 # the only path, 0 -> 2 -> 3, runs through node 2, which also receives a constant: a conv of node 1, fed by none
 NONE_FED = "|none~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_1x1~2|"
-SMALL = {"pgd": {"steps": 2}, "aa_apgd-ce": {"n_iter": 4}, "aa_apgd-dlr": {"n_iter": 4}, "aa_square": {"n_queries": 8}}
+SMALL = {
+    "pgd": {"steps": 2},
+    "aa_apgd-ce": {"n_iter": 4},
+    "aa_apgd-dlr": {"n_iter": 4},
+    "aa_square": {"n_queries": 8},
+    "aa_apgd-t": {"n_iter": 4, "n_target_classes": 2},
+    "aa_fab-t": {"n_iter": 4, "n_target_classes": 2},
+    "autoattack": {"n_iter": 4, "n_target_classes": 2, "n_queries": 8},
+}
 
 
 def _scaled(name: str) -> EvalSpec:
