@@ -152,3 +152,23 @@ def test_status_lists_launched_shards_before_they_start_then_done_and_failed(tmp
     rows = json.loads(invoke("status", str(out), "--format", "json").output)
     assert sorted(r["state"] for r in rows) == ["done", "failed"]
     assert invoke("status", str(tmp_path)).output.startswith("no shards yet")
+
+
+def test_dry_run_says_so_when_submitits_private_script_writer_changed(monkeypatch):
+    from submitit.slurm import slurm as submitit_slurm
+
+    from robustbench201.errors import Rb201Error
+    from robustbench201.runner.resources import sbatch_script
+
+    script = sbatch_script(TaskResources(gpus_per_task=0, cpus_per_task=1), 3, "/tmp/x")
+    assert "#SBATCH --array=0-2%" in script and "#SBATCH --cpus-per-task=1" in script
+
+    def changed(**kwargs):  # a later release with another signature
+        raise TypeError("_make_sbatch_string() got an unexpected keyword argument 'map_count'")
+
+    monkeypatch.setattr(submitit_slurm, "_make_sbatch_string", changed)
+    with pytest.raises(Rb201Error, match=r"--dry-run cannot render the sbatch script with submitit .*1\.5\.x"):
+        sbatch_script(TaskResources(gpus_per_task=0), 3, "/tmp/x")
+    monkeypatch.delattr(submitit_slurm, "_make_sbatch_string")
+    with pytest.raises(Rb201Error, match="is gone"):
+        sbatch_script(TaskResources(gpus_per_task=0), 3, "/tmp/x")

@@ -191,6 +191,15 @@ def sbatch_script(res: TaskResources, n_tasks: int, folder: str) -> str:
     command = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(folder + '/%j')}"
     # one task is submitted as a plain job, several as an array (submitit's SlurmExecutor does the same)
     map_count = n_tasks if n_tasks > 1 else None
-    return submitit_slurm._make_sbatch_string(
-        command=command, folder=f"{folder}/%j", map_count=map_count, **slurm_parameters(res)
-    )
+    writer = getattr(submitit_slurm, "_make_sbatch_string", None)
+    try:
+        if writer is None:
+            raise TypeError("submitit.slurm.slurm._make_sbatch_string is gone")
+        return str(writer(command=command, folder=f"{folder}/%j", map_count=map_count, **slurm_parameters(res)))
+    except TypeError as exc:  # a submitit release whose private writer changed
+        import submitit
+
+        raise Rb201Error(
+            f"--dry-run cannot render the sbatch script with submitit {submitit.__version__} ({exc}); it uses "
+            "submitit 1.5's script writer: install submitit 1.5.x or submit without --dry-run"
+        ) from exc
