@@ -28,8 +28,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
+def _torch_one_thread():
     """Tests use tiny networks: one torch thread is faster than two there (no contention between the threads and
     with pytest itself) and makes timings steadier. No-op if torch was never imported."""
     import sys
@@ -42,6 +41,18 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread_module():
+    """One thread also while module-scoped fixtures train their models (they are set up before any test's own)."""
+    yield from _torch_one_thread()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread in every test, restored after it (a test may set another count, e.g. through --threads)."""
+    yield from _torch_one_thread()
 
 
 @pytest.fixture(scope="session")

@@ -123,3 +123,18 @@ def embedded_jung_wide(dataset: str = "cifar10"):  # type: ignore[no-untyped-def
     df["params"] = [param_count(int(i)) / 1e6 for i in df.index]
     df.index.name = "arch_index"
     return df
+
+
+def assert_robustness_equals_embedded(dataset_dir: Path, ids: Any) -> None:
+    """Every robustness column of an imported Jung et al. dataset (108 per CIFAR dataset, 33 for ImageNet16-120)
+    equals the embedded table's at the NB201 indices ``ids``; the directory is verified on open."""
+    import robustbench201 as rb201
+
+    ours, embedded = rb201.Dataset(dataset_dir, verify=True), rb201.default_dataset()
+    for ds in ("cifar10", "cifar100", "ImageNet16-120"):
+        names = ours.columns(ds)
+        assert len(names) == (33 if ds == "ImageNet16-120" else 108)
+        for name in names:
+            np.testing.assert_array_equal(
+                ours.query_many(ids, name, ds), embedded.query_many(ids, name, ds), err_msg=f"{ds} {name}"
+            )

@@ -19,16 +19,6 @@ from robustbench201.attacks.cascade import BatchPolicy, derive_cumulative, run_g
 from robustbench201.errors import Rb201Error
 from robustbench201.models.network import create_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads contend and run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
 
 

@@ -34,15 +34,6 @@ EPS = (8.0, 16.0, 24.0)  # 1/255 units; MNIST needs larger radii than CIFAR
 EPS_L2 = (127.5, 255.0, 382.5)  # 1/255 units: L2 radii 0.5, 1.0 and 1.5 on the [0, 1] scale (28 x 28 digits)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads contend and run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     d = load_mnist5k(split)
     x = torch.from_numpy(np.ascontiguousarray(d.images)).float() / 255
@@ -63,12 +54,16 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: fl
     return model.eval().requires_grad_(False)
 
 
-@pytest.fixture(scope="module")
-def mlp() -> nn.Module:
+def trained_mlp() -> nn.Module:
     """784-64-10 ReLU MLP, Adam 3 epochs on the 4000 training digits (about 0.9 clean test accuracy)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
     return _fit(model, *_digits("train"), epochs=3, lr=2e-3)
+
+
+@pytest.fixture(scope="module")
+def mlp() -> nn.Module:
+    return trained_mlp()
 
 
 @pytest.fixture(scope="module")

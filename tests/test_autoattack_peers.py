@@ -15,7 +15,7 @@ import pyautoattack as aa
 import pytest
 import torch
 from scipy.optimize import linprog
-from test_attacks_peers import _apgd_budget, _check, _digits, _fit, ours
+from test_attacks_peers import _apgd_budget, _check, _digits, ours, trained_mlp
 from torch import nn
 
 from robustbench201.attacks import create_attack
@@ -28,20 +28,9 @@ from robustbench201.vocab import AUTOATTACK_STAGES
 EPS = (8.0, 16.0, 24.0)  # 1/255 units (MNIST needs larger radii than CIFAR)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def mlp() -> nn.Module:
-    """784-64-10 ReLU MLP, Adam 3 epochs on the 4000 training digits (about 0.9 clean test accuracy)."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
-    return _fit(model, *_digits("train"), epochs=3, lr=2e-3)
+    return trained_mlp()
 
 
 @pytest.fixture(scope="module")

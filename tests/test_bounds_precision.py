@@ -15,7 +15,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from test_attacks import one_thread, test_images, tiny_model  # noqa: F401  (one_thread: autouse fixture)
+from test_attacks import test_images, tiny_model
 
 from robustbench201.measures.bounds import ball_box, certify, margin_lower_bound, sound_margin_lower_bound
 from robustbench201.models.ops import Pooling, ReLUConvBN, ResNetBasicBlock

@@ -20,14 +20,6 @@ SMALL = ["--epochs", "2", "--channels", "4", "--cells", "1", "--n-train", "64", 
          "--threads", "1"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _run(args: list[str]):
     return CliRunner().invoke(main, args, catch_exceptions=False)
 

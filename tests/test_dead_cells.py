@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_attacks import mnist5k, one_thread  # noqa: F401  (one_thread: autouse fixture)
+from test_attacks import mnist5k
 
 from robustbench201.attacks import ATTACKS, create_attack
 from robustbench201.attacks.base import dlr_loss

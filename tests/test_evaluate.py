@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_attacks import mnist5k, one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
+from test_attacks import mnist5k, tiny_model
 
 from robustbench201.data.base import ImageSet
 from robustbench201.errors import Rb201Error

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from click.testing import CliRunner
-from test_attacks import correct_points, one_thread, test_images, tiny_model  # noqa: F401  (one_thread: autouse fixture)
+from test_attacks import correct_points, test_images, tiny_model
 from test_evaluate import image_set
 
 from robustbench201.attacks import create_attack

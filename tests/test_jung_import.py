@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from published import JUNG_SAMPLE, fixture_json
+from published import JUNG_SAMPLE, assert_robustness_equals_embedded, fixture_json
 
 import robustbench201 as rb201
 from robustbench201.cli import main
@@ -151,14 +151,7 @@ def test_cli_imports_the_published_sample_with_the_embedded_values(tmp_path):
     assert res.exit_code == 0, res.output
     assert f"wrote {200 * (108 + 108 + 33)} rows and 20 arrays" in res.output
     ids = np.array(fixture_json("nb201-robustness/summary.json")["sample_ids"])
-    ours, embedded = rb201.Dataset(out, verify=True), rb201.default_dataset()
-    for ds in ("cifar10", "cifar100", "ImageNet16-120"):
-        names = ours.columns(ds)
-        assert len(names) == (33 if ds == "ImageNet16-120" else 108)
-        for name in names:
-            np.testing.assert_array_equal(
-                ours.query_many(ids, name, ds), embedded.query_many(ids, name, ds), err_msg=f"{ds} {name}"
-            )
+    assert_robustness_equals_embedded(out, ids)
     cms = json.loads((JUNG_SAMPLE / "cifar10" / "clean_cm.json").read_text())["cifar10"]["clean"]["cm"]
     assert len(cms) == 20
     with h5py.File(out / "arrays-000.h5") as fh:

@@ -22,14 +22,6 @@ ARCH = Arch.from_ops((3, 1, 2, 4, 0, 3))
 TINY = {"channels": 4, "n_cells": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _images(n: int = 40, seed: int = 0, name: str = "ImageNet16-120") -> ImageSet:
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, size=(n, 3, 16, 16), dtype=np.uint8)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest_httpserver  # noqa: F401 - part of the test extra
 from click.testing import CliRunner
+from published import assert_robustness_equals_embedded
 
-import robustbench201 as rb201
 from robustbench201.cli import main
 from robustbench201.fetch import load_registry, sha256_file
 
@@ -75,12 +75,4 @@ def test_download_from_a_mirror_then_import_gives_the_embedded_values(shared_dat
         assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, (f.name, oct(p.stat().st_mode))  # not 0600
     res = runner.invoke(main, ["import-jung", str(dest), "--out", str(tmp_path / "jung")])
     assert res.exit_code == 0, res.output
-    ours, embedded = rb201.Dataset(tmp_path / "jung", verify=True), rb201.default_dataset()
-    ids = np.arange(15625)
-    for ds in ("cifar10", "cifar100", "ImageNet16-120"):
-        names = ours.columns(ds)
-        assert len(names) == (33 if ds == "ImageNet16-120" else 108)
-        for name in names:
-            np.testing.assert_array_equal(
-                ours.query_many(ids, name, ds), embedded.query_many(ids, name, ds), err_msg=f"{ds} {name}"
-            )
+    assert_robustness_equals_embedded(tmp_path / "jung", np.arange(15625))

@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 from click.testing import CliRunner
 
 import robustbench201 as rb201
@@ -22,14 +21,6 @@ from robustbench201.search.objective import split_selection_warning
 from robustbench201.store.merge import merge_datasets
 from robustbench201.store.schema import Row
 from robustbench201.store.shardfile import write_arch_files
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _run(*args: str):
