@@ -192,14 +192,18 @@ def sbatch_script(res: TaskResources, n_tasks: int, folder: str) -> str:
     # one task is submitted as a plain job, several as an array (submitit's SlurmExecutor does the same)
     map_count = n_tasks if n_tasks > 1 else None
     writer = getattr(submitit_slurm, "_make_sbatch_string", None)
+    if writer is None:
+        raise _writer_changed("submitit.slurm.slurm._make_sbatch_string is gone")
     try:
-        if writer is None:
-            raise TypeError("submitit.slurm.slurm._make_sbatch_string is gone")
         return str(writer(command=command, folder=f"{folder}/%j", map_count=map_count, **slurm_parameters(res)))
-    except TypeError as exc:  # a submitit release whose private writer changed
-        import submitit
+    except TypeError as exc:  # a submitit release whose private writer takes other arguments
+        raise _writer_changed(str(exc)) from exc
 
-        raise Rb201Error(
-            f"--dry-run cannot render the sbatch script with submitit {submitit.__version__} ({exc}); it uses "
-            "submitit 1.5's script writer: install submitit 1.5.x or submit without --dry-run"
-        ) from exc
+
+def _writer_changed(why: str) -> Rb201Error:
+    import submitit
+
+    return Rb201Error(
+        f"--dry-run cannot render the sbatch script with submitit {submitit.__version__} ({why}); it uses "
+        "submitit 1.5's script writer: install submitit 1.5.x or submit without --dry-run"
+    )
