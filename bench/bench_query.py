@@ -111,7 +111,7 @@ def main() -> None:
         c_again = cold(query, a.repeat, cache=cache)
     report("  cold query, first open (sha256 of files)", c_first, None)
     report("  cold query, repeated open (stamps kept)", c_again, None)
-    from robustbench201.store.atomic import sha256_file
+    from robustbench201.atomic import sha256_file
 
     wide = path / "wide-cifar10.parquet"
     report(

@@ -307,8 +307,8 @@ class CheckFactory:
         from robustbench201._version import code_version
         from robustbench201.evaluation import evaluate
         from robustbench201.models.network import create_model
+        from robustbench201.runner.records import result_arrays, result_rows
         from robustbench201.runner.worker import ArchOutput
-        from robustbench201.store.records import result_arrays, result_rows
 
         net = create_model(self.arch, "cifar10", channels=self.channels, n_cells=self.cells)
         net.load_state_dict(self.state)

@@ -30,8 +30,8 @@ from typing import Any
 from urllib.parse import urljoin, urlparse
 from urllib.request import url2pathname
 
+from .atomic import sha256_file, write_text_atomic
 from .errors import DataIntegrityError, Rb201Error, choice_error
-from .store.atomic import sha256_file, write_text_atomic
 from .store.integrity import ENV_CACHE as INTEGRITY_ENV_CACHE
 from .store.integrity import user_cache_dir
 

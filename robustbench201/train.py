@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import atomic_path
 from .attacks.pgd import PGD
 from .data.base import ImageSet
 from .data.info import canonical_dataset, dataset_info
@@ -49,7 +50,6 @@ from .models.network import NB201Network, create_model
 from .models.weights import load_state_dict_strict
 from .recipe import TrainRecipe, resolve_recipe
 from .space import Arch
-from .store.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -205,7 +205,9 @@ PRESETS: tuple[str, ...] = ("jung2023", "full", "smoke", "wu2024")
 #: Which images an evaluation row is computed on: the test set (NB201's test / ImageNet16-120 val set), or a split
 #: held out of the training set (``valid``; see :data:`HOLDOUTS`).
 SPLITS: tuple[str, ...] = ("test", "valid")
-PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "amp")
+#: Precisions that compute in float32 (a float32 reference for float16 work); ``amp`` autocasts to float16.
+FLOAT32_PRECISIONS: tuple[str, ...] = ("fp32", "tf32")
+PRECISIONS: tuple[str, ...] = (*FLOAT32_PRECISIONS, "amp")
 #: Where ``rb201 launch`` runs its shard tasks (submitit): an sbatch job array, subprocesses here, this process.
 EXECUTORS: tuple[str, ...] = ("slurm", "local", "debug")
 #: Jacobian Frobenius norm, largest Hessian eigenvalue, Hessian trace (PROTOCOL.md section 6; the trace is ours).

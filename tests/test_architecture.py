@@ -20,21 +20,23 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:
-    exe = shutil.which("lint-imports")
-    assert exe is not None, "import-linter (part of the 'test' extra) is not installed"
+    """``lint-imports`` on the package under ``root``, run by this Python (a ``lint-imports`` on PATH may be a
+    shell wrapper that needs more of the environment than the test passes on). import-linter is part of the
+    'test' extra: without it the run fails, and so does the test."""
+    code = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
     return subprocess.run(
-        [exe, "--config", str(root / "pyproject.toml"), "--no-cache"],
+        [sys.executable, "-c", code, "--config", str(root / "pyproject.toml"), "--no-cache"],
         cwd=root,
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(root), "PATH": str(Path(exe).parent), "HOME": str(root)},
+        env={"PYTHONPATH": str(root), "HOME": str(root)},
     )
 
 
 def test_import_contracts_are_kept():
     res = _lint_imports(REPO)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "Contracts: 2 kept, 0 broken." in res.stdout
+    assert "Contracts: 4 kept, 0 broken." in res.stdout
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ from robustbench201.corruptions import GENERATED_ID, GENERATOR_VERSION, CifarCFi
 from robustbench201.data.base import ImageSet
 from robustbench201.evaluation import evaluate
 from robustbench201.runner.providers import EvalJob, WeightsChoice
+from robustbench201.runner.records import result_rows
 from robustbench201.runner.shard import shard_name
 from robustbench201.spec import EvalSpec
 from robustbench201.store.merge import MergeConflictError, merge_datasets
-from robustbench201.store.records import result_rows
 from robustbench201.store.schema import Row
 from robustbench201.store.shardfile import write_arch_files
 

@@ -13,8 +13,8 @@ from test_attacks import mnist5k, tiny_model
 from robustbench201.data.base import ImageSet
 from robustbench201.errors import Rb201Error
 from robustbench201.evaluation import ArrayKey, evaluate
+from robustbench201.runner.records import result_arrays, result_rows
 from robustbench201.spec import EvalSpec, attack, preset
-from robustbench201.store.records import result_arrays, result_rows
 from robustbench201.store.schema import array_path
 
 

@@ -163,7 +163,7 @@ def test_cli_publish_list_and_download(httpserver, dataset_dir, tmp_path):
 def test_atomic_writes_get_the_umask_mode_and_leave_nothing_on_failure(tmp_path):
     import os
 
-    from robustbench201.store.atomic import TMP_SUFFIX, atomic_path, write_text_atomic
+    from robustbench201.atomic import TMP_SUFFIX, atomic_path, write_text_atomic
 
     target = tmp_path / "a" / "file.txt"
     write_text_atomic(target, "hello")

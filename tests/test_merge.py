@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from robustbench201.atomic import WriteError
 from robustbench201.errors import DataIntegrityError
-from robustbench201.store.atomic import WriteError
 from robustbench201.store.merge import MergeConflictError, merge_datasets
 from robustbench201.store.schema import SORT_COLUMNS, Row, array_path
 from robustbench201.store.shardfile import write_arch_files

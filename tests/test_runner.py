@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from test_runner_fixtures import CleanEvalFactory
 
+from robustbench201.atomic import WriteError
 from robustbench201.runner import parse_arch_range, parse_arch_ranges, run_job, select_archs, split_range
 from robustbench201.runner.plan import PlanError, parse_arch_list
 from robustbench201.runner.shard import ShardConflictError
 from robustbench201.runner.worker import ArchOutput
 from robustbench201.space import NUM_UNIQUE, format_indices
-from robustbench201.store.atomic import WriteError
 from robustbench201.store.shardfile import read_shard_manifest
 
 TESTS = Path(__file__).resolve().parent

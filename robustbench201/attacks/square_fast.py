@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..errors import Rb201Error
+from ..vocab import FLOAT32_PRECISIONS
 from .base import Attack, margin
 from .square import Fp32Scores, Square
 
@@ -96,11 +97,13 @@ def square_options(extra: Any, precision: str = "fp32") -> SquareOptions:
     if isinstance(safety, bool) or not isinstance(safety, int | float) or not math.isfinite(safety) or safety < 1:
         raise Rb201Error(f"square_band_safety {safety!r} not allowed; allowed: a number >= 1")
     if graphs and precision == "amp":
-        raise Rb201Error("square_cuda_graphs cannot capture autocast (precision 'amp'); use fp32 or tf32")
-    if proposals != "fp32" and precision not in ("fp32", "tf32"):
         raise Rb201Error(
-            f"square_proposals {proposals!r} verifies float16 in float32 and needs precision fp32 or tf32, "
-            f"not {precision!r}"
+            f"square_cuda_graphs cannot capture autocast (precision 'amp'); use {' or '.join(FLOAT32_PRECISIONS)}"
+        )
+    if proposals != "fp32" and precision not in FLOAT32_PRECISIONS:
+        raise Rb201Error(
+            f"square_proposals {proposals!r} verifies float16 in float32 and needs precision "
+            f"{' or '.join(FLOAT32_PRECISIONS)}, not {precision!r}"
         )
     return SquareOptions(str(proposals), int(buckets), bool(graphs), float(safety))
 

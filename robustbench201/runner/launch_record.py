@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..store.atomic import write_text_atomic
+from ..atomic import write_text_atomic
 
 LAUNCH_RECORD = "launch-{job}.json"
 LAUNCH_FORMAT = "rb201-launch"

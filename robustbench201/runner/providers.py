@@ -322,7 +322,7 @@ class EvalJob:
 
     def __call__(self, device: str) -> ArchEvaluator:
         from ..evaluation import evaluate
-        from ..store.records import result_arrays, result_rows
+        from .records import result_arrays, result_rows
 
         spec = self._spec()
         self.check_splits()

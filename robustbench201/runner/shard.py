@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from .._version import code_version
+from ..atomic import WriteError, clean_stale_temps, write_text_atomic
 from ..errors import DataIntegrityError, Rb201Error
-from ..store.atomic import WriteError, clean_stale_temps, write_text_atomic
 from ..store.shardfile import (
     MANIFEST,
     SHARD_FORMAT,

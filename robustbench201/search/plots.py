@@ -72,7 +72,7 @@ def figure_path(path: str | Path, fmt: str | None = None) -> Path:
 
 
 def _save(fig: Any, path: str | Path, fmt: str | None = None) -> Path:
-    from ..store.atomic import atomic_path
+    from ..atomic import atomic_path
 
     plt = _plt()
     out = figure_path(path, fmt)

@@ -268,7 +268,7 @@ def full_sections(res: dict[str, Any]) -> list[Section]:
 
 
 def _write_csv(path: Path, sec: Section) -> Path:
-    from ..store.atomic import write_text_atomic
+    from ..atomic import write_text_atomic
     from ..tables.formats import render
 
     write_text_atomic(path, render(sec.headers, sec.rows, "csv", digits=6) + "\n")

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..atomic import atomic_path, sha256_file, write_parquet_atomic, write_text_atomic
 from ..errors import DataIntegrityError, Rb201Error
-from .atomic import atomic_path, sha256_file, write_parquet_atomic, write_text_atomic
 from .integrity import Verified, verify_file
 from .schema import (
     COLUMNS,

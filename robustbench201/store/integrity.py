@@ -22,8 +22,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import sha256_file, write_text_atomic
 from ..errors import DataIntegrityError
-from .atomic import sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..corruptions import CORRUPTIONS
 from ..data.info import canonical_dataset, dataset_info
 from ..errors import DataIntegrityError, InvalidChoiceError, Rb201Error
 from ..space import NUM_ARCHS, Arch, representative_indices
+from ..vocab import CORRUPTIONS, NORMS
 from .schema import array_path
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def parse_key(original: str) -> tuple[str, str, str, str]:
         return "clean", "clean", "", ""
     if "@" in original:
         attack, norm = original.split("@", 1)
-        if attack not in ATTACKS or norm not in ("Linf", "L2"):
+        if attack not in ATTACKS or norm not in NORMS:
             raise InvalidChoiceError(
                 f"unknown attack key {original!r}; allowed: {', '.join(a + '@Linf' for a in ATTACKS)}"
             )

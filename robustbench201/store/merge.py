@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from .._version import code_version
+from ..atomic import TMP_SUFFIX, WriteError
 from ..errors import DataIntegrityError, Rb201Error, check_choice
-from .atomic import TMP_SUFFIX, WriteError
 from .dataset import (
     FORMAT,
     MANIFEST,

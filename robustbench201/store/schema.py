@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from ..errors import DataIntegrityError, Rb201Error, check_choice
+from ..vocab import NORMS as VOCAB_NORMS
 from ..vocab import SEMANTICS as VOCAB_SEMANTICS
 from ..vocab import SPLITS
 
@@ -50,7 +51,8 @@ FAMILIES: tuple[str, ...] = (
     "cost",
     "zero-cost",
 )
-NORMS: tuple[str, ...] = ("", "Linf", "L2")
+#: The ``norm`` column: a threat model of :data:`robustbench201.vocab.NORMS`, "" for rows without one.
+NORMS: tuple[str, ...] = ("", *VOCAB_NORMS)
 #: How a per-epsilon value was obtained (PROTOCOL.md section 6). "" for rows without an epsilon.
 SEMANTICS: tuple[str, ...] = ("", *VOCAB_SEMANTICS)
 

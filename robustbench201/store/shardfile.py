@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_path, sha256_file, write_parquet_atomic
 from ..errors import DataIntegrityError
-from .atomic import atomic_path, sha256_file, write_parquet_atomic
 from .schema import Row, conform_table, rows_to_table
 
 MANIFEST = "manifest.json"

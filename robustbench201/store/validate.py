@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import TMP_SUFFIX
 from ..errors import DataIntegrityError, Rb201Error
 from ..space import NUM_UNIQUE, format_indices, representative_indices, unique_indices
-from .atomic import TMP_SUFFIX
 from .dataset import MANIFEST, NOT_DATA, read_manifest
 from .integrity import verify_file
 from .schema import KEY_COLUMNS, check_table_schema, read_results_columns

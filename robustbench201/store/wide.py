@@ -143,7 +143,7 @@ def write_wide(wide: Wide, target: str | Path) -> None:
     """Write one dataset's wide matrix as Parquet (float64 columns, column facts in the file metadata)."""
     import pyarrow as pa
 
-    from .atomic import write_parquet_atomic
+    from ..atomic import write_parquet_atomic
 
     arrays = [pa.array(np.arange(NUM_ARCHS, dtype=np.int32)), pa.array(wide.reps.astype(np.int32))]
     arrays += [pa.array(wide.matrix[:, j]) for j in range(len(wide.names))]

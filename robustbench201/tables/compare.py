@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidChoiceError
-
-if TYPE_CHECKING:
-    from .._query import Dataset
+from .index import IndexedSource
 
 PUBLISHED = "jung2023"
 #: Families a comparison looks at by default: the evaluated robustness values, not provenance columns copied from
@@ -120,7 +118,7 @@ def _kendall(x: np.ndarray, y: np.ndarray) -> float:
     return float(kendalltau(x, y)[0])
 
 
-def _columns(src: Dataset, ds: str, families: tuple[str, ...], sources: tuple[str, ...] | None) -> dict[str, int]:
+def _columns(src: IndexedSource, ds: str, families: tuple[str, ...], sources: tuple[str, ...] | None) -> dict[str, int]:
     idx = src.index(ds)
     return {
         name: j
@@ -146,8 +144,8 @@ def compare_columns(a: np.ndarray, b: np.ndarray, cells: np.ndarray, worst: int 
 
 
 def compare(
-    a: Dataset,
-    b: Dataset,
+    a: IndexedSource,
+    b: IndexedSource,
     *,
     datasets: list[str] | None = None,
     columns: list[str] | None = None,

@@ -4,7 +4,8 @@ exists (keys, epsilons in 1/255 units, severities, measures)."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -13,6 +14,18 @@ from ..store.schema import format_eps, parse_wide_name, qualified_key, wide_name
 from ..store.wide import Wide, fill_isomorphs
 
 _PLAIN = ("accuracy", "value")
+
+
+class IndexedSource(Protocol):
+    """A results source as :mod:`.compare` reads it: a path, its datasets and one :class:`Index` per dataset
+    (:class:`robustbench201.Dataset` is one)."""
+
+    path: Path
+
+    @property
+    def datasets(self) -> tuple[str, ...]: ...
+
+    def index(self, dataset: str) -> Index: ...
 
 
 class Index:

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..space import Arch
 from ..store.schema import format_eps
 
-if TYPE_CHECKING:
-    from .._query import QueryResult
+
+class ResultView(Protocol):
+    """What :func:`format_result` reads of a result (:class:`robustbench201.QueryResult` has it)."""
+
+    index: int
+    representative: int
+    datasets: tuple[str, ...]
+
+    @property
+    def arch(self) -> Arch: ...
+
+    @property
+    def is_representative(self) -> bool: ...
+
+    def items(self, dataset: str) -> list[tuple[dict[str, Any], float]]: ...
+
+    def notes(self) -> list[str]: ...
 
 
 def _num(v: float) -> str:
@@ -39,7 +55,7 @@ def _grid(title: str, cells: dict[str, dict[Any, float]], heads: list[Any], labe
     return [ln[:width] for ln in lines]
 
 
-def format_result(r: QueryResult, width: int = 100) -> str:
+def format_result(r: ResultView, width: int = 100) -> str:
     """Per dataset: scalars, attacks as key x epsilon (1/255), corruptions as key x severity, other families."""
     out = [f"arch {r.index}", f"  {r.arch.string}"]
     if not r.is_representative:

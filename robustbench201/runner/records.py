@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .schema import Row, array_path
+from ..store.schema import Row, array_path
 
 if TYPE_CHECKING:
     from ..evaluation import EvalResult
