@@ -130,6 +130,30 @@ def test_a_dataset_directory_can_be_merged_again(tmp_path):
     assert validate_dataset(tmp_path / "ds2").ok
 
 
+def test_an_architecture_met_again_after_its_arrays_file_filled_up_is_compared_with_it(tmp_path):
+    """With tiny arrays files every architecture gets its own; architectures 3 and 5 come again in the second input
+    after their files are full: their arrays are compared with those files (a conflict is found, identical ones
+    are dropped), not written into a closed file."""
+    a = make_shard(tmp_path / "s1", [1, 3, 5])
+    b = make_shard(tmp_path / "s2", [3, 5, 7])
+    rep = merge_datasets([a, b], tmp_path / "ds", max_array_bytes=1)
+    _, m = read_all(tmp_path / "ds")
+    assert rep.arrays == 4 and len([f for f in m["files"] if f["kind"] == "arrays"]) == 4
+    assert validate_dataset(tmp_path / "ds").ok
+    c = make_shard(tmp_path / "s3", [5], shift=0.5)
+    c5 = array_path("cifar10", 5, "clean", "clean", "confusion", seed=777, weights="nb201-200ep")
+    rep = merge_datasets([a, c], tmp_path / "ds3", max_array_bytes=1, on_conflict="first")
+    assert rep.conflicts == 1 + 1  # the clean accuracy of 5 and its confusion matrix
+    _, m = read_all(tmp_path / "ds3")
+    held = [f["path"] for f in m["files"] if f["kind"] == "arrays"]
+    values = []
+    for name in held:
+        with h5py.File(tmp_path / "ds3" / name) as fh:
+            if c5 in fh:
+                values.append(fh[c5][()].tolist())
+    assert values == [[[5] * 3] * 3]  # the first input's matrix, once
+
+
 @pytest.mark.parametrize("damage", ["truncate", "modify", "unlisted", "missing", "manifest"])
 def test_validate_detects_damage(tmp_path, damage):
     merge_datasets([make_shard(tmp_path / "s1", [1, 3, 5])], tmp_path / "ds")

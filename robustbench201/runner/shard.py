@@ -1,16 +1,10 @@
-"""The on-disk shard: one directory per (architectures, job identity) holding per-architecture files.
+"""The shard directory's lifecycle: create or resume it under the job's writer lock, verify what is finished, record
+successes and failures in its manifest. The files and their names are :mod:`robustbench201.store.shardfile`'s (the
+layout is described there).
 
-Layout::
-
-    OUT/shard-{start:05d}-{end:05d}-{spec12}-{run6}/     (or shard-list-{sha6}-{spec12}-{run6} for --arch lists)
-      manifest.json        spec, job identity, code version, devices, per-arch timings, failures (JSON, atomic)
-      arch-00042.h5        arrays of architecture 42 (written first, atomically)
-      arch-00042.parquet   its tidy rows (schema v1), written last: the commit marker of the architecture
-
-An architecture is finished exactly when its Parquet file exists, reads completely, holds rows of that
-architecture only, and the HDF5 file it names has the sha256 recorded in its metadata. Anything else (a truncated
-file, an orphan HDF5, a temp file of an interrupted write) is removed and the architecture recomputed. The
-manifest is a convenience view: it is rebuilt from the per-architecture files whenever a shard is opened.
+Anything unusable in a shard (a truncated file, an orphan HDF5, a temp file of an interrupted write) is removed and
+the architecture recomputed. The manifest is a convenience view: it is rebuilt from the per-architecture files
+whenever a shard is opened.
 
 One job at a time writes into a shard: opening it takes the shard's writer lock (:mod:`.lock`), waiting while
 another job (a requeued copy of the same array task, or the same launch submitted twice) holds it, and
@@ -19,7 +13,6 @@ another job (a requeued copy of the same array task, or the same launch submitte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,14 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from .._version import code_version
-from ..atomic import WriteError, clean_stale_temps, write_text_atomic
+from ..atomic import WriteError, clean_stale_temps
 from ..errors import DataIntegrityError, Rb201Error
 from ..store.shardfile import (
-    MANIFEST,
     SHARD_FORMAT,
-    arch_stem,
+    arch_files,
+    load_shard_manifest,
     read_shard_manifest,
+    remove_arch,
+    remove_orphan_arrays,
+    shard_dirs,
+    shard_name,
     verify_arch_file,
+    write_shard_manifest,
 )
 from .lock import ShardLock, acquire
 
@@ -45,18 +43,6 @@ log = logging.getLogger(__name__)
 
 class ShardConflictError(Rb201Error):
     """An output directory holds shards of another evaluation spec, or shards overlapping the requested ones."""
-
-
-def _short_hash(obj: object, n: int) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
-
-
-def shard_name(spec_hash: str, identity: dict[str, Any], archs: list[int], bounds: tuple[int, int] | None) -> str:
-    """Directory name of a shard: the range (or a hash of the list), the spec hash, and a hash of the rest of
-    the job identity (dataset, weights, seed, ...)."""
-    run = _short_hash({k: v for k, v in identity.items() if k != "spec_hash"}, 6)
-    where = f"{bounds[0]:05d}-{bounds[1]:05d}" if bounds else f"list-{_short_hash(archs, 6)}"
-    return f"shard-{where}-{spec_hash[:12]}-{run}"
 
 
 # ---- the shard directory ------------------------------------------------------------------------------------
@@ -126,13 +112,11 @@ class Shard:
             self.lock = None
 
     def _load_manifest(self) -> None:
-        path = self.path / MANIFEST
-        old: dict[str, Any] = {}
-        if path.is_file():
-            try:
-                old = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                self.problems.append(f"{path} unreadable ({exc}); rebuilt from the architecture files")
+        try:
+            old = load_shard_manifest(self.path)
+        except DataIntegrityError as exc:
+            self.problems.append(f"{exc}; rebuilt from the architecture files")
+            old = {}
         if old and old.get("identity") != self.identity:
             raise ShardConflictError(f"{self.path} belongs to another job ({old.get('identity')}), not {self.identity}")
         self.manifest = {
@@ -154,11 +138,7 @@ class Shard:
         """Verify every per-architecture file; remove unusable ones (reported in ``problems``); return finished."""
         finished: set[int] = set()
         planned = set(self.archs)
-        for pq_path in sorted(self.path.glob("arch-*.parquet")):
-            try:
-                idx = int(pq_path.stem.split("-")[1])
-            except (IndexError, ValueError):
-                continue
+        for idx, pq_path in arch_files(self.path).items():
             try:
                 info = verify_arch_file(pq_path, idx)
                 if info.spec_hashes != (self.spec_hash,):
@@ -170,9 +150,7 @@ class Shard:
                 finished.add(idx)
                 self.manifest["finished"][str(idx)] = {"rows": info.rows, "device": info.device, **info.timings}
                 self.manifest["failures"].pop(str(idx), None)
-        for h5 in self.path.glob("arch-*.h5"):  # arrays whose commit marker never landed
-            if not h5.with_suffix(".parquet").exists():
-                h5.unlink(missing_ok=True)
+        remove_orphan_arrays(self.path)
         self.save(force=True)
         return finished
 
@@ -180,8 +158,7 @@ class Shard:
         log.warning("architecture %d: %s", idx, reason)
         self.problems.append(f"arch {idx}: {reason}")
         self.manifest["problems"].append({"arch": idx, "problem": reason, "time": time.time()})
-        for suffix in (".parquet", ".h5"):
-            (self.path / f"{arch_stem(idx)}{suffix}").unlink(missing_ok=True)
+        remove_arch(self.path, idx)
 
     def add_devices(self, devices: list[str]) -> None:
         self.manifest["devices"] = sorted(set(self.manifest["devices"]) | set(devices))
@@ -206,7 +183,7 @@ class Shard:
         if not force and now - self._last_save < min_interval:
             return
         self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_text_atomic(self.path / MANIFEST, json.dumps(self.manifest, indent=1, sort_keys=True))
+        write_shard_manifest(self.path, self.manifest)
         self._last_save = now
 
 
@@ -214,8 +191,8 @@ def check_out_dir(
     out: Path, spec_hash: str, identity: dict[str, Any], archs: set[int], name: str, force_new_spec: bool
 ) -> None:
     """Refuse an output directory holding shards of another spec, or same-job shards overlapping ``archs``."""
-    for d in sorted(out.glob("shard-*")):
-        if not d.is_dir() or d.name == name:
+    for d in shard_dirs(out):
+        if d.name == name:
             continue
         m = read_shard_manifest(d)
         if m is None:
@@ -240,16 +217,8 @@ def finished_in_out(out: str | Path, spec_hash: str, identity: dict[str, Any]) -
     """Cells with a committed per-architecture file in any shard of this job under ``out`` (not verified: a plan
     uses this to skip cells finished since the last merge; merge verifies every file)."""
     done: set[int] = set()
-    root = Path(out)
-    if not root.is_dir():
-        return done
-    for d in root.glob("shard-*"):
-        m = read_shard_manifest(d) if d.is_dir() else None
-        if m is None or m.get("spec_hash") != spec_hash or m.get("identity") != identity:
-            continue
-        for p in d.glob("arch-*.parquet"):
-            try:
-                done.add(int(p.stem.split("-")[1]))
-            except (IndexError, ValueError):
-                continue
+    for d in shard_dirs(out):
+        m = read_shard_manifest(d)
+        if m is not None and m.get("spec_hash") == spec_hash and m.get("identity") == identity:
+            done.update(arch_files(d))
     return done

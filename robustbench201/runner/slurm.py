@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Rb201Error, check_choice
+from ..store.shardfile import shard_name
 from ..vocab import EXECUTORS
 from .job import run_job
 from .launch_record import launch_record_path, write_launch_record
 from .plan import PlannedShard
 from .resources import TaskResources, local_parameters, sbatch_script, slurm_parameters
-from .shard import shard_name
 from .worker import EvaluatorFactory
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
 """Progress of the shards under an output directory, read while jobs write them (``rb201 status OUT``).
 
 Counts come from the files alone, cheaply and without locks: a cell is done when its commit marker
-(``arch-*.parquet``) exists (merge verifies it later), failed when its shard's manifest records a failure and it is
-not done, remaining otherwise. Shards that a launch planned but whose task has not started yet come from the
-launch records (:mod:`.launch_record`). No torch, no pyarrow.
+(:func:`robustbench201.store.shardfile.arch_file`) exists (merge verifies it later), failed when its shard's
+manifest records a failure and it is not done, remaining otherwise. Shards that a launch planned but whose task has
+not started yet come from the launch records (:mod:`.launch_record`). No torch, no pyarrow.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Rb201Error
-from ..store.shardfile import read_shard_manifest
+from ..store.shardfile import arch_files, read_shard_manifest, shard_dirs
 from .launch_record import read_launch_records
 from .lock import describe_holder, is_locked, read_holder
 
@@ -62,7 +62,7 @@ def shard_progress(out: str | Path) -> list[ShardProgress]:
         raise Rb201Error(f"{root} is not a directory; give the --out of rb201 evaluate / launch")
     launched = _launch_tasks(root)
     rows = []
-    names = {d.name for d in root.glob("shard-*") if d.is_dir()} | set(launched)
+    names = {d.name for d in shard_dirs(root)} | set(launched)
     for name in sorted(names):
         d = root / name
         task = launched.get(name, {})
@@ -73,7 +73,7 @@ def shard_progress(out: str | Path) -> list[ShardProgress]:
                                       ""))  # fmt: skip
             continue
         planned = {int(a) for a in m.get("archs", [])}
-        done = {i for i in planned if (d / f"arch-{i:05d}.parquet").exists()}
+        done = planned & set(arch_files(d))
         fails = m.get("failures") if isinstance(m.get("failures"), dict) else {}
         failed = sorted(int(k) for k in fails if str(k).isdigit() and int(k) in planned and int(k) not in done)
         writer = describe_holder(read_holder(d)) if is_locked(d) else ""

@@ -20,10 +20,14 @@ and refuse a mismatch with an error naming the file. No torch import; pyarrow an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
-from collections.abc import Mapping
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +35,12 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..atomic import atomic_path, sha256_file, write_parquet_atomic, write_text_atomic
+from ..atomic import TMP_SUFFIX, WriteError, atomic_path, sha256_file, write_parquet_atomic, write_text_atomic
 from ..errors import DataIntegrityError, Rb201Error
 from .integrity import Verified, verify_file
 from .schema import (
     COLUMNS,
+    META_SCHEMA_VERSION,
     READABLE_SCHEMA_VERSIONS,
     SCHEMA_VERSION,
     SORT_COLUMNS,
@@ -258,7 +263,22 @@ class DatasetDir:
         return out
 
 
-# ---- writing ---------------------------------------------------------------------------------------------------
+# ---- writing: the one writer of this format ---------------------------------------------------------------------
+def results_file(part: str) -> str:
+    """The name of a results file: ``results-<part>.parquet``."""
+    return f"results-{part}.parquet"
+
+
+def arrays_file(number: int) -> str:
+    """The name of the ``number``-th arrays file: ``arrays-NNN.h5``."""
+    return f"arrays-{number:03d}.h5"
+
+
+def wide_file(dataset: str) -> str:
+    """The name of a dataset's wide matrix: ``wide-<dataset>.parquet``."""
+    return f"wide-{dataset}.parquet"
+
+
 def file_entry(directory: Path, name: str, kind: str, rows: int = -1, dataset: str = "", arrays: int = -1) -> FileEntry:
     """Describe a file already written in ``directory``."""
     if kind not in FILE_KINDS:
@@ -267,11 +287,217 @@ def file_entry(directory: Path, name: str, kind: str, rows: int = -1, dataset: s
     return FileEntry(name, kind, sha256_file(p), p.stat().st_size, rows, dataset, arrays)
 
 
-def write_manifest(directory: str | Path, manifest: Manifest) -> Path:
-    """Write ``manifest.json`` atomically (after every listed file is in place)."""
-    target = Path(directory) / MANIFEST
-    write_text_atomic(target, manifest.to_json())
-    return target
+class DatasetWriter:
+    """Writes the files of one dataset directory, each atomically and named here, then the manifest last (so a
+    directory with a manifest is complete). Every producer of datasets writes through it: merge, the importer of
+    the published dataset, the embedded-table build."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.files: list[FileEntry] = []
+        self._versions: list[str] = []
+        self._arrays_files = 0
+
+    def _add(self, name: str, kind: str, **counts: Any) -> FileEntry:
+        entry = file_entry(self.path, name, kind, **counts)
+        self.files.append(entry)
+        return entry
+
+    def _next_arrays_file(self) -> str:
+        self._arrays_files += 1
+        return arrays_file(self._arrays_files - 1)
+
+    def add_results(self, table: Any, part: str, dataset: str = "") -> FileEntry:
+        """Write a table of tidy rows (schema v2 in memory, metadata kept) in its storage form as
+        ``results-<part>.parquet``; ``dataset``: the one dataset it holds, if so."""
+        t = storage_table(table)
+        self._versions.append(t.schema.metadata[META_SCHEMA_VERSION.encode()].decode())
+        name = results_file(part)
+        write_parquet_atomic(t, self.path / name)
+        log.info("wrote %s (%d rows)", name, t.num_rows)
+        return self._add(name, "results", rows=t.num_rows, dataset=dataset)
+
+    def add_arrays(self, arrays: Mapping[str, np.ndarray]) -> FileEntry:
+        """Write ``arrays`` at their ``store.schema.array_path`` keys into one HDF5 file (no timestamps)."""
+        import h5py
+
+        name = self._next_arrays_file()
+        with atomic_path(self.path / name) as tmp, h5py.File(tmp, "w", track_order=False) as fh:
+            for key in sorted(arrays):
+                a = arrays[key]
+                # small arrays (confusion matrices) are stored contiguously: chunk + filter overhead would dominate
+                opts = {"compression": "gzip", "shuffle": True} if a.nbytes > 1 << 14 else {}
+                fh.create_dataset(key, data=a, track_times=False, **opts)
+        return self._add(name, "arrays", arrays=len(arrays))
+
+    def array_files(self, max_bytes: int) -> ArrayFiles:
+        """HDF5 files to copy arrays into, one per dataset at a time, a new one after about ``max_bytes``."""
+        return ArrayFiles(self, max_bytes)
+
+    def add_wide(self, table: Any, *, required: bool = True) -> str | None:
+        """Per dataset of ``table`` (tidy rows), its wide matrix as ``wide-<dataset>.parquet`` (:mod:`.wide`).
+        When rows of different kinds (e.g. two weight sources) would share a column name, raise
+        :class:`DataIntegrityError`, or with ``required=False`` write none and return why (queries then pivot the
+        tidy rows on opening)."""
+        from .wide import pivot, wide_table
+
+        try:
+            wides = pivot(table)
+        except DataIntegrityError as exc:
+            if required:
+                raise
+            return f"no wide tables written (queries pivot the rows on opening instead): {exc}"
+        for ds, wide in wides.items():
+            name = wide_file(ds)
+            write_parquet_atomic(wide_table(wide), self.path / name)
+            self._add(name, "wide", dataset=ds)
+        return None
+
+    def finish(
+        self,
+        name: str,
+        created: str,
+        code_version: str = __version__,
+        specs: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Manifest:
+        """Write ``manifest.json`` listing every file written (after all of them are in place); return it. Its
+        schema version is the highest of the results files' (version 1 when all are)."""
+        manifest = Manifest(
+            name,
+            created,
+            code_version,
+            tuple(self.files),
+            specs=dict(specs or {}),
+            extra=dict(extra or {}),
+            schema_version=max(self._versions, key=int) if self._versions else "1",
+        )
+        write_text_atomic(self.path / MANIFEST, manifest.to_json())
+        return manifest
+
+
+class ArrayFiles:
+    """``arrays-NNN.h5`` files filled by copying HDF5 groups and arrays (merge): per dataset one file receives new
+    groups, a new one after about ``max_bytes``. Files stay open until the end, so an array of a group met again in a
+    later input is compared with, or added to, the file holding that group; each file is put in place atomically
+    when the block ends (a context manager: the files of a block that raises are discarded)."""
+
+    def __init__(self, writer: DatasetWriter, max_bytes: int) -> None:
+        self._writer, self.max_bytes = writer, max_bytes
+        self._files: list[_OpenArrays] = []
+        self._current: dict[str, _OpenArrays] = {}  # dataset -> the file receiving its new groups
+        self._holder: dict[str, _OpenArrays] = {}  # group path ("dataset/arch_xxxxx") -> the file holding it
+        self.total = 0  # arrays copied
+
+    def __enter__(self) -> ArrayFiles:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for f in self._files:  # in name order
+            if not f.stack.__exit__(*exc) and exc[0] is None:
+                self._writer._add(f.name, "arrays", dataset=f.dataset, arrays=f.arrays)
+
+    def has_group(self, group: str) -> bool:
+        return group in self._holder
+
+    def copy_group(self, source: Any, group: str, size: int) -> None:
+        """Copy the HDF5 group ``source`` (every array of one architecture) to ``group``; ``size``: its share of
+        its file's bytes, counted towards ``max_bytes``."""
+        dataset = group.split("/", 1)[0]
+        f = self._current.get(dataset)
+        if f is None or f.bytes >= self.max_bytes:
+            f = _OpenArrays.create(self._writer.path, self._writer._next_arrays_file(), dataset)
+            self._current[dataset] = f
+            self._files.append(f)
+        f.bytes += size
+        f.fh.copy(source, group)
+        n = _count_arrays(source)
+        f.arrays += n
+        self.total += n
+        self._holder[group] = f
+
+    def get(self, group: str, key: str) -> Any:
+        """The copied array at ``key`` (below ``group``), or None."""
+        return self._holder[group].fh.get(key)
+
+    def copy_array(self, source: Any, group: str, key: str) -> None:
+        """Copy one array into the file that holds ``group``."""
+        f = self._holder[group]
+        f.fh.copy(source, key)
+        f.arrays += 1
+        self.total += 1
+
+
+@dataclass
+class _OpenArrays:
+    """One arrays file being filled under a temporary name (renamed into place when ``stack`` closes)."""
+
+    name: str
+    dataset: str
+    fh: Any
+    stack: contextlib.ExitStack
+    bytes: int = 0
+    arrays: int = 0
+
+    @classmethod
+    def create(cls, directory: Path, name: str, dataset: str) -> _OpenArrays:
+        import h5py
+
+        stack = contextlib.ExitStack()
+        tmp = stack.enter_context(atomic_path(directory / name))
+        fh = h5py.File(tmp, "w")
+        stack.callback(fh.close)  # closed before the rename
+        return cls(name, dataset, fh, stack)
+
+
+def _count_arrays(group: Any) -> int:
+    """Arrays below an architecture group: ``store.schema.array_path`` keys have a fixed depth (7 levels below
+    ``dataset/arch_xxxxx``), so counting names at that depth avoids opening every object."""
+    names: list[str] = []
+    group.visit(names.append)
+    return sum(1 for n in names if n.count("/") == 6)
+
+
+def check_new_dataset_dir(out: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse (:class:`WriteError`) an ``out`` that exists (unless ``overwrite``) or whose parent cannot be written."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise WriteError(f"{out} already exists; choose another output directory or allow overwriting it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"cannot create {out.parent}: {exc.strerror or exc}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise WriteError(f"{out.parent} is not writable")
+
+
+@contextlib.contextmanager
+def new_dataset_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[DatasetWriter]:
+    """A :class:`DatasetWriter` into a temporary directory beside ``out``, renamed to ``out`` when the block
+    succeeds (replacing an existing ``out`` only with ``overwrite``); a block that raises leaves ``out`` as it
+    was."""
+    out = Path(out)
+    check_new_dataset_dir(out, overwrite=overwrite)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=TMP_SUFFIX, dir=out.parent))
+    try:
+        tmp.chmod(0o755)
+        yield DatasetWriter(tmp)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old{TMP_SUFFIX}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def columns_table(columns: Mapping[str, Any], spec_json: str = "{}"):  # type: ignore[no-untyped-def]
@@ -294,23 +520,6 @@ def sort_rows(table):  # type: ignore[no-untyped-def]
     return table.sort_by([(c, "ascending") for c in SORT_COLUMNS if c in table.column_names])
 
 
-def manifest_schema_version(versions: list[str]) -> str:
-    """The schema version a manifest names: the highest of its results files' (version 1 when all are)."""
-    return max(versions, key=int) if versions else "1"
-
-
-def write_arrays_h5(target: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write arrays at their ``array_path`` keys into one HDF5 file (atomically, no timestamps)."""
-    import h5py
-
-    with atomic_path(target) as tmp, h5py.File(tmp, "w", track_order=False) as fh:
-        for key in sorted(arrays):
-            a = arrays[key]
-            # small arrays (confusion matrices) are stored contiguously: chunk + filter overhead would dominate
-            opts = {"compression": "gzip", "shuffle": True} if a.nbytes > 1 << 14 else {}
-            fh.create_dataset(key, data=a, track_times=False, **opts)
-
-
 def write_dataset_dir(
     out_dir: str | Path,
     parts: Mapping[str, Any],
@@ -321,44 +530,21 @@ def write_dataset_dir(
     extra: dict[str, Any] | None = None,
     specs: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Write ``results-<part>.parquet`` for each tidy table in ``parts``, ``arrays-000.h5`` if ``arrays``,
-    ``wide-<dataset>.parquet`` per dataset, then ``manifest.json``. Returns the manifest."""
+    """Write ``results-<part>.parquet`` for each tidy table in ``parts`` (sorted by ``SORT_COLUMNS``), an arrays
+    file if ``arrays``, ``wide-<dataset>.parquet`` per dataset, then ``manifest.json``, into ``out_dir`` (files
+    already there and not listed are left alone). Returns the manifest."""
     import pyarrow as pa
 
-    from .wide import pivot, write_wide
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    entries: list[FileEntry] = []
+    writer = DatasetWriter(out_dir)
     tables = []
-    versions = []
     for part in sorted(parts):
         t = sort_rows(parts[part])
-        if not t.schema.metadata or b"rb201.schema_version" not in t.schema.metadata:
+        if not t.schema.metadata or META_SCHEMA_VERSION.encode() not in t.schema.metadata:
             t = t.replace_schema_metadata(table_metadata())
         tables.append(t)
-        t = storage_table(t)
-        versions.append(t.schema.metadata[b"rb201.schema_version"].decode())
-        fname = f"results-{part}.parquet"
-        write_parquet_atomic(t, out / fname)
-        entries.append(file_entry(out, fname, "results", rows=t.num_rows))
-        log.info("wrote %s (%d rows)", fname, t.num_rows)
+        writer.add_results(t, part)
     if arrays:
-        write_arrays_h5(out / "arrays-000.h5", arrays)
-        entries.append(file_entry(out, "arrays-000.h5", "arrays", arrays=len(arrays)))
+        writer.add_arrays(arrays)
     if tables:
-        for ds, wide in pivot(pa.concat_tables(tables)).items():
-            fname = f"wide-{ds}.parquet"
-            write_wide(wide, out / fname)
-            entries.append(file_entry(out, fname, "wide", dataset=ds))
-    manifest = Manifest(
-        name,
-        created,
-        code_version,
-        tuple(entries),
-        specs=dict(specs or {}),
-        extra=dict(extra or {}),
-        schema_version=manifest_schema_version(versions),
-    )
-    write_manifest(out, manifest)
-    return manifest
+        writer.add_wide(pa.concat_tables(tables))
+    return writer.finish(name, created, code_version, specs, extra)

@@ -1,26 +1,33 @@
-"""The on-disk format of an evaluation shard's files (the directory lifecycle is :mod:`robustbench201.runner.shard`).
+"""The on-disk format of an evaluation shard: every shard and file name, and the reading and writing of its files
+(the directory's lifecycle, locking and resume, is :mod:`robustbench201.runner.shard`; no other module builds or
+globs these names).
 
 Layout::
 
-    OUT/shard-{start:05d}-{end:05d}-{spec12}-{run6}/     (or shard-list-{sha6}-{spec12}-{run6} for --arch lists)
+    OUT/shard-{start:05d}-{end:05d}-{spec12}-{job6}/     (or shard-list-{sha6}-{spec12}-{job6} for --arch lists)
       manifest.json        format "rb201-shard": spec, job identity, code version, devices, per-arch timings, failures
+                           (a convenience view, written atomically, rebuilt from the architecture files on resume)
       arch-00042.h5        arrays of architecture 42 (written first, atomically)
       arch-00042.parquet   its tidy rows (store.schema), written last: the commit marker of the architecture
 
-An architecture is finished exactly when its Parquet file exists, reads completely, holds rows of that architecture
-only, and the HDF5 file it names has the sha256 recorded in its metadata (:func:`verify_arch_file`).
+``job6`` hashes the job identity (dataset, weights, seed, ...) without the spec hash, so several datasets or weight
+sources can share one ``OUT``. An architecture is finished exactly when its Parquet file exists, reads completely,
+holds rows of that architecture only, and the HDF5 file it names has the sha256 recorded in its metadata
+(:func:`verify_arch_file`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path, sha256_file, write_parquet_atomic
+from ..atomic import atomic_path, sha256_file, write_parquet_atomic, write_text_atomic
 from ..errors import DataIntegrityError
 from .schema import Row, conform_table, rows_to_table
 
@@ -34,8 +41,71 @@ META_DEVICE = "rb201.device"
 COMPRESS_MIN_ELEMENTS = 1024  # smaller arrays are stored contiguous (chunking overhead exceeds the gain)
 
 
+_SHARD_PREFIX = "shard-"
+_ARCH_FILE = re.compile(r"^arch-(\d{5})\.parquet$")
+
+
+def _short_hash(obj: object, n: int) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def shard_name(spec_hash: str, identity: dict[str, Any], archs: list[int], bounds: tuple[int, int] | None) -> str:
+    """Directory name of a shard: the range (or a hash of the list), the spec hash, and a hash of the rest of
+    the job identity (dataset, weights, seed, ...)."""
+    job = _short_hash({k: v for k, v in identity.items() if k != "spec_hash"}, 6)
+    where = f"{bounds[0]:05d}-{bounds[1]:05d}" if bounds else f"list-{_short_hash(archs, 6)}"
+    return f"{_SHARD_PREFIX}{where}-{spec_hash[:12]}-{job}"
+
+
+def shard_dirs(out: str | Path) -> list[Path]:
+    """The shard directories under ``out``, sorted by name (none when ``out`` is not a directory)."""
+    root = Path(out)
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir() if d.name.startswith(_SHARD_PREFIX) and d.is_dir())
+
+
+def shards_in(path: str | Path) -> list[Path]:
+    """The shard directories an input ``path`` holds: ``path`` itself when it is one (it has a shard manifest or
+    architecture files), then the shard directories below it."""
+    path = Path(path)
+    own = [path] if arch_files(path) or (path / MANIFEST).is_file() else []
+    return own + shard_dirs(path)
+
+
 def arch_stem(index: int) -> str:
+    """The file stem of architecture ``index`` in a shard: ``arch-{index:05d}``."""
     return f"arch-{index:05d}"
+
+
+def arch_file(shard_dir: str | Path, index: int) -> Path:
+    """The Parquet file of architecture ``index`` in ``shard_dir``: its rows and its commit marker."""
+    return Path(shard_dir) / f"{arch_stem(index)}.parquet"
+
+
+def arch_files(shard_dir: str | Path) -> dict[int, Path]:
+    """Architecture index -> its committed Parquet file in ``shard_dir`` (not verified), in index order."""
+    d = Path(shard_dir)
+    if not d.is_dir():
+        return {}
+    found = {int(m[1]): p for p in d.iterdir() if (m := _ARCH_FILE.match(p.name))}
+    return dict(sorted(found.items()))
+
+
+def remove_arch(shard_dir: str | Path, index: int) -> None:
+    """Delete both files of architecture ``index`` (an unusable pair is recomputed)."""
+    for suffix in (".parquet", ".h5"):
+        (Path(shard_dir) / f"{arch_stem(index)}{suffix}").unlink(missing_ok=True)
+
+
+def remove_orphan_arrays(shard_dir: str | Path) -> list[Path]:
+    """Delete HDF5 files whose commit marker never landed (an interrupted architecture); return them."""
+    removed = []
+    for h5 in Path(shard_dir).glob("arch-*.h5"):
+        if not h5.with_suffix(".parquet").exists():
+            h5.unlink(missing_ok=True)
+            removed.append(h5)
+    return removed
 
 
 def write_arch_files(
@@ -53,7 +123,7 @@ def write_arch_files(
     if arrays:
         import h5py
 
-        h5_path = shard_dir / f"{stem}.h5"
+        h5_path = Path(shard_dir) / f"{stem}.h5"
         with atomic_path(h5_path) as tmp:
             with h5py.File(tmp, "w") as fh:
                 for key in sorted(arrays):
@@ -73,7 +143,7 @@ def write_arch_files(
             META_DEVICE.encode(): device.encode(),
         }
     )
-    write_parquet_atomic(table.replace_schema_metadata(meta), shard_dir / f"{stem}.parquet")
+    write_parquet_atomic(table.replace_schema_metadata(meta), arch_file(shard_dir, index))
     return len(rows)
 
 
@@ -126,10 +196,29 @@ def verify_arch_file(parquet_path: Path, index: int | None = None) -> ArchFileIn
     )
 
 
-def read_shard_manifest(shard_dir: Path) -> dict[str, Any] | None:
+def write_shard_manifest(shard_dir: str | Path, manifest: dict[str, Any]) -> None:
+    """Write a shard's manifest atomically (``manifest["format"]`` is :data:`SHARD_FORMAT`)."""
+    write_text_atomic(Path(shard_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def load_shard_manifest(shard_dir: str | Path) -> dict[str, Any]:
+    """A shard's manifest as written ({} when it has none); :class:`DataIntegrityError` when it is unreadable."""
+    path = Path(shard_dir) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataIntegrityError(f"{path} unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataIntegrityError(f"{path} unreadable (it holds {type(data).__name__}, not an object)")
+    return data
+
+
+def read_shard_manifest(shard_dir: str | Path) -> dict[str, Any] | None:
     """The manifest of a shard directory, or None if it has none (or it is unreadable)."""
     try:
-        data = json.loads((shard_dir / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError):
+        data = load_shard_manifest(shard_dir)
+    except DataIntegrityError:
         return None
-    return data if isinstance(data, dict) and data.get("format") == SHARD_FORMAT else None
+    return data if data.get("format") == SHARD_FORMAT else None

@@ -139,11 +139,10 @@ def fill_isomorphs(wide: Wide) -> np.ndarray:
     return m
 
 
-def write_wide(wide: Wide, target: str | Path) -> None:
-    """Write one dataset's wide matrix as Parquet (float64 columns, column facts in the file metadata)."""
+def wide_table(wide: Wide) -> Any:
+    """One dataset's wide matrix as the pyarrow Table its file holds (float64 columns, column facts in the file
+    metadata); :class:`robustbench201.store.dataset.DatasetWriter` writes it."""
     import pyarrow as pa
-
-    from ..atomic import write_parquet_atomic
 
     arrays = [pa.array(np.arange(NUM_ARCHS, dtype=np.int32)), pa.array(wide.reps.astype(np.int32))]
     arrays += [pa.array(wide.matrix[:, j]) for j in range(len(wide.names))]
@@ -153,10 +152,9 @@ def write_wide(wide: Wide, target: str | Path) -> None:
         META_DATASET: wide.dataset,
         META_COLUMNS: json.dumps(list(wide.info), sort_keys=True),
     }
-    table = pa.Table.from_arrays(arrays, names=["arch_index", "representative", *wide.names]).replace_schema_metadata(
+    return pa.Table.from_arrays(arrays, names=["arch_index", "representative", *wide.names]).replace_schema_metadata(
         meta
     )
-    write_parquet_atomic(table, target)
 
 
 def _to_numpy(column, dtype) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -168,7 +166,7 @@ def _to_numpy(column, dtype) -> np.ndarray:  # type: ignore[no-untyped-def]
 
 
 def read_wide(path: str | Path) -> Wide:
-    """Read a file written by :func:`write_wide`; :class:`DataIntegrityError` if it is not one or is damaged."""
+    """Read a file holding a :func:`wide_table`; :class:`DataIntegrityError` if it is not one or is damaged."""
     import pyarrow.parquet as pq
 
     try:  # ParquetFile.read, not pq.read_table: the latter imports pandas (0.4 s) on the query path
