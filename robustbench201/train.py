@@ -54,10 +54,6 @@ from .space import Arch
 log = logging.getLogger(__name__)
 
 _NB201 = TrainRecipe.of("nb201")  # robustbench201.vocab owns the recipes' hyper-parameters
-LR = _NB201.lr
-MOMENTUM = _NB201.momentum
-WEIGHT_DECAY = _NB201.weight_decay
-BATCH_SIZE = _NB201.batch_size
 #: The NB201 training seeds.
 SEEDS = (777, 888, 999)
 DATA_SEED_OFFSET = 1_000_003
@@ -188,7 +184,7 @@ def _check_args(epochs: int, seed: int, batch_size: int, train_set: ImageSet, nu
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise Rb201Error(f"seed must be a non-negative integer (NB201 uses {SEEDS}), got {seed!r}")
     if batch_size < 1:
-        raise Rb201Error(f"batch_size must be >= 1 (NB201: {BATCH_SIZE}), got {batch_size}")
+        raise Rb201Error(f"batch_size must be >= 1 (NB201: {_NB201.batch_size}), got {batch_size}")
     lo, hi = int(train_set.labels.min()), int(train_set.labels.max())
     if lo < 0 or hi >= num_classes:
         raise Rb201Error(f"{train_set.name} labels span {lo}..{hi}; allowed 0..{num_classes - 1}")
@@ -209,6 +205,27 @@ def _run_meta(model: NB201Network, dataset: str, seed: int, recipe: TrainRecipe,
     if not recipe.plain:  # the plain NB201 run keeps the metadata of checkpoints written before recipes existed
         meta["recipe"] = recipe.to_dict()
     return meta
+
+
+@dataclass
+class _State:
+    """What a training checkpoint saves besides the history: network, optimizer, schedule, data generator."""
+
+    model: NB201Network
+    opt: torch.optim.SGD
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator
+
+    @classmethod
+    def fresh(
+        cls, arch: Arch, dataset: str, size: dict[str, int], seed: int, r: TrainRecipe, device: torch.device, steps: int
+    ) -> _State:
+        """The state before epoch 1: the network at its seeded initialisation, its optimizer and schedule."""
+        net = create_model(arch, dataset, **size)
+        init_default_(net, torch.Generator().manual_seed(seed))
+        net.to(device)
+        opt, sched = make_optimizer(net, r.epochs, r, steps)
+        return cls(net, opt, sched, torch.Generator(device=device).manual_seed(seed + DATA_SEED_OFFSET))
 
 
 def train_model(
@@ -235,7 +252,8 @@ def train_model(
     cannot be used (corrupt, or of another run) raises :class:`CheckpointError`, or with
     ``discard_unusable_checkpoint`` is deleted and training starts over (for checkpoint paths the caller owns, like
     the batch runner's training folder). ``test_set`` adds a test accuracy to every epoch's stats.
-    ``on_epoch_end`` is called after each epoch's checkpoint.
+    ``on_epoch_end`` is called after each epoch's checkpoint. :func:`ensure_trained` is the whole lifecycle of a
+    trained-network file around this.
     """
     a = Arch.parse(arch)
     dataset = canonical_dataset(train_set.name)
@@ -245,75 +263,78 @@ def train_model(
     train_set, _ = holdout_split(train_set, r.holdout, r.holdout_fraction, r.holdout_seed)
     device = torch.device(device)
     n = len(train_set)
-    steps = math.ceil(n / r.batch_size)
-
-    def fresh() -> tuple[NB201Network, torch.optim.SGD, torch.optim.lr_scheduler.LRScheduler, torch.Generator]:
-        net = create_model(a, dataset, channels=channels, n_cells=n_cells)
-        init_default_(net, torch.Generator().manual_seed(seed))
-        net.to(device)
-        o, sc = make_optimizer(net, r.epochs, r, steps)
-        return net, o, sc, torch.Generator(device=device).manual_seed(seed + DATA_SEED_OFFSET)
-
-    model, opt, sched, gen = fresh()
-    meta = _run_meta(model, dataset, seed, r, n)
-    history: list[EpochStats] = []
-    start = 0
+    size = {"channels": channels, "n_cells": n_cells}
+    state = _State.fresh(a, dataset, size, seed, r, device, math.ceil(n / r.batch_size))
+    meta = _run_meta(state.model, dataset, seed, r, n)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    start, history = 0, []
     if ckpt is not None and ckpt.exists():
         try:
-            start, history = _restore(ckpt, meta, model, opt, sched, gen, device)
+            start, history = _restore(ckpt, meta, state)
             log.info("resuming %s from %s after epoch %d", a.string, ckpt, start)
         except CheckpointError as exc:
             if not discard_unusable_checkpoint:
                 raise
             log.warning("%s; discarding it and training %s from the start", exc, a.string)
             ckpt.unlink(missing_ok=True)
-            model, opt, sched, gen = fresh()
-
+            state = _State.fresh(a, dataset, size, seed, r, device, math.ceil(n / r.batch_size))
     x_all = torch.from_numpy(np.ascontiguousarray(train_set.images)).to(device)  # uint8 until here
     y_all = torch.from_numpy(np.ascontiguousarray(train_set.labels)).to(device)
-    pad, flip = crop_padding(info.resolution), dataset not in NO_FLIP
-    loss_fn = nn.CrossEntropyLoss()
-    pgd = _training_attack(r)
-    per_batch = r.schedule == "onecycle-batch"
+    augmentation = (crop_padding(info.resolution), dataset not in NO_FLIP)
     t_call = time.perf_counter()
     for epoch in range(start, r.epochs):
         t0 = time.perf_counter()
-        model.train()
-        lr = opt.param_groups[0]["lr"]
-        order = torch.randperm(n, generator=gen, device=device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        for i in range(0, n, r.batch_size):
-            idx = order[i : i + r.batch_size]
-            x = augment(x_all[idx], pad, flip, gen)
-            y = y_all[idx]
-            if pgd is not None:
-                x = _adversarial_batch(model, pgd, x, y, r.adv_eps / 255.0, gen)
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if per_batch:
-                sched.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == y).sum()
-        if not per_batch:
-            sched.step()
-        test_acc = accuracy(model, test_set, device) if test_set is not None else None
-        stats = EpochStats(epoch + 1, float(loss_sum) / n, int(correct) / n, lr, time.perf_counter() - t0, test_acc)
+        loss, train_acc, lr = train_epoch(state, x_all, y_all, r, augmentation)
+        test_acc = accuracy(state.model, test_set, device) if test_set is not None else None
+        stats = EpochStats(epoch + 1, loss, train_acc, lr, time.perf_counter() - t0, test_acc)
         history.append(stats)
         log.info("%s epoch %d/%d: %s", a.string, epoch + 1, r.epochs, stats)
         if ckpt is not None:
-            _save_state(ckpt, meta, epoch + 1, model, opt, sched, gen, history)
+            _save_state(ckpt, meta, epoch + 1, state, history)
         if on_epoch_end is not None:
             on_epoch_end(stats)
     wall = time.perf_counter() - t_call
-    model.eval()
+    state.model.eval()
     done = r.epochs - start
     ips = done * n / wall if wall > 0 and done else 0.0
-    return TrainResult(model, a, dataset, seed, r.epochs, history, wall, start, ips, r, n)
+    return TrainResult(state.model, a, dataset, seed, r.epochs, history, wall, start, ips, r, n)
+
+
+def train_epoch(
+    state: _State, x_all: torch.Tensor, y_all: torch.Tensor, r: TrainRecipe, augmentation: tuple[int, bool]
+) -> tuple[float, float, float]:
+    """One epoch over the images ``x_all`` (uint8, on the device) in a random order from ``state.gen``: per batch
+    augment (crop padding, flip), replace by PGD points for adversarial recipes, one SGD step (and one schedule
+    step for per-batch schedules). Returns (mean loss, accuracy on the training batches, learning rate at the
+    epoch's start)."""
+    model, opt, sched, gen = state.model, state.opt, state.sched, state.gen
+    n, device = len(x_all), x_all.device
+    pgd = _training_attack(r)
+    per_batch = r.schedule == "onecycle-batch"
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    lr = opt.param_groups[0]["lr"]
+    order = torch.randperm(n, generator=gen, device=device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for i in range(0, n, r.batch_size):
+        idx = order[i : i + r.batch_size]
+        x = augment(x_all[idx], *augmentation, gen)
+        y = y_all[idx]
+        if pgd is not None:
+            x = _adversarial_batch(model, pgd, x, y, r.adv_eps / 255.0, gen)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if per_batch:
+            sched.step()
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.detach().argmax(1) == y).sum()
+    if not per_batch:
+        sched.step()
+    return float(loss_sum) / n, int(correct) / n, lr
 
 
 def _training_attack(recipe: TrainRecipe) -> PGD | None:
@@ -343,22 +364,22 @@ def _adversarial_batch(
         model.train()
 
 
-def _save_state(path: Path, meta: dict, epoch: int, model, opt, sched, gen, history) -> None:  # type: ignore[no-untyped-def]
+def _save_state(path: Path, meta: dict, epoch: int, s: _State, history: list[EpochStats]) -> None:
     state = {
         "format": PARTIAL_FORMAT,
         "meta": meta,
         "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "generator": gen.get_state(),
+        "model": s.model.state_dict(),
+        "optimizer": s.opt.state_dict(),
+        "scheduler": s.sched.state_dict(),
+        "generator": s.gen.get_state(),
         "history": [asdict(h) for h in history],
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def _restore(path: Path, meta: dict, model, opt, sched, gen, device) -> tuple[int, list[EpochStats]]:  # type: ignore[no-untyped-def]
+def _restore(path: Path, meta: dict, s: _State) -> tuple[int, list[EpochStats]]:
     state = _load_weights_only(path)
     if state.get("format") != PARTIAL_FORMAT:
         raise CheckpointError(f"{path} is not an rb201 training checkpoint (format {state.get('format')!r})")
@@ -368,10 +389,10 @@ def _restore(path: Path, meta: dict, model, opt, sched, gen, device) -> tuple[in
             f"{path} belongs to another run; differences (checkpoint, requested): {diff}. "
             "Delete it or choose another checkpoint path"
         )
-    load_state_dict_strict(model, state["model"], str(path))
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    gen.set_state(state["generator"])
+    load_state_dict_strict(s.model, state["model"], str(path))
+    s.opt.load_state_dict(state["optimizer"])
+    s.sched.load_state_dict(state["scheduler"])
+    s.gen.set_state(state["generator"])
     return int(state["epoch"]), [EpochStats(**h) for h in state["history"]]
 
 
@@ -521,3 +542,72 @@ def load_trained(
         raise CheckpointError(f"{path} records {meta.get('params')} parameters but {a.string} has {n_params}")
     load_state_dict_strict(model, obj["state_dict"], str(path))
     return model.to(device).eval()
+
+
+@dataclass
+class Ensured:
+    """What :func:`ensure_trained` found or did: the trained-network file, and the training this call ran (None
+    when the network was trained before)."""
+
+    path: Path
+    result: TrainResult | None = None
+
+
+def ensure_trained(
+    directory: str | os.PathLike[str],
+    arch: object,
+    dataset: str,
+    train_set: ImageSet | None,
+    *,
+    seed: int = 777,
+    recipe: TrainRecipe | str | None = None,
+    channels: int = 16,
+    n_cells: int = 5,
+    device: str | torch.device = "cpu",
+    test_set: ImageSet | None = None,
+    on_resume: Callable[[Path], None] | None = None,
+    on_epoch_end: Callable[[EpochStats], None] | None = None,
+    discard_unusable_checkpoint: bool = False,
+) -> Ensured:
+    """The lifecycle of one trained network in ``directory`` (the :func:`checkpoint_file` layout), shared by
+    ``rb201 train`` and the evaluation jobs that train their weights: a network already trained there is kept (a
+    file of another size is refused); otherwise it is trained on ``train_set`` with ``recipe``, resuming from its
+    partial checkpoint (``on_resume`` is told its path first; one that cannot be used is refused, or with
+    ``discard_unusable_checkpoint`` retrained), saved atomically with its metadata (training images, batch size,
+    test accuracy when ``test_set`` is given), and the partial checkpoint deleted."""
+    a = Arch.parse(arch)
+    ds = canonical_dataset(dataset)
+    r = resolve_recipe(recipe)
+    final = checkpoint_file(directory, ds, a.index, seed, recipe=r)
+    if final.exists():
+        meta = read_trained_meta(final)
+        if (meta.get("channels"), meta.get("n_cells")) != (channels, n_cells):
+            raise CheckpointError(
+                f"{final} holds C={meta.get('channels')}, N={meta.get('n_cells')}, not the requested "
+                f"C={channels}, N={n_cells}; train into another directory"
+            )
+        return Ensured(final)
+    if train_set is None:
+        raise Rb201Error(f"arch {a.index} is not trained in {directory} and no training images were given")
+    partial = partial_file(final)
+    if partial.exists() and on_resume is not None:
+        on_resume(partial)
+    res = train_model(
+        a,
+        train_set,
+        seed=seed,
+        device=device,
+        channels=channels,
+        n_cells=n_cells,
+        checkpoint_path=partial,
+        test_set=test_set,
+        on_epoch_end=on_epoch_end,
+        discard_unusable_checkpoint=discard_unusable_checkpoint,
+        recipe=r,  # its holdout is taken out of train_set first: the validation images are never seen
+    )
+    extra: dict[str, Any] = {"n_train": res.n_train, "batch_size": r.batch_size}
+    if res.final_test_acc is not None and test_set is not None:
+        extra.update(test_acc=res.final_test_acc, n_test=len(test_set))
+    save_trained(directory, res.model, ds, seed, r.epochs, res.history, extra, r)
+    partial.unlink(missing_ok=True)
+    return Ensured(final, res)

@@ -105,7 +105,7 @@ def train(
     from ..data.readers import load_dataset
     from ..recipe import TrainRecipe
     from ..space import Arch
-    from ..train import checkpoint_file, partial_file, read_trained_meta, save_trained, train_model
+    from ..train import ensure_trained
 
     ds = run_library(canonical_dataset, dataset)
     parsed = [run_library(Arch.parse, a) for a in archs]
@@ -131,20 +131,7 @@ def train(
     click.echo(f"recipe {r.describe()}; weights label {r.label}")
     for a in parsed:
         for seed in seeds:
-            final = checkpoint_file(out, ds, a.index, seed, recipe=r)
             label = f"arch {a.index} seed {seed}"
-            if final.exists():
-                meta = run_library(read_trained_meta, final)
-                if (meta.get("channels"), meta.get("n_cells")) != (channels, n_cells):
-                    raise click.ClickException(
-                        f"{final} holds C={meta.get('channels')}, N={meta.get('n_cells')}, not the requested "
-                        f"C={channels}, N={n_cells}; use another --out"
-                    )
-                click.echo(f"{label}: already trained, {final}")
-                continue
-            partial = partial_file(final)
-            if partial.exists():
-                click.echo(f"{label}: resuming from {partial}")
 
             def report(stats, label=label) -> None:  # type: ignore[no-untyped-def]
                 test = "" if stats.test_acc is None else f" test_acc {stats.test_acc:.4f}"
@@ -153,23 +140,14 @@ def train(
                     f"{test} lr {stats.lr:.4g} ({stats.seconds:.1f} s)"
                 )
 
-            res = run_library(
-                train_model,
-                a,
-                train_set,
-                seed=seed,
-                device=dev,
-                channels=channels,
-                n_cells=n_cells,
-                checkpoint_path=partial,
-                test_set=test_set,
-                on_epoch_end=report,
-                recipe=r,
-            )
-            extra = {"n_train": res.n_train, "batch_size": r.batch_size}
-            if res.final_test_acc is not None:
-                extra.update(test_acc=res.final_test_acc, n_test=len(test_set))
-            path = run_library(save_trained, out, res.model, ds, seed, r.epochs, res.history, extra, r)
-            partial.unlink(missing_ok=True)
+            net = run_library(
+                ensure_trained, out, a, ds, train_set, seed=seed, recipe=r, channels=channels, n_cells=n_cells,
+                device=dev, test_set=test_set, on_epoch_end=report,
+                on_resume=lambda partial, label=label: click.echo(f"{label}: resuming from {partial}"),
+            )  # fmt: skip
+            if net.result is None:
+                click.echo(f"{label}: already trained, {net.path}")
+                continue
+            res = net.result
             speed = f", {res.images_per_s:.0f} images/s" if res.images_per_s else ""
-            click.echo(f"{label}: saved {path} ({res.wall_time_s:.1f} s{speed})")
+            click.echo(f"{label}: saved {net.path} ({res.wall_time_s:.1f} s{speed})")

@@ -380,31 +380,27 @@ class EvalJob:
             if not path.exists() and (folder / f"{index:06d}-FULL.pth").exists():
                 path = folder / f"{index:06d}-FULL.pth"
             return load_official(path, self.dataset, self.seed, w.hp, trust=w.trust, arch=index).model.to(device)
-        from ..train import checkpoint_file, load_trained, partial_file, save_trained, train_model
+        from ..train import ensure_trained, load_trained
 
         size = {"channels": self.channels, "n_cells": self.n_cells}
         if w.kind == "dir":
             return load_trained(w.path, index, self.dataset, self.seed, recipe=w.recipe, device=device, **size)
         if self.train_dir is None:
             raise Rb201Error("--weights train needs a directory for the trained networks")
-        final = checkpoint_file(self.train_dir, self.dataset, index, self.seed, recipe=w.recipe)
-        if final.is_file():
-            return load_trained(self.train_dir, index, self.dataset, self.seed, recipe=w.recipe, device=device, **size)
-        result = train_model(
+        net = ensure_trained(
+            self.train_dir,
             index,
+            self.dataset,
             train_set,
             seed=self.seed,
+            recipe=w.recipe,
             device=device,
-            channels=self.channels,
-            n_cells=self.n_cells,
-            checkpoint_path=partial_file(final),
             discard_unusable_checkpoint=True,  # our own scratch file: a corrupt or foreign one is retrained
-            recipe=w.recipe,  # its holdout is taken out of train_set first: the validation images are never seen
+            **size,
         )
-        extra = {"n_train": result.n_train}
-        save_trained(self.train_dir, result.model, self.dataset, self.seed, w.epochs, result.history, extra, w.recipe)
-        partial_file(final).unlink(missing_ok=True)
-        return result.model.eval()
+        if net.result is not None:
+            return net.result.model.eval()
+        return load_trained(self.train_dir, index, self.dataset, self.seed, recipe=w.recipe, device=device, **size)
 
 
 def fill_command(identity: dict[str, Any], dataset_dir: str, shards_out: str) -> str:
