@@ -6,7 +6,10 @@ and what is allowed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+
+_FIELD = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
 class Rb201Error(ValueError):
@@ -27,6 +30,34 @@ class CheckpointError(Rb201Error):
 
 class DataIntegrityError(Rb201Error):
     """A corrupt, truncated, mismatched or partial file."""
+
+
+class RequestError(Rb201Error):
+    """A bad value of a request (:mod:`robustbench201.runner.request`) or of a library call's arguments. The
+    message names each field it is about as ``{field}``: ``str()`` shows the field's name, a front end its own name
+    for it (:meth:`render`; the command line: the option's flag)."""
+
+    def __init__(self, template: str) -> None:
+        super().__init__(template)
+        self.template = template
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields the message names, in order."""
+        return tuple(_FIELD.findall(self.template))
+
+    def render(self, names: Mapping[str, str] | None = None) -> str:
+        """The message with each ``{field}`` replaced by ``names[field]`` (the field's own name when absent)."""
+        return render_fields(self.template, names)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def render_fields(template: str, names: Mapping[str, str] | None = None) -> str:
+    """``template`` with each ``{field}`` replaced by ``names[field]`` (the field's own name when absent)."""
+    names = names or {}
+    return _FIELD.sub(lambda m: names.get(m[1], m[1]), template)
 
 
 def choice_error(what: str, value: object, allowed: Iterable[object]) -> InvalidChoiceError:

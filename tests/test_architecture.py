@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
 import shutil
 import subprocess
@@ -125,3 +126,141 @@ def test_attack_budgets_are_validated_at_the_spec_without_torch():
         "assert 'torch' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- one owner per file name, one contract between the command line and the runner ---------------------------------
+#: The start of each file name of rb201's on-disk formats -> the one module that builds (and globs) such names.
+FILE_NAME_OWNERS = {
+    "results-": "store/dataset.py",
+    "arrays-": "store/dataset.py",
+    "wide-": "store/dataset.py",
+    "shard-": "store/shardfile.py",
+    "arch-": "store/shardfile.py",
+    "launch-": "runner/launch_record.py",
+}
+
+
+def _code_strings(path: Path) -> list[tuple[int, str]]:
+    """The string literals of a module's code (f-string pieces included, docstrings not), with their lines."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docstrings = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(body, list) and body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            docstrings.add(id(first.value))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def file_name_builders(root: Path) -> list[str]:
+    """Every place outside its owner that builds or globs a file name of an rb201 format."""
+    package = root / "robustbench201"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        for line, text in _code_strings(path):
+            for prefix, owner in FILE_NAME_OWNERS.items():
+                if text.startswith(prefix) and rel != owner:
+                    found.append(f"{rel}:{line}: {text!r} (file names {prefix}* belong to {owner})")
+    return found
+
+
+def test_every_file_name_is_built_by_its_owner_alone():
+    assert file_name_builders(REPO) == []
+
+
+@pytest.mark.parametrize(
+    ("module", "planted"),
+    [
+        ("store/merge.py", 'PLANTED = f"results-{0:03d}.parquet"  # a second writer of results files\n'),
+        ("runner/status.py", 'PLANTED = sorted(Path(".").glob("arch-*.parquet"))  # globbing shard files by hand\n'),
+    ],
+)
+def test_a_planted_second_writer_of_a_format_is_caught(tmp_path, module, planted):
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO / "robustbench201", copy / "robustbench201", ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / "robustbench201" / module
+    target.write_text(target.read_text() + "\n" + planted)
+    found = file_name_builders(copy)
+    assert len(found) == 1 and found[0].startswith(f"{module}:"), found
+
+
+#: Run against a copy of the package: the options of ``evaluate`` and ``launch`` are exactly the fields of their
+#: request (same names, same defaults), and the runner, which consumes requests, names none of their flags.
+_REQUEST_CONTRACT = r"""
+import ast, dataclasses, re, sys
+from pathlib import Path
+import robustbench201
+from robustbench201.cli.build_cmds import evaluate
+from robustbench201.cli.launch_cmds import launch
+from robustbench201.runner.request import EvaluateRequest, LaunchRequest
+sys.path.insert(0, sys.argv[1])
+from test_architecture import _code_strings
+
+problems, flags = [], set()
+for command, cls in ((evaluate, EvaluateRequest), (launch, LaunchRequest)):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    params = {p.name: p for p in command.params}
+    cmd = f"{command.name}:"
+    problems += [f"{cmd} option {n} is not a field of {cls.__name__}" for n in sorted(set(params) - set(fields))]
+    problems += [f"{cmd} field {n} of {cls.__name__} has no option" for n in sorted(set(fields) - set(params))]
+    for name in sorted(set(params) & set(fields)):
+        f, p = fields[name], params[name]
+        want = () if f.default is dataclasses.MISSING and p.multiple else f.default
+        if f.default is not dataclasses.MISSING and p.default != want and not p.required:
+            problems.append(f"{command.name}: option {name} defaults to {p.default!r}, its field to {want!r}")
+        flags.update(p.opts + p.secondary_opts)
+runner = Path(robustbench201.__file__).parent / "runner"
+for path in sorted(runner.glob("*.py")):
+    for line, text in _code_strings(path):
+        named = sorted(set(re.findall(r"--[a-z][a-z0-9-]*", text)) & flags)
+        if named:
+            problems.append(f"runner/{path.name}:{line} names command-line flag(s) {named}: name fields as {{field}}")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+"""
+
+
+def _request_contract(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", _REQUEST_CONTRACT, str(Path(__file__).parent)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+
+
+def test_the_request_commands_options_are_their_requests_fields_and_the_runner_names_no_flag():
+    res = _request_contract(REPO)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "planted", "caught"),
+    [
+        (  # an option that reaches the runner around the request
+            "cli/build_cmds.py",
+            'evaluate = click.option("--shard-size", "shard_size", type=int, default=None)(evaluate)\n',
+            "evaluate: option shard_size is not a field of EvaluateRequest",
+        ),
+        (  # the runner writing a command line of its own
+            "runner/batch.py",
+            'HINT = "rerun with --trust-pickle"\n',
+            "runner/batch.py:",
+        ),
+    ],
+)
+def test_a_planted_option_leak_between_the_command_line_and_the_runner_is_caught(tmp_path, module, planted, caught):
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO / "robustbench201", copy / "robustbench201", ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / "robustbench201" / module
+    target.write_text(target.read_text() + "\n" + planted)
+    res = _request_contract(copy)
+    assert res.returncode == 1 and caught in res.stdout, res.stdout + res.stderr

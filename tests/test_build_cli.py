@@ -15,8 +15,9 @@ import test_runner_fixtures
 from click.testing import CliRunner
 from test_runner_fixtures import CleanEvalFactory
 
-from robustbench201.cli import build_cmds, main
-from robustbench201.errors import CheckpointError, Rb201Error
+from robustbench201.cli import main
+from robustbench201.errors import Rb201Error, RequestError
+from robustbench201.runner import batch
 from robustbench201.runner.providers import WeightsChoice
 from robustbench201.store.shardfile import read_shard_manifest
 
@@ -28,7 +29,7 @@ BASE = ["--dataset", "mnist5k", "--weights", "init", "--no-progress"]
 def small_eval(monkeypatch):
     """Route the CLI's evaluator factory to the small test evaluator; returns a setter for its options."""
     state = {"factory": CleanEvalFactory()}
-    monkeypatch.setattr(build_cmds, "make_factory", lambda **kw: state["factory"])
+    monkeypatch.setattr(batch, "job_factory", lambda request: state["factory"])
     return state
 
 
@@ -102,7 +103,7 @@ def test_weights_choice_parsing(tmp_path):
     assert WeightsChoice.parse("train", epochs=12).label == "train-12ep"
     assert WeightsChoice.parse("init").label == "init"
     assert WeightsChoice.parse(str(tmp_path)).kind == "dir"
-    with pytest.raises(CheckpointError, match="--trust-pickle"):
+    with pytest.raises(RequestError, match="trust_pickle"):
         WeightsChoice.parse(f"nats:{tmp_path}")
     assert WeightsChoice.parse(f"nats:{tmp_path}", trust=True).label == "nb201-200ep"
     with pytest.raises(Rb201Error, match="is not 'init'"):

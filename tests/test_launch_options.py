@@ -5,12 +5,14 @@ daemons are in tests/test_slurm.py."""
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 from click.testing import CliRunner
 from test_runner_fixtures import CleanEvalFactory
 
-from robustbench201.cli import build_cmds, main
+from robustbench201.cli import main
+from robustbench201.runner import batch
 from robustbench201.runner.resources import (
     ResourceError,
     TaskResources,
@@ -26,7 +28,7 @@ BASE = ["--dataset", "mnist5k", "--weights", "init"]
 @pytest.fixture
 def small_eval(monkeypatch):
     state = {"factory": CleanEvalFactory()}
-    monkeypatch.setattr(build_cmds, "make_factory", lambda **kw: state["factory"])
+    monkeypatch.setattr(batch, "job_factory", lambda request: state["factory"])
     return state
 
 
@@ -58,7 +60,7 @@ def test_extra_sbatch_options():
         ("mail-type", "END"),
         ("requeue", ""),
     )
-    with pytest.raises(ResourceError, match="use --partition"):
+    with pytest.raises(ResourceError, match="use partition"):
         parse_extra(["partition=gpu"])
     with pytest.raises(ResourceError, match="submitit uses it to requeue"):
         parse_extra(["signal=USR1@60"])
@@ -149,6 +151,12 @@ def test_status_lists_launched_shards_before_they_start_then_done_and_failed(tmp
     s = invoke("status", str(out))
     assert "total: 9 of 10 cells done, 1 failed, 0 left in 2 shards (0 being written now)" in s.output, s.output
     assert "failed 7: RuntimeError: bad checkpoint for 7" in s.output
+    # the newest launch of the unfinished shard is followed by the command that finishes it (its request, kept in
+    # the launch record)
+    (again,) = [ln for ln in s.output.splitlines() if ln.startswith("to finish launch ")]
+    argv = shlex.split(again.split(": ", 1)[1])
+    assert argv[:2] == ["rb201", "launch"] and "--wait" not in argv
+    assert invoke(*argv[1:], "--dry-run").exit_code == 0
     rows = json.loads(invoke("status", str(out), "--format", "json").output)
     assert sorted(r["state"] for r in rows) == ["done", "failed"]
     assert invoke("status", str(tmp_path)).output.startswith("no shards yet")
@@ -167,7 +175,7 @@ def test_dry_run_says_so_when_submitits_private_script_writer_changed(monkeypatc
         raise TypeError("_make_sbatch_string() got an unexpected keyword argument 'map_count'")
 
     monkeypatch.setattr(submitit_slurm, "_make_sbatch_string", changed)
-    with pytest.raises(Rb201Error, match=r"--dry-run cannot render the sbatch script with submitit .*1\.5\.x"):
+    with pytest.raises(Rb201Error, match=r"dry_run cannot render the sbatch script with submitit .*1\.5\.x"):
         sbatch_script(TaskResources(gpus_per_task=0), 3, "/tmp/x")
     monkeypatch.delattr(submitit_slurm, "_make_sbatch_string")
     with pytest.raises(Rb201Error, match="is gone"):

@@ -12,7 +12,7 @@ from robustbench201.data.base import ImageSet
 from robustbench201.errors import CheckpointError, Rb201Error
 from robustbench201.models.network import create_model
 from robustbench201.recipe import TrainRecipe
-from robustbench201.runner.providers import EvalJob, WeightsChoice, fill_command
+from robustbench201.runner.providers import EvalJob, WeightsChoice, fill_request
 from robustbench201.runner.shard import shard_name
 from robustbench201.space import Arch
 from robustbench201.spec import preset
@@ -229,10 +229,13 @@ def test_recipes_separate_rows_shards_and_trained_files(tmp_path) -> None:
 def test_a_recipe_identity_rebuilds_its_command() -> None:
     r = TrainRecipe.of("wu2024", epochs=20, adv_eps=4, holdout="nb201")
     ident = _job(WeightsChoice.parse("train", recipe=r)).identity()
-    cmd = fill_command(ident, "ds", "shards")
+    from robustbench201.cli.build_cmds import evaluate
+    from robustbench201.cli.options import request_argv
+
+    cmd = " ".join(request_argv(fill_request(ident, "ds", "shards"), evaluate))
     assert "--recipe wu2024 --epochs 20 --adv-eps 4 --holdout nb201" in cmd
     with pytest.raises(Rb201Error, match="lr"):  # a hyper-parameter without an option cannot be rebuilt
-        fill_command(_job(WeightsChoice.parse("train", recipe=r.replace(lr=0.2))).identity(), "ds", "shards")
+        fill_request(_job(WeightsChoice.parse("train", recipe=r.replace(lr=0.2))).identity(), "ds", "shards")
 
 
 def test_official_networks_refuse_a_recipe_and_the_validation_split(tmp_path) -> None:

@@ -144,7 +144,7 @@ def test_damaged_files_are_detected_removed_and_recomputed(tmp_path):
 def test_output_dir_of_another_spec_is_refused_unless_forced(tmp_path):
     run_job(ARCHS[:1], tmp_path, CleanEvalFactory(), bounds=(0, 2), progress=False)
     other = CleanEvalFactory(spec_hash="feedbeef" * 2, spec_json='{"other": 1}')
-    with pytest.raises(ShardConflictError, match="--force-new-spec"):
+    with pytest.raises(ShardConflictError, match="force_new_spec"):
         run_job(ARCHS[:1], tmp_path, other, bounds=(0, 2), progress=False)
     rep = run_job(ARCHS[:1], tmp_path, other, bounds=(0, 2), force_new_spec=True, progress=False)
     assert rep.ok and len(list(tmp_path.glob("shard-*"))) == 2
@@ -263,7 +263,7 @@ def test_plans_for_missing_cells_split_what_is_missing():
     assert plan_launch((0, 40), 3, True, present=set(range(40))) == []
     ranges = plan_launch((0, 40), 3, True)
     assert [p.bounds for p in ranges][0][0] == 0 and ranges[-1].bounds[1] == 40
-    with pytest.raises(PlanError, match="missing-from"):
+    with pytest.raises(PlanError, match="missing_from"):
         plan_evaluate([], [], True)
 
 

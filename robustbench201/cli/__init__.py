@@ -6,12 +6,18 @@ instant. No subcommand module imports torch or pandas at module level.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+from collections.abc import Callable, Iterator
+from typing import ParamSpec, TypeVar
 
 import click
 
 from .._version import __version__
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # command name -> ("module:attribute", one-line help shown by ``rb201 --help`` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -73,11 +79,31 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def run_library(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+def run_library(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Call a library function and turn rb201's user errors into a clean CLI error (no traceback)."""
+    with library_errors():
+        return fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def library_errors() -> Iterator[None]:
+    """Turn rb201's user errors raised in the block into a clean CLI error (no traceback); an error about a request's
+    field names the current command's flag for it."""
     from ..errors import Rb201Error
 
     try:
-        return fn(*args, **kwargs)
+        yield
     except Rb201Error as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(render(exc)) from None
+
+
+def render(message: object) -> str:
+    """A library message for this command: each ``{field}`` named by the flag of the current command's option."""
+    from ..errors import RequestError, render_fields
+    from .options import flag_names
+
+    ctx = click.get_current_context(silent=True)
+    names = flag_names(ctx.command) if ctx is not None else {}
+    if isinstance(message, RequestError):
+        return message.render(names)
+    return render_fields(message, names) if isinstance(message, str) else str(message)

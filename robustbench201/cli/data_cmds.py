@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from . import run_library
-from .recipe_opts import recipe_options
+from .options import recipe_options
 
 ROOT_HELP = "Data root (default: $RB201_DATA or ~/.cache/rb201/data)."
 

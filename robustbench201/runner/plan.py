@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..errors import InvalidArchError, Rb201Error
+from ..errors import InvalidArchError, RequestError
 from ..space import NUM_ARCHS, Arch, representative_indices
 
 
-class PlanError(Rb201Error):
+class PlanError(RequestError):
     """A bad architecture range, list or shard count."""
 
 
@@ -103,7 +103,7 @@ def representatives_of(archs: Iterable[int]) -> tuple[list[int], list[str]]:
     """Map listed cells to their isomorphism-class representatives; returns (sorted unique indices, notes)."""
     reps = representative_indices()
     notes = [
-        f"arch {i} is isomorphic to representative {reps[i]}: evaluating {reps[i]} (--all keeps {i})"
+        f"arch {i} is isomorphic to representative {reps[i]}: evaluating {reps[i]} ({{unique_only}} keeps {i})"
         for i in archs
         if reps[i] != i
     ]
@@ -128,7 +128,7 @@ def plan_evaluate(
         notes.append(f"{len(missing)} of {len(wanted)} cells are missing from the dataset")
         return ([PlannedShard(tuple(missing))] if missing else []), notes
     if not ranges and not listed:
-        raise PlanError("give --arch-range START:END and/or --arch INDEX (or --missing-from DATASET)")
+        raise PlanError("give {arch_ranges} START:END and/or {archs} INDEX (or {missing_from} DATASET)")
     shards = [PlannedShard(tuple(select_archs([r], unique_only=unique_only)), r) for r in ranges]
     if listed:
         shards.append(PlannedShard(tuple(sorted(set(listed)))))

@@ -1,7 +1,8 @@
 """The default evaluator of ``rb201 evaluate``: real data readers, weights providers and
-:func:`robustbench201.evaluate`, bound into a picklable :class:`EvalJob` factory.
+:func:`robustbench201.evaluate`, bound into a picklable :class:`EvalJob` factory built from an
+:class:`~robustbench201.runner.request.EvalRequest`.
 
-Weights (``--weights``):
+Weights (the request's ``weights``):
 
 * ``init``: the NB201 network at its seeded PyTorch-default initialization (``weights='init'``);
 * ``train``: trained here with a training recipe (``--recipe nb201`` by default, ``wu2024`` for NAS-RobBench-201's
@@ -9,9 +10,9 @@ Weights (``--weights``):
   finished network is saved there, so a later run can use ``--weights DIR``) (``weights='train-{E}ep'`` for the
   plain NB201 recipe, ``'train-{recipe}-{E}ep-{hash8}'`` for any other: every hyper-parameter is in the label);
 * ``nats:PATH``: the official NATS-Bench ``{index:06d}.pickle.pbz2`` (or NB201 ``{index:06d}-FULL.pth``) files in
-  PATH; they are pickles and need ``trust=True`` (``--trust-pickle``) (``weights='nb201-{hp}ep'``);
-* ``DIR``: networks trained by rb201 in the ``train.checkpoint_file`` layout, with the recipe named by ``--recipe``
-  (same labels as ``train``).
+  PATH; they are pickles and need ``trust=True`` (``trust_pickle``) (``weights='nb201-{hp}ep'``);
+* ``DIR``: networks trained by rb201 in the ``train.checkpoint_file`` layout, with the request's recipe (same
+  labels as ``train``).
 
 A spec with the ``valid`` split evaluates also on the split the recipe held out of the training set
 (:mod:`robustbench201.data.splits`): it needs weights trained without those images (``train`` or ``DIR`` with a
@@ -21,6 +22,7 @@ recipe whose holdout is not ``none``, or ``init``, which never saw any image).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,19 +30,19 @@ from typing import Any
 
 from .._version import code_version
 from ..data.info import canonical_dataset
-from ..errors import CheckpointError, Rb201Error
+from ..errors import Rb201Error, RequestError
 from ..recipe import TrainRecipe, resolve_recipe
+from .request import RECIPE_FIELDS, EvalRequest, EvaluateRequest
 from .worker import ArchEvaluator, ArchOutput
 
 log = logging.getLogger(__name__)
 
-WEIGHT_KINDS = ("init", "train", "nats", "dir")
 CORRUPTION_MODES = ("none", "generated")
 
 
 @dataclass(frozen=True)
 class WeightsChoice:
-    """Parsed ``--weights`` value, with the training recipe of ``train`` / ``DIR`` weights (and the holdout that
+    """A parsed ``weights`` value, with the training recipe of ``train`` / ``DIR`` weights (and the holdout that
     defines the validation split of any weights)."""
 
     kind: str
@@ -67,29 +69,29 @@ class WeightsChoice:
         if t.startswith("nats:"):
             path = Path(t[5:]).expanduser()
             if not path.is_dir():
-                raise Rb201Error(f"--weights {t!r}: {path} is not a directory of official *.pickle.pbz2 files")
+                raise RequestError(f"{{weights}} {t!r}: {path} is not a directory of official *.pickle.pbz2 files")
             if not trust:
-                raise CheckpointError(
-                    f"--weights {t!r} loads pickles, which can run arbitrary code; pass --trust-pickle only for "
+                raise RequestError(
+                    f"{{weights}} {t!r} loads pickles, which can run arbitrary code; set {{trust_pickle}} only for "
                     "files from a source you trust"
                 )
             hp = 200 if epochs is None else epochs
             if hp not in (12, 200):
-                raise Rb201Error(
-                    f"--weights {t!r} with --epochs {hp}: the official archives hold networks trained for "
-                    "12 or 200 epochs; allowed: --epochs 12, --epochs 200"
+                raise RequestError(
+                    f"{{weights}} {t!r} with {{epochs}} {hp}: the official archives hold networks trained for "
+                    "12 or 200 epochs; allowed: {epochs} 12, {epochs} 200"
                 )
             if recipe is not None and not r.plain:
-                raise Rb201Error(
-                    f"--weights {t!r}: official networks were trained with the NB201 protocol on every training "
-                    f"image; --recipe and its options describe weights trained here (got {r.describe()})"
+                raise RequestError(
+                    f"{{weights}} {t!r}: official networks were trained with the NB201 protocol on every training "
+                    f"image; {{recipe}} and its options describe weights trained here (got {r.describe()})"
                 )
             return cls("nats", str(path), epochs=hp, hp=str(hp), trust=True, recipe=TrainRecipe.of("nb201", epochs=hp))
         path = Path(t).expanduser()
         if path.is_dir():
             return cls("dir", str(path), epochs=r.epochs, recipe=r)
-        raise Rb201Error(
-            f"--weights {t!r} is not 'init', 'train', 'nats:PATH' or an existing directory of trained networks"
+        raise RequestError(
+            f"{{weights}} {t!r} is not 'init', 'train', 'nats:PATH' or an existing directory of trained networks"
         )
 
     @property
@@ -100,6 +102,24 @@ class WeightsChoice:
         if self.kind == "nats":
             return f"nb201-{self.hp}ep"
         return self.recipe.label
+
+    @classmethod
+    def of_identity(cls, identity: dict[str, Any]) -> WeightsChoice:
+        """The weights a job identity records (its ``weights`` label, ``weights_source`` and, for recipes other
+        than plain NB201, ``recipe``): the inverse of :attr:`label`."""
+        label, source = str(identity.get("weights", "")), str(identity.get("weights_source") or "")
+        kind = "dir" if source else "train"
+        if label == "init":
+            return cls("init")
+        if (m := re.fullmatch(r"nb201-(12|200)ep", label)) and source:
+            return cls("nats", source, epochs=int(m[1]), hp=m[1], trust=True, recipe=TrainRecipe.of("nb201"))
+        if m := re.fullmatch(r"train-(\d+)ep", label):
+            return cls(kind, source, epochs=int(m[1]), recipe=TrainRecipe.of("nb201", epochs=int(m[1])))
+        if isinstance(identity.get("recipe"), dict):
+            r = TrainRecipe.from_dict(identity["recipe"])
+            if r.label == label:
+                return cls(kind, source, epochs=r.epochs, recipe=r)
+        raise RequestError(f"cannot rebuild the {{weights}} of weights {label!r} (source {source!r})")
 
 
 def resolve_spec(preset: str, spec: str | None = None, spec_hash: str | None = None, dataset: str | None = None) -> Any:
@@ -119,7 +139,7 @@ def resolve_spec(preset: str, spec: str | None = None, spec_hash: str | None = N
     specs = read_manifest(p).specs
     if spec_hash is not None:
         if spec_hash not in specs:
-            raise Rb201Error(f"--spec-hash {spec_hash!r} is not a spec of {p}; it holds {sorted(specs) or 'none'}")
+            raise RequestError(f"{{spec_hash}} {spec_hash!r} is not a spec of {p}; it holds {sorted(specs) or 'none'}")
         return EvalSpec.from_json(specs[spec_hash])
     if dataset is not None and len(specs) > 1:
         from ..store.validate import specs_of_dataset
@@ -128,9 +148,9 @@ def resolve_spec(preset: str, spec: str | None = None, spec_hash: str | None = N
         if len(used) == 1:
             return EvalSpec.from_json(specs[used[0]])
     if len(specs) != 1:
-        raise Rb201Error(
+        raise RequestError(
             f"{p} holds {len(specs)} evaluation specs ({', '.join(sorted(specs)) or 'none'}); "
-            "pick one with --spec-hash HASH"
+            "pick one with {spec_hash} HASH"
         )
     return EvalSpec.from_json(next(iter(specs.values())))
 
@@ -159,70 +179,38 @@ class EvalJob:
         return cls(spec.to_json(), spec.hash, canonical_dataset(dataset), weights, **kwargs)
 
     @classmethod
-    def from_options(
-        cls,
-        *,
-        preset: str,
-        spec_file: str | None,
-        dataset: str,
-        weights: str,
-        epochs: int | None,
-        seed: int,
-        trust_pickle: bool,
-        out: str,
-        spec_hash: str | None = None,
-        n_test: int | None = None,
-        data_root: str | None = None,
-        corruptions: str = "none",
-        channels: int = 16,
-        n_cells: int = 5,
-        train_dir: str | None = None,
-        recipe: str | None = None,
-        adversarial: str | None = None,
-        adv_eps: float | None = None,
-        adv_step: float | None = None,
-        adv_steps: int | None = None,
-        holdout: str | None = None,
-        splits: str | None = None,
-        per_sample: bool = False,
-        n_valid: int | None = None,
-    ) -> EvalJob:
-        """The job of ``rb201 evaluate`` / ``launch`` options (``spec_file``: a spec JSON file or a dataset
-        directory, see :func:`resolve_spec`; ``train_dir`` defaults to ``OUT/trained``). ``recipe`` and the options
-        after it build the training recipe (None: the recipe's own value); ``splits`` (``test`` or ``test,valid``)
-        and ``per_sample`` change the spec (and so its hash)."""
-        ds = canonical_dataset(dataset)
-        spec = resolve_spec(preset, spec_file, spec_hash, ds)
-        if splits is not None:
-            spec = spec.replace(splits=tuple(p.strip() for p in splits.split(",") if p.strip()))
-        if per_sample:
+    def from_request(cls, request: EvalRequest) -> EvalJob:
+        """The job of a request: its spec (``spec_file``: a spec JSON file or a dataset directory, see
+        :func:`resolve_spec`; ``splits`` and ``per_sample`` change it, and so its hash), its weights and their
+        training recipe (the recipe fields: None keeps the recipe's value), data and size; ``train_dir`` defaults
+        to ``OUT/trained``."""
+        q = request
+        ds = canonical_dataset(q.dataset)
+        spec = resolve_spec(q.preset, q.spec_file, q.spec_hash, ds)
+        if q.splits is not None:
+            spec = spec.replace(splits=tuple(p.strip() for p in q.splits.split(",") if p.strip()))
+        if q.per_sample:
             spec = spec.replace(per_sample=True)
-        r = TrainRecipe.of(
-            recipe or "nb201",
-            adversarial=adversarial,
-            adv_eps=adv_eps,
-            adv_step=adv_step,
-            adv_steps=adv_steps,
-            holdout=holdout,
-        )
-        explicit = any(v is not None for v in (recipe, adversarial, adv_eps, adv_step, adv_steps, holdout))
-        if corruptions not in CORRUPTION_MODES and not Path(corruptions).is_dir():
-            raise Rb201Error(
-                f"--corruptions {corruptions!r} is neither {' nor '.join(CORRUPTION_MODES)} nor a directory of "
+        options = {k: getattr(q, k) for k in RECIPE_FIELDS}
+        r = TrainRecipe.of(q.recipe or "nb201", **options)
+        explicit = q.recipe is not None or any(v is not None for v in options.values())
+        if q.corruptions not in CORRUPTION_MODES and not Path(q.corruptions).is_dir():
+            raise RequestError(
+                f"{{corruptions}} {q.corruptions!r} is neither {' nor '.join(CORRUPTION_MODES)} nor a directory of "
                 "CIFAR-C .npy files"
             )
         job = cls.build(
             spec,
             ds,
-            WeightsChoice.parse(weights, epochs=epochs, trust=trust_pickle, recipe=r if explicit else None),
-            seed=seed,
-            n_test=n_test,
-            data_root=data_root,
-            train_dir=train_dir or str(Path(out) / "trained"),
-            channels=channels,
-            n_cells=n_cells,
-            corruptions=corruptions,
-            n_valid=n_valid,
+            WeightsChoice.parse(q.weights, epochs=q.epochs, trust=q.trust_pickle, recipe=r if explicit else None),
+            seed=q.seed,
+            n_test=q.n_test,
+            data_root=q.data_root,
+            train_dir=q.train_dir or str(Path(q.out) / "trained"),
+            channels=q.channels,
+            n_cells=q.n_cells,
+            corruptions=q.corruptions,
+            n_valid=q.n_valid,
         )
         job.check_splits()
         return job
@@ -266,15 +254,15 @@ class EvalJob:
             return
         w = self.weights
         if w.kind == "nats":
-            raise Rb201Error(
+            raise RequestError(
                 "the spec evaluates the validation split, but official NB201 networks were trained on every training "
-                "image; evaluate them with --splits test"
+                "image; evaluate them with {splits} test"
             )
         if w.recipe.holdout == "none":
-            raise Rb201Error(
+            raise RequestError(
                 f"the spec evaluates the validation split, but recipe {w.recipe.name!r} holds nothing out of the "
-                "training set (holdout 'none'); pass --holdout seeded (or nb201 on CIFAR-10: NB201's cifar10-valid "
-                "split), or evaluate with --splits test"
+                "training set (holdout 'none'); set {holdout} seeded (or nb201 on CIFAR-10: NB201's cifar10-valid "
+                "split), or evaluate with {splits} test"
             )
 
     def _corruptions_id(self) -> str:
@@ -386,7 +374,7 @@ class EvalJob:
         if w.kind == "dir":
             return load_trained(w.path, index, self.dataset, self.seed, recipe=w.recipe, device=device, **size)
         if self.train_dir is None:
-            raise Rb201Error("--weights train needs a directory for the trained networks")
+            raise RequestError("{weights} train needs a directory for the trained networks ({train_dir})")
         net = ensure_trained(
             self.train_dir,
             index,
@@ -403,30 +391,16 @@ class EvalJob:
         return load_trained(self.train_dir, index, self.dataset, self.seed, recipe=w.recipe, device=device, **size)
 
 
-def fill_command(identity: dict[str, Any], dataset_dir: str, shards_out: str) -> str:
-    """The ``rb201 evaluate --missing-from`` command that evaluates what the merged ``dataset_dir`` lacks of the job
-    ``identity`` (as recorded in shard manifests), writing new shards beside the old ones in ``shards_out``.
-    Options not part of the identity (``--data-root``, a non-default ``--train-dir``) must be added by hand."""
-    import re
-    import shlex
-
-    label = str(identity.get("weights", ""))
-    source = str(identity.get("weights_source") or "")
-    if label == "init":
-        weights = ["--weights", "init"]
-    elif m := re.fullmatch(r"nb201-(\d+)ep", label):
-        weights = ["--weights", f"nats:{source}", "--trust-pickle", "--epochs", m.group(1)]
-    elif m := re.fullmatch(r"train-(\d+)ep", label):
-        weights = ["--weights", source or "train", "--epochs", m.group(1)]
-    elif re.fullmatch(r"train-[a-z0-9]+-\d+ep-[0-9a-f]{8}", label) and isinstance(identity.get("recipe"), dict):
-        weights = ["--weights", source or "train", *recipe_options(TrainRecipe.from_dict(identity["recipe"]))]
-    else:
-        raise Rb201Error(f"cannot rebuild the --weights option of weights {label!r} (source {source!r})")
-    args = ["rb201", "evaluate", "--missing-from", dataset_dir, "--spec", dataset_dir]
-    args += ["--spec-hash", str(identity["spec_hash"]), "--dataset", str(identity["dataset"]), *weights]
-    args += ["--seed", str(identity.get("seed", 777))]
-    if identity.get("n_test"):
-        args += ["--n-test", str(identity["n_test"])]
+def fill_request(identity: dict[str, Any], dataset_dir: str, shards_out: str) -> EvaluateRequest:
+    """The request that evaluates what the merged ``dataset_dir`` lacks of the job ``identity`` (as recorded in shard
+    manifests: :meth:`EvalJob.identity`), writing new shards beside the old ones in ``shards_out``. What is not part
+    of the identity (``data_root``, a ``train_dir`` other than ``OUT/trained``) keeps its default."""
+    w = WeightsChoice.of_identity(identity)
+    fields: dict[str, Any] = {"weights": "init"}
+    if w.kind == "nats":
+        fields = {"weights": f"nats:{w.path}", "trust_pickle": True, "epochs": int(w.hp)}
+    elif w.kind in ("train", "dir"):
+        fields = {"weights": w.path or "train", "epochs": w.recipe.epochs, **_recipe_fields(w.recipe)}
     corruptions = str(identity.get("corruptions", "none"))
     if corruptions.startswith("generated"):
         from ..corruptions import GENERATED_ID
@@ -436,42 +410,39 @@ def fill_command(identity: dict[str, Any], dataset_dir: str, shards_out: str) ->
                 f"the job used corruption generator {corruptions!r}; this rb201 has {GENERATED_ID!r}, whose rows would "
                 "not merge with it"
             )
-        args += ["--corruptions", "generated"]
-    elif corruptions != "none":
-        args += ["--corruptions", corruptions]
-    if identity.get("channels", 16) != 16:
-        args += ["--channels", str(identity["channels"])]
-    if identity.get("n_cells", 5) != 5:
-        args += ["--cells", str(identity["n_cells"])]
+        corruptions = "generated"
     valid = identity.get("valid_split")
     if isinstance(valid, dict):
         if "recipe" not in identity:  # init weights: the holdout alone defines the validation split
-            args += ["--holdout", str(valid.get("holdout"))]
-        if valid.get("n_valid"):
-            args += ["--n-valid", str(valid["n_valid"])]
-    args += ["--out", shards_out]
-    return shlex.join(args)
+            fields["holdout"] = str(valid.get("holdout"))
+        fields["n_valid"] = valid.get("n_valid") or None
+    return EvaluateRequest(
+        out=shards_out,
+        missing_from=dataset_dir,
+        spec_file=dataset_dir,
+        spec_hash=str(identity["spec_hash"]),
+        dataset=str(identity["dataset"]),
+        seed=int(identity.get("seed", 777)),
+        n_test=identity.get("n_test") or None,
+        corruptions=corruptions,
+        channels=int(identity.get("channels", 16)),
+        n_cells=int(identity.get("n_cells", 5)),
+        **fields,
+    )
 
 
-#: Recipe hyper-parameters the command line sets (``--epochs`` and these options); others stay the recipe's.
-RECIPE_OPTIONS = {
-    "adversarial": "--adversarial",
-    "adv_eps": "--adv-eps",
-    "adv_step": "--adv-step",
-    "adv_steps": "--adv-steps",
-    "holdout": "--holdout",
-}
-
-
-def recipe_options(recipe: TrainRecipe) -> list[str]:
-    """The command-line options that rebuild ``recipe``: ``--recipe``, ``--epochs`` and the options of the
-    hyper-parameters that differ from the named recipe's; an error when one that differs has no option."""
-    base = TrainRecipe.of(recipe.name).to_dict()
-    out = ["--recipe", recipe.name, "--epochs", str(recipe.epochs)]
-    for key, value in recipe.to_dict().items():
-        if key in ("name", "epochs") or base.get(key) == value:
-            continue
-        if key not in RECIPE_OPTIONS:
-            raise Rb201Error(f"recipe hyper-parameter {key}={value!r} has no command-line option")
-        out += [RECIPE_OPTIONS[key], f"{value:g}" if isinstance(value, float) else str(value)]
-    return out
+def _recipe_fields(recipe: TrainRecipe) -> dict[str, Any]:
+    """The request fields that rebuild ``recipe``: its name and each recipe field whose value differs from the named
+    recipe's; :class:`RequestError` when a hyper-parameter without a field differs."""
+    if recipe.plain:
+        return {}
+    named = TrainRecipe.of(recipe.name)
+    out: dict[str, Any] = {k: getattr(recipe, k) for k in RECIPE_FIELDS if getattr(recipe, k) != getattr(named, k)}
+    rebuilt = TrainRecipe.of(recipe.name, epochs=recipe.epochs, **out).to_dict()
+    held = recipe.to_dict()
+    if rebuilt != held:
+        diff = ", ".join(
+            f"{k}={held.get(k)!r}" for k in sorted(set(held) | set(rebuilt)) if held.get(k) != rebuilt.get(k)
+        )
+        raise RequestError(f"recipe hyper-parameter(s) {diff} have no request field")
+    return {"recipe": recipe.name, **out}

@@ -1,6 +1,7 @@
 """What one array task asks the scheduler for, and how that becomes sbatch options (through submitit).
 
-Pure: no submission, no file I/O. :mod:`.slurm` submits; ``rb201 launch --dry-run`` prints :func:`sbatch_script`.
+No submission and no file I/O: :mod:`.slurm` submits. :func:`sbatch_script` (what a dry run prints) renders the
+script with submitit's own writer, a private function of submitit 1.5.
 """
 
 from __future__ import annotations
@@ -9,24 +10,24 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import Rb201Error
+from ..errors import RequestError
 
-# sbatch options that have their own rb201 launch option (or that submitit sets itself): not allowed as extras
+# sbatch options that have their own field in a launch request (or that submitit sets itself): not allowed as extras
 _OWNED = {
-    "partition": "--partition",
-    "account": "--account",
-    "qos": "--qos",
-    "time": "--time",
-    "constraint": "--constraint",
-    "cpus-per-task": "--cpus-per-task",
-    "gpus-per-node": "--gpus-per-task",
-    "gpus-per-task": "--gpus-per-task",
-    "gpus": "--gpus-per-task",
-    "mem": "--mem-gb",
-    "job-name": "--job-name",
-    "array": "--shards / --array-parallelism",
-    "output": "--folder",
-    "error": "--folder",
+    "partition": "{partition}",
+    "account": "{account}",
+    "qos": "{qos}",
+    "time": "{time_limit}",
+    "constraint": "{constraint}",
+    "cpus-per-task": "{cpus_per_task}",
+    "gpus-per-node": "{gpus_per_task}",
+    "gpus-per-task": "{gpus_per_task}",
+    "gpus": "{gpus_per_task}",
+    "mem": "{mem_gb}",
+    "job-name": "{job_name}",
+    "array": "{shards} / {array_parallelism}",
+    "output": "{folder}",
+    "error": "{folder}",
     "nodes": "(one node per task)",
     "ntasks-per-node": "(one task per array index)",
     "signal": "(submitit uses it to requeue a task before its time limit)",
@@ -36,7 +37,7 @@ _KEY_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 _TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
 
-class ResourceError(Rb201Error):
+class ResourceError(RequestError):
     """A bad time limit, sbatch extra or resource request."""
 
 
@@ -200,10 +201,10 @@ def sbatch_script(res: TaskResources, n_tasks: int, folder: str) -> str:
         raise _writer_changed(str(exc)) from exc
 
 
-def _writer_changed(why: str) -> Rb201Error:
+def _writer_changed(why: str) -> RequestError:
     import submitit
 
-    return Rb201Error(
-        f"--dry-run cannot render the sbatch script with submitit {submitit.__version__} ({why}); it uses "
-        "submitit 1.5's script writer: install submitit 1.5.x or submit without --dry-run"
+    return RequestError(
+        f"{{dry_run}} cannot render the sbatch script with submitit {submitit.__version__} ({why}); it uses "
+        "submitit 1.5's script writer: install submitit 1.5.x or submit without {dry_run}"
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 from .._version import code_version
 from ..atomic import WriteError, clean_stale_temps
-from ..errors import DataIntegrityError, Rb201Error
+from ..errors import DataIntegrityError, RequestError
 from ..store.shardfile import (
     SHARD_FORMAT,
     arch_files,
@@ -41,7 +41,7 @@ from .lock import ShardLock, acquire
 log = logging.getLogger(__name__)
 
 
-class ShardConflictError(Rb201Error):
+class ShardConflictError(RequestError):
     """An output directory holds shards of another evaluation spec, or shards overlapping the requested ones."""
 
 
@@ -201,7 +201,7 @@ def check_out_dir(
             if not force_new_spec:
                 raise ShardConflictError(
                     f"{out} holds shard {d.name} of evaluation spec {m.get('spec_hash')}, not {spec_hash}; "
-                    "use another --out, or --force-new-spec to mix specs in one directory"
+                    "use another {out}, or {force_new_spec} to mix specs in one directory"
                 )
             continue
         if m.get("identity") == identity:
@@ -209,7 +209,7 @@ def check_out_dir(
             if overlap:
                 raise ShardConflictError(
                     f"the requested architectures overlap shard {d.name} ({len(overlap)} shared, e.g. "
-                    f"{min(overlap)}); resume with that shard's exact range or use another --out"
+                    f"{min(overlap)}); resume with that shard's exact range or use another {{out}}"
                 )
 
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Rb201Error, check_choice
+from ..errors import Rb201Error, RequestError, check_choice
 from ..store.shardfile import shard_name
 from ..vocab import EXECUTORS
 from .job import run_job
@@ -33,7 +33,7 @@ from .worker import EvaluatorFactory
 log = logging.getLogger(__name__)
 
 
-class LaunchError(Rb201Error):
+class LaunchError(RequestError):
     """The cluster executor is unavailable or refused the submission."""
 
 
@@ -189,12 +189,14 @@ def launch_shards(
     force_new_spec: bool = False,
     threads: int | None = None,
     allow_overlap: bool = False,
+    request: dict[str, Any] | None = None,
 ) -> Launch:
     """Submit one task per planned shard as a submitit job array; record it in ``OUT/launch-<job id>.json``.
 
     ``executor``: ``slurm`` (needs ``sbatch``), ``local`` (subprocesses on this machine) or ``debug`` (in
     this process, when the results are asked for). Logs and pickled tasks go to ``folder`` (default
-    ``OUT/submitit``): a Slurm task's log is ``FOLDER/<array id>_<task>/<array id>_<task>_0_log.{out,err}``."""
+    ``OUT/submitit``): a Slurm task's log is ``FOLDER/<array id>_<task>/<array id>_<task>_0_log.{out,err}``.
+    ``request``: the launch request (:meth:`.request.EvalRequest.to_dict`), kept in the record."""
     check_choice("executor", executor, EXECUTORS)
     res = resources or TaskResources()
     try:
@@ -214,7 +216,7 @@ def launch_shards(
     except RuntimeError as exc:  # submitit: no srun / sbatch here
         raise LaunchError(
             f"the {executor!r} executor is not available on this machine ({exc}); run on the cluster's login node, "
-            "or use --executor local to run the shards here"
+            "or use {executor} local to run the shards here"
         ) from None
     except ValueError as exc:
         raise LaunchError(f"submitit refuses these resources: {exc}") from None
@@ -249,7 +251,7 @@ def launch_shards(
     launch = Launch(executor, job_id, folder, launch_record_path(out, job_id), planned, jobs)
     write_launch_record(
         launch.record, executor=executor, job_id=job_id, folder=folder, resources=asdict(res),
-        spec_hash=factory.spec_hash, identity=factory.identity(), tasks=planned,
+        spec_hash=factory.spec_hash, identity=factory.identity(), tasks=planned, request=request,
     )  # fmt: skip
     log.info("submitted %d shard tasks (%s): %s", len(jobs), executor, [j.job_id for j in jobs])
     return launch

@@ -59,7 +59,7 @@ def shard_progress(out: str | Path) -> list[ShardProgress]:
     """Per-shard progress under ``out`` (sorted by shard name)."""
     root = Path(out)
     if not root.is_dir():
-        raise Rb201Error(f"{root} is not a directory; give the --out of rb201 evaluate / launch")
+        raise Rb201Error(f"{root} is not a directory; give the output directory of rb201 evaluate / launch")
     launched = _launch_tasks(root)
     rows = []
     names = {d.name for d in shard_dirs(root)} | set(launched)
@@ -92,6 +92,28 @@ def shard_progress(out: str | Path) -> list[ShardProgress]:
             )
         )
     return rows
+
+
+def unfinished_launches(out: str | Path, rows: list[ShardProgress]) -> list[tuple[str, dict[str, Any]]]:
+    """(job id, request) of each launch under ``out`` that is the newest to plan a shard with cells left or failed,
+    when none of its shards is being written now: submitting its request again finishes them. Launches recorded
+    without their request are left out."""
+    newest: dict[str, dict[str, Any]] = {}
+    for rec in read_launch_records(out):  # oldest first
+        for t in rec.get("tasks", []):
+            if isinstance(t, dict) and isinstance(t.get("shard"), str):
+                newest[t["shard"]] = rec
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    by_shard = {r.shard: r for r in rows}
+    for shard, rec in newest.items():
+        row = by_shard.get(shard)
+        if row is None or not (row.remaining or row.failed) or not isinstance(rec.get("request"), dict):
+            continue
+        mine = [by_shard.get(t.get("shard")) for t in rec.get("tasks", []) if isinstance(t, dict)]
+        if not any(r is not None and r.writer for r in mine):
+            job = str(rec.get("job_id", ""))
+            found.setdefault(job, (job, rec["request"]))
+    return list(found.values())
 
 
 def _failure_text(entry: Any) -> str:
