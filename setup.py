@@ -1,4 +1,5 @@
-"""Package discovery plus the mapping of the top-level ``data/`` folder into the wheel as ``robustbench201._data``.
+"""Package discovery plus the mapping of the top-level ``embedded/`` folder (the embedded table) into the wheel as
+``robustbench201._data``.
 
 Everything else lives in pyproject.toml.
 """
@@ -7,5 +8,5 @@ from setuptools import find_packages, setup
 
 setup(
     packages=[*find_packages(include=["robustbench201", "robustbench201.*"]), "robustbench201._data"],
-    package_dir={"robustbench201._data": "data"},
+    package_dir={"robustbench201._data": "embedded"},
 )

@@ -53,13 +53,13 @@ import torch  # noqa: E402
 
 
 def _map_embedded_table() -> None:
-    """Without an install, ``robustbench201._data`` (the embedded table, ``data/`` of the repository, mapped into
+    """Without an install, ``robustbench201._data`` (the embedded table, ``embedded/`` of the repository, mapped into
     the package by the build config) is not importable: load that folder under its package name."""
     import importlib.util
 
     if importlib.util.find_spec("robustbench201._data") is not None:
         return
-    init = BENCH.parent / "data" / "__init__.py"
+    init = BENCH.parent / "embedded" / "__init__.py"
     spec = importlib.util.spec_from_file_location("robustbench201._data", init,
                                                   submodule_search_locations=[str(init.parent)])  # fmt: skip
     if spec is None or spec.loader is None:

@@ -303,11 +303,6 @@ def representative_indices() -> tuple[int, ...]:
     return _iso_tables()[1]
 
 
-def iso_keys() -> tuple[str, ...]:
-    """Index -> official isomorphism key for all 15625 cells."""
-    return _iso_tables()[0]
-
-
 def all_ops() -> Iterator[tuple[int, ...]]:
     """Op tuples in ``itertools.product`` order (not index order)."""
     return itertools.product(range(NUM_OPS), repeat=NUM_EDGES)

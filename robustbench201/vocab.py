@@ -248,10 +248,6 @@ def attack_defaults(name: str) -> dict[str, Any]:
     return dict(ATTACKS[canonical_attack(name)].defaults)
 
 
-def check_semantics(value: str) -> str:
-    return check_choice("semantics", value, SEMANTICS)
-
-
 # ---- training ----------------------------------------------------------------------------------------------------
 #: How a validation split is held out of the training set: ``none`` (train on every training image), ``nb201``
 #: (CIFAR-10 only: NAS-Bench-201's ``cifar10-valid`` split, 25,000 training and 25,000 validation images), ``seeded``
@@ -354,10 +350,6 @@ RECIPES: Mapping[str, RecipeEntry] = MappingProxyType(
     }
 )
 RECIPE_NAMES: tuple[str, ...] = tuple(RECIPES)
-
-
-def check_split(value: str) -> str:
-    return check_choice("evaluation split", value, SPLITS)
 
 
 # ---- DSRNA search (search/dsrna_config.py) -------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def entries(shared: Path) -> list[dict[str, object]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--out", type=Path, default=ROOT / "data" / "registry.json")
+    p.add_argument("--out", type=Path, default=ROOT / "embedded" / "registry.json")
     a = p.parse_args(argv)
     files = entries(a.shared)
     registry = {

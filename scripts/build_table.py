@@ -1,4 +1,4 @@
-"""Build the embedded default table (``data/``, shipped as ``robustbench201._data``) from ``../shared/data``.
+"""Build the embedded default table (``embedded/``, shipped as ``robustbench201._data``) from ``../shared/data``.
 
 Byte-for-byte reproducible: fixed manifest timestamp, sorted rows, no clocks or randomness. Usage::
 
@@ -270,7 +270,7 @@ def build(shared: Path, out: Path, only: tuple[str, ...] = PARTS) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--out", type=Path, default=ROOT / "data")
+    p.add_argument("--out", type=Path, default=ROOT / "embedded")
     p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {', '.join(PARTS)}")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

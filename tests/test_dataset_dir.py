@@ -304,7 +304,7 @@ def test_a_registry_that_is_a_list_is_a_one_line_error(tmp_path):
 
 
 def test_download_from_a_file_url_mirror(built, tmp_path):
-    from robustbench201.fetch import download, publish
+    from robustbench201.published import download, publish
 
     reg = publish(built, built.resolve().as_uri() + "/", registry=tmp_path / "registry.json")
     out = download("ds", tmp_path / "dl", registry=reg, progressbar=False)

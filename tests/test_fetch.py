@@ -13,7 +13,7 @@ from werkzeug.wrappers import Request, Response  # noqa: E402
 
 from robustbench201.cli import main  # noqa: E402
 from robustbench201.errors import DataIntegrityError, Rb201Error  # noqa: E402
-from robustbench201.fetch import DownloadError, download, load_registry, publish, sha256_file  # noqa: E402
+from robustbench201.published import DownloadError, download, load_registry, publish, sha256_file  # noqa: E402
 
 
 @pytest.fixture()

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from published import assert_robustness_equals_embedded
 
 from robustbench201.cli import main
-from robustbench201.fetch import load_registry, sha256_file
+from robustbench201.published import load_registry, sha256_file
 
 
 def _entry():  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ import shutil
 from importlib.resources import files
 from pathlib import Path
 
-from robustbench201.fetch import publish
+from robustbench201.published import publish
 from robustbench201.store.validate import validate_dataset
 
 

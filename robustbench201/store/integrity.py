@@ -9,7 +9,7 @@ even with its size and modification time kept, is hashed again and refused when 
 
 The cache is only ever an optimisation: it is read leniently (a missing, unreadable or malformed cache is ignored),
 written atomically, and an unwritable cache folder just means every open hashes again. ``RB201_CACHE`` moves the
-cache folder (shared with downloads, :mod:`robustbench201.fetch`).
+cache folder (shared with downloads, :mod:`robustbench201.published`).
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ def download(
       rb201 download jung2023-original --dest ./jung-original && rb201 import-jung ./jung-original --out ./jung
       rb201 download nb201-robustness-v1 --registry registry.json --dest ./nb201rob
     """
-    from ..fetch import cache_dir, load_registry
-    from ..fetch import download as do_download
+    from ..published import cache_dir, load_registry
+    from ..published import download as do_download
 
     if list_only or name is None:
         entries = run_library(load_registry, registry)
@@ -64,7 +64,7 @@ def publish(dataset_dir: str, base_url: str, name: str | None, registry: str | N
     Example:
       rb201 publish ./dataset --base-url https://example.org/rb201/v1/ --registry registry.json
     """
-    from ..fetch import publish as do_publish
+    from ..published import publish as do_publish
 
     out = run_library(do_publish, dataset_dir, base_url, name=name, registry=registry, description=description)
     click.echo(str(out))

@@ -2,7 +2,7 @@
 # Build the rb201 dataset (jung2023 preset) on a Slurm cluster: 6466 representatives x 3 datasets.
 #
 # Usage: NATS=/data/NATS-tss-v1_0-3ffb9-full CIFAR10C=/data/CIFAR-10-C CIFAR100C=/data/CIFAR-100-C \
-#        SCRATCH=/scratch/$USER PARTITION=gpu bash evaluation/slurm_example.sh
+#        SCRATCH=/scratch/$USER PARTITION=gpu bash scripts/slurm_example.sh
 # Re-running the script resumes: finished architectures are skipped, failed or damaged ones are recomputed.
 set -euo pipefail
 
