@@ -16,6 +16,9 @@ from pathlib import Path
 
 from .errors import Rb201Error
 
+__all__ = ["TMP_SUFFIX", "WriteError", "atomic_path", "write_bytes_atomic", "write_text_atomic",
+           "write_parquet_atomic", "clean_stale_temps", "sha256_file"]  # fmt: skip
+
 TMP_SUFFIX = ".rb201-tmp"
 
 

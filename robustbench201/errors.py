@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+__all__ = ["Rb201Error", "InvalidArchError", "InvalidChoiceError", "CheckpointError", "DataIntegrityError",
+           "RequestError", "render_fields", "choice_error", "check_choice"]  # fmt: skip
+
 _FIELD = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 

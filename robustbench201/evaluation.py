@@ -56,6 +56,8 @@ from .models.fast import fast_model
 from .spec import EvalSpec
 from .vocab import ATTACKS as ATTACK_ENTRIES
 
+__all__ = ["Record", "ArrayKey", "EvalResult", "evaluate"]
+
 log = logging.getLogger(__name__)
 
 

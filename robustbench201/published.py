@@ -35,6 +35,10 @@ from .errors import DataIntegrityError, Rb201Error, choice_error
 from .store.integrity import ENV_CACHE as INTEGRITY_ENV_CACHE
 from .store.integrity import user_cache_dir
 
+__all__ = ["REGISTRY_FORMAT", "REGISTRY_VERSION", "ENV_CACHE", "ENV_MIRROR", "ENV_REGISTRY", "DownloadError",
+           "RegistryFile", "RegistryEntry", "cache_dir", "load_registry", "ResumableDownloader", "download",
+           "publish"]  # fmt: skip
+
 log = logging.getLogger(__name__)
 
 REGISTRY_FORMAT = "rb201-registry"

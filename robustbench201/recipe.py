@@ -30,6 +30,8 @@ from typing import Any
 from .errors import Rb201Error, choice_error
 from .vocab import RECIPES
 
+__all__ = ["TrainRecipe", "resolve_recipe"]
+
 
 @dataclass(frozen=True)
 class TrainRecipe:

@@ -23,6 +23,10 @@ from functools import cache
 
 from .errors import InvalidArchError
 
+__all__ = ["OPS", "EDGES", "NUM_OPS", "NUM_EDGES", "NUM_ARCHS", "NUM_UNIQUE", "product_positions", "ops_table",
+           "index_of_position", "reachability", "Arch", "all_archs", "unique_indices",
+           "representative_indices", "all_ops", "format_indices"]  # fmt: skip
+
 #: NB201 op order; the position of an op here is its op index everywhere in rb201.
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: Edges ``(source, target)`` in NB201 string order.

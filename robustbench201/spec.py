@@ -30,6 +30,8 @@ from .vocab import (
     canonical_attack,
 )
 
+__all__ = ["AttackSpec", "attack", "EvalSpec", "load_spec_file", "preset"]
+
 
 def _check_eps(what: str, eps: tuple[float, ...]) -> tuple[float, ...]:
     out = []

@@ -51,6 +51,11 @@ from .models.weights import load_state_dict_strict
 from .recipe import TrainRecipe, resolve_recipe
 from .space import Arch
 
+__all__ = ["SEEDS", "DATA_SEED_OFFSET", "TRAINED_FORMAT", "PARTIAL_FORMAT", "NO_FLIP", "EpochStats",
+           "TrainResult", "init_default_", "augment", "crop_padding", "make_optimizer", "accuracy",
+           "train_model", "train_epoch", "checkpoint_file", "partial_file", "save_trained",
+           "read_trained_meta", "load_trained", "Ensured", "ensure_trained"]  # fmt: skip
+
 log = logging.getLogger(__name__)
 
 _NB201 = TrainRecipe.of("nb201")  # robustbench201.vocab owns the recipes' hyper-parameters

@@ -18,6 +18,12 @@ from typing import Any
 
 from .errors import Rb201Error, check_choice, choice_error
 
+__all__ = ["Semantics", "SEMANTICS", "Rule", "AttackEntry", "ATTACKS", "AUTOATTACK_STAGES", "ATTACK_NAMES",
+           "ATTACK_ALIASES", "NORMS", "PRESETS", "SPLITS", "FLOAT32_PRECISIONS", "PRECISIONS", "EXECUTORS",
+           "SURROGATES", "CERTIFIED_METHODS", "CORRUPTION_SOURCES", "CORRUPTIONS", "canonical_attack",
+           "attack_defaults", "HOLDOUTS", "SCHEDULES", "ADVERSARIAL", "RecipeEntry", "RECIPES", "RECIPE_NAMES",
+           "DSRNA_METRICS", "DSRNA_GAMMA_MODES"]  # fmt: skip
+
 
 class Semantics(str, Enum):
     """How a per-epsilon adversarial value was obtained (PROTOCOL.md section 6)."""

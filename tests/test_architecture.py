@@ -80,6 +80,32 @@ def test_every_public_name_is_what_it_says_after_importing_every_submodule():
     assert rb201.param_count(1462, 10) > 0
 
 
+#: The modules users import (docs/ARCHITECTURE.md): each says what it exports.
+PUBLIC_MODULES = (
+    "robustbench201", "robustbench201.space", "robustbench201.spec", "robustbench201.recipe",
+    "robustbench201.evaluation", "robustbench201.train", "robustbench201.errors", "robustbench201.vocab",
+    "robustbench201.atomic", "robustbench201.published", "robustbench201._query", "robustbench201.data.base",
+    "robustbench201.data.info", "robustbench201.data.readers", "robustbench201.data.splits", "robustbench201.models",
+    "robustbench201.attacks", "robustbench201.measures", "robustbench201.corruptions", "robustbench201.store.dataset",
+    "robustbench201.store.schema", "robustbench201.store.shardfile", "robustbench201.store.merge",
+    "robustbench201.store.validate", "robustbench201.runner", "robustbench201.runner.request",
+    "robustbench201.runner.batch", "robustbench201.runner.providers",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_public_modules_say_what_they_export(name):
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert exported, f"{name} has no __all__"
+    assert len(set(exported)) == len(exported) and all(hasattr(module, n) for n in exported), name
+
+
+def test_the_package_ships_its_type_hints():
+    assert (REPO / "robustbench201" / "py.typed").is_file()
+    assert '\n"robustbench201" = ["py.typed"]\n' in (REPO / "pyproject.toml").read_text()  # its package data
+
+
 def test_importing_the_package_and_the_query_path_stay_light():
     code = (
         "import sys, robustbench201 as rb201\n"

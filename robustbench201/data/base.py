@@ -9,6 +9,8 @@ import numpy as np
 
 from ..errors import Rb201Error
 
+__all__ = ["ImageSet", "CorruptionSource"]
+
 
 @dataclass(frozen=True)
 class ImageSet:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from ..errors import choice_error
 
+__all__ = ["DatasetInfo", "DATASETS", "PUBLISHED_DATASETS", "canonical_dataset", "dataset_info"]
+
 
 @dataclass(frozen=True)
 class DatasetInfo:

@@ -29,6 +29,9 @@ from ..errors import DataIntegrityError, Rb201Error, check_choice
 from .base import ImageSet
 from .info import canonical_dataset
 
+__all__ = ["DATA_ENV", "SPLITS", "MissingDataError", "default_data_root", "resolve_root", "PickleLayout",
+           "LAYOUTS", "read_pickle", "read_pickled_split", "load_dataset"]  # fmt: skip
+
 log = logging.getLogger(__name__)
 
 #: Environment variable that moves the data root.

@@ -24,6 +24,9 @@ from ..errors import DataIntegrityError, Rb201Error, check_choice
 from ..vocab import HOLDOUTS
 from .base import ImageSet
 
+__all__ = ["NB201_SPLIT_FILE", "NB201_SPLIT_SHA256", "CIFAR10_TRAIN", "nb201_cifar10_valid_mask",
+           "holdout_positions", "holdout_split"]  # fmt: skip
+
 NB201_SPLIT_FILE = Path(__file__).parent / "split_files" / "nb201-cifar10-valid.bits"
 NB201_SPLIT_SHA256 = "8fdc87ff7322864d3344f941d025223ad2523004baed3016b8602ec81139ae65"
 CIFAR10_TRAIN = 50_000

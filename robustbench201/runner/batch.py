@@ -17,6 +17,9 @@ from .plan import PlannedShard, parse_arch_list, parse_arch_ranges, plan_evaluat
 from .request import EvalRequest, EvaluateRequest, LaunchRequest
 from .worker import EvaluatorFactory
 
+__all__ = ["Note", "EmptyShard", "DryRun", "job_factory", "evaluate_request", "launch_request",
+           "request_devices", "task_resources", "cells_present"]  # fmt: skip
+
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 

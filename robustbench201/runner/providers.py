@@ -35,6 +35,8 @@ from ..recipe import TrainRecipe, resolve_recipe
 from .request import RECIPE_FIELDS, EvalRequest, EvaluateRequest
 from .worker import ArchEvaluator, ArchOutput
 
+__all__ = ["CORRUPTION_MODES", "WeightsChoice", "resolve_spec", "EvalJob", "fill_request"]
+
 log = logging.getLogger(__name__)
 
 CORRUPTION_MODES = ("none", "generated")

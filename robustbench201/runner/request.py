@@ -17,6 +17,8 @@ from typing import Any, TypeVar, get_type_hints
 
 from ..errors import RequestError
 
+__all__ = ["RECIPE_FIELDS", "EvalRequest", "EvaluateRequest", "LaunchRequest"]
+
 R = TypeVar("R", bound="EvalRequest")
 #: The fields of the training recipe's hyper-parameters (``TrainRecipe.of`` keywords; ``recipe`` names it).
 RECIPE_FIELDS: tuple[str, ...] = ("adversarial", "adv_eps", "adv_step", "adv_steps", "holdout")

@@ -49,13 +49,16 @@ from .schema import (
     table_metadata,
 )
 
+__all__ = ["FORMAT", "MANIFEST", "FILE_KINDS", "NOT_DATA", "FileEntry", "Manifest", "parse_manifest",
+           "read_manifest", "manifest_format", "DatasetDir", "results_file", "arrays_file", "wide_file",
+           "file_entry", "DatasetWriter", "ArrayFiles", "check_new_dataset_dir", "new_dataset_dir",
+           "columns_table", "sort_rows", "write_dataset_dir", "READABLE_SCHEMA_VERSIONS"]  # fmt: skip
+
 log = logging.getLogger(__name__)
 
 FORMAT = "rb201-dataset"
 MANIFEST = "manifest.json"
 FILE_KINDS: tuple[str, ...] = ("results", "arrays", "wide")
-#: Schema versions this rb201 reads (the tidy columns of version 1 are unchanged).
-__all__ = ["READABLE_SCHEMA_VERSIONS"]  # re-exported: the versions a manifest may name are those of the rows
 #: Files that may sit in a dataset folder without being data: the registry ``rb201 publish`` writes there by
 #: default, and the package marker of the embedded table.
 NOT_DATA = frozenset({"registry.json", "__init__.py"})

@@ -24,6 +24,8 @@ from .schema import KEY_COLUMNS, META_SPEC, SORT_COLUMNS, conform_table, pa_sche
 from .shardfile import arch_files, read_shard_manifest, shards_in, verify_arch_file
 from .validate import Coverage, compute_coverage, validate_dataset
 
+__all__ = ["ON_CONFLICT", "MergeConflictError", "MergeReport", "merge_datasets"]
+
 log = logging.getLogger(__name__)
 
 ON_CONFLICT = ("error", "first")

@@ -32,6 +32,12 @@ from ..vocab import NORMS as VOCAB_NORMS
 from ..vocab import SEMANTICS as VOCAB_SEMANTICS
 from ..vocab import SPLITS
 
+__all__ = ["SCHEMA_VERSION", "READABLE_SCHEMA_VERSIONS", "META_SCHEMA_VERSION", "META_SPEC", "META_KIND",
+           "FAMILIES", "NORMS", "SEMANTICS", "COLUMNS", "V1_COLUMNS", "KEY_COLUMNS", "SORT_COLUMNS", "Row",
+           "pa_schema", "rows_to_table", "table_metadata", "storage_table", "check_table_schema",
+           "conform_table", "read_results_columns", "CUMULATIVE_SEGMENT", "format_eps", "qualified_key",
+           "split_key", "wide_name", "WideName", "parse_wide_name", "array_path"]  # fmt: skip
+
 SCHEMA_VERSION = "2"
 #: Versions this rb201 reads (v1: the same columns without ``split``, all rows on the test split).
 READABLE_SCHEMA_VERSIONS: tuple[str, ...] = ("1", "2")

@@ -31,6 +31,12 @@ from ..atomic import atomic_path, sha256_file, write_parquet_atomic, write_text_
 from ..errors import DataIntegrityError
 from .schema import Row, conform_table, rows_to_table
 
+__all__ = ["MANIFEST", "SHARD_FORMAT", "META_ARRAYS_FILE", "META_ARRAYS_SHA", "META_ARCH", "META_TIMINGS",
+           "META_DEVICE", "COMPRESS_MIN_ELEMENTS", "shard_name", "shard_dirs", "shards_in", "arch_stem",
+           "arch_file", "arch_files", "remove_arch", "remove_orphan_arrays", "write_arch_files",
+           "ArchFileInfo", "verify_arch_file", "write_shard_manifest", "load_shard_manifest",
+           "read_shard_manifest"]  # fmt: skip
+
 MANIFEST = "manifest.json"
 SHARD_FORMAT = "rb201-shard"
 META_ARRAYS_FILE = "rb201.arrays_file"

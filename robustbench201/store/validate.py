@@ -19,6 +19,9 @@ from .dataset import MANIFEST, NOT_DATA, read_manifest
 from .integrity import verify_file
 from .schema import KEY_COLUMNS, check_table_schema, read_results_columns
 
+__all__ = ["COLUMN_KEYS", "DatasetCoverage", "Coverage", "compute_coverage", "ValidationReport",
+           "validate_dataset", "archs_present", "specs_of_dataset"]  # fmt: skip
+
 log = logging.getLogger(__name__)
 
 #: Columns that together name one result column of the wide table (with dataset and architecture as the rows).
