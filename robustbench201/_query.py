@@ -47,7 +47,7 @@ def _arch_index(arch: object) -> int:
 
 
 class Dataset:
-    """A dataset directory (manifest + schema v1 or v2 Parquet, docs/ARCHITECTURE.md) with the query/table API.
+    """A dataset directory (:mod:`robustbench201.store.dataset`: manifest + schema v1 or v2 Parquet) with the table API.
 
     Every listed file's size is checked on opening, and each file's sha256 before its first use (a file verified
     earlier and unchanged since is not hashed again: :mod:`robustbench201.store.integrity`); a file that fails is

@@ -1,6 +1,5 @@
-"""The dataset directory: ``manifest.json`` plus the files it lists. The one owner of this format
-(docs/ARCHITECTURE.md): merge, the importer of the published dataset, the embedded-table build and every reader
-go through it.
+"""The dataset directory: ``manifest.json`` plus the files it lists. The one owner of this format, its layout and its
+file names: merge, the importer of the published dataset, the embedded-table build and every reader go through it.
 
 Layout::
 
@@ -12,10 +11,14 @@ Layout::
       arrays-*.h5         arrays at ``store.schema.array_path`` keys (kind ``arrays``)
       wide-<ds>.parquet   a derived per-dataset matrix for fast lookups (kind ``wide``, :mod:`.wide`)
 
-Writers put every file in place atomically and write the manifest last, so a directory with a manifest is complete.
-Readers (:class:`DatasetDir`) parse the manifest strictly, check every listed file's size on opening and its
-sha256 before the file is first used (:func:`robustbench201.store.integrity.verify_file`, cheap on repeated opens),
-and refuse a mismatch with an error naming the file. No torch import; pyarrow and h5py only in the writers.
+Writers (:class:`DatasetWriter`) put every file in place atomically and write the manifest last, so a directory
+with a manifest is complete. Readers (:class:`DatasetDir`: ``rb201.Dataset``, ``rb201.query(source=...)``, merge,
+``--missing-from``) parse the manifest strictly, check every listed file's size on opening and its sha256 before
+the file is first used (:func:`robustbench201.store.integrity.verify_file`, cheap on repeated opens), and refuse a
+mismatch with an error naming the file; ``rb201 validate`` re-hashes everything and refuses unlisted files. A merged
+dataset records the evaluation jobs of its shards (``jobs``: identity, shard folder, failures), from which
+``rb201 merge`` prints the command that fills its gaps. The embedded table (``embedded/`` of the repository, shipped
+as ``robustbench201._data``) is a dataset directory too. No torch import; pyarrow and h5py only in the writers.
 """
 
 from __future__ import annotations

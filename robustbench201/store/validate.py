@@ -1,4 +1,4 @@
-"""Integrity and coverage of a dataset directory (the format in docs/ARCHITECTURE.md).
+"""Integrity and coverage of a dataset directory (the format of :mod:`.dataset`).
 
 :func:`validate_dataset` checks the manifest (format, schema version), every listed file's size, sha256, schema
 and row count, files present but not listed (or listed but missing), duplicate keys across result files, and
