@@ -52,7 +52,7 @@ def _require_trust(path: Path, trust: bool) -> None:
     if trust is not True:
         raise CheckpointError(
             f"refusing to unpickle {path}: official NB201/NATS-Bench weight files are pickles, and loading a pickle "
-            "can run arbitrary code. Pass trust=True (CLI: --trust-pickle) only for files from a source you trust."
+            "can run arbitrary code. Pass trust=True only for files from a source you trust."
         )
 
 
