@@ -186,3 +186,18 @@ def test_merge_refuses_a_shard_file_of_another_schema_version(tmp_path):
     pq.write_table(table.replace_schema_metadata(meta), p)
     with pytest.raises(DataIntegrityError, match="schema version '0'"):
         merge_datasets([d], tmp_path / "ds")
+
+
+def test_validate_counts_rows_repeated_across_files_and_reads_files_in_batches(tmp_path, monkeypatch):
+    from robustbench201.store import validate
+    from robustbench201.store.dataset import write_dataset_dir
+    from robustbench201.store.schema import rows_to_table
+
+    parts = {"a": rows_to_table(rows_for(1) + rows_for(3)), "b": rows_to_table(rows_for(3) + rows_for(5))}
+    write_dataset_dir(tmp_path / "d", parts, name="d", created="x", specs={SPEC_A[0]: {}})
+    real = validate._key_batches
+    monkeypatch.setattr(validate, "_key_batches", lambda p: real(p, rows=3))  # batches smaller than a cell's rows
+    rep = validate_dataset(tmp_path / "d")
+    assert rep.duplicates == 4 and rep.problems == ["4 duplicate rows (same key columns)"]
+    (cov,) = rep.coverage.datasets
+    assert (cov.dataset, cov.archs, cov.columns, cov.incomplete) == ("cifar10", 3, 4, [])

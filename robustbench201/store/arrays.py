@@ -2,11 +2,12 @@
 reading of it and of the layout before it. The format itself is described once, in :mod:`robustbench201.store.dataset`.
 
 :class:`PackedWriter` fills an open HDF5 file cell by cell (cells in increasing NB201 index): each array joins the
-2-D dataset of its kind (:func:`robustbench201.store.schema.array_kind`), one row per cell, buffered until a chunk is
-full; per-sample flags are bit-packed first. :class:`ArraysFile` reads one cell's arrays (:meth:`ArraysFile.cell`)
-or every cell in index order (:meth:`ArraysFile.cells`, what merge streams), from either layout, keyed by
-``store.schema.array_path`` as they were written. Memory: a writer holds a few chunks per kind and the cell list of each
-kind (4 bytes per cell); a streaming reader one chunk per kind. No torch import.
+2-D dataset of its kind (:func:`robustbench201.store.schema.array_kind`), one row per cell, buffered until whole
+chunks are full; per-sample flags are bit-packed first. :class:`ArraysFile` reads one cell's arrays
+(:meth:`ArraysFile.cell`) or every cell in index order (:meth:`ArraysFile.cells`, what merge streams), from either
+layout, keyed by ``store.schema.array_path`` as they were written. Memory: a writer holds about ``WRITE_BYTES`` (or
+one array, if larger) per kind and the cell list of each kind (4 bytes per cell); a streaming reader one chunk per
+kind. No torch import.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ PACKED_LAYOUT = 2
 #: Target raw size of one chunk (rows of one kind): reading one cell decompresses one chunk per kind.
 CHUNK_BYTES = 1 << 14
 MAX_CHUNK_ROWS = 1024
-#: Chunks a kind buffers before they are written in one call (fewer, larger HDF5 writes).
-CHUNKS_PER_WRITE = 8
+#: Bytes of whole chunks a kind buffers before they are written in one call (fewer, larger HDF5 writes).
+WRITE_BYTES = 8 * CHUNK_BYTES
 _ENCODING, _LENGTH, _SHAPE = "encoding", "length", "shape"
 
 
@@ -74,6 +75,7 @@ class _Variant:
     length: int
     empty: tuple[tuple[int, ...], str] | None  # (shape, dtype) of an empty array
     chunk_rows: int
+    write_rows: int  # rows buffered before a write: whole chunks, about WRITE_BYTES
     buffer: list[np.ndarray] = field(default_factory=list)
     cells: array = field(default_factory=lambda: array("i"))
     rows: int = 0
@@ -108,7 +110,7 @@ class PackedWriter:
             v.buffer.append(stored)
             v.cells.append(arch)
             self.nbytes += stored.nbytes
-            if len(v.buffer) >= v.chunk_rows * CHUNKS_PER_WRITE:
+            if len(v.buffer) >= v.write_rows:
                 self._flush(v)
         self.count += len(arrays)
         return len(arrays)
@@ -123,8 +125,9 @@ class PackedWriter:
                 return v
         group = variants[0].group if variants else self.fh.create_group(kind)
         rows = max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // max(stored.nbytes, 1)))
+        write = rows * max(1, WRITE_BYTES // (rows * max(stored.nbytes, 1)))
         suffix = f".{len(variants)}" if variants else ""
-        v = _Variant(group, suffix, stored.dtype, stored.shape, encoding, length, empty, rows)
+        v = _Variant(group, suffix, stored.dtype, stored.shape, encoding, length, empty, rows, write)
         variants.append(v)
         return v
 

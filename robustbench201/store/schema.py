@@ -9,8 +9,9 @@ written as v1, byte for byte what rb201 wrote before version 2 (so older readers
 
 Units: ``epsilon`` is in pixel units of 1/255 (so ``epsilon=1.0`` means an L-inf radius of 1/255 on [0, 1] images;
 ``255.0`` is the whole box); NaN where the row has no epsilon. ``severity`` is 1..5 for corruptions, 0 otherwise.
-Arrays (confusion matrices, per-sample flags) live in HDF5 files at the path :func:`array_path` builds from the same
-key columns.
+Arrays (confusion matrices, per-sample flags) are keyed by the path :func:`array_path` builds from the same key
+columns; :func:`array_kind` drops the cell from it (the kind of array; how files lay them out is their owners' matter:
+:mod:`.shardfile`, :mod:`.dataset`).
 
 Wide form: per dataset, one row per architecture and one column per (key, epsilon/severity, semantics, measure),
 named by :func:`wide_name`: ``clean``, ``fgsm@1``, ``pgd@0.5``, ``fog:3``, ``jacobian``, ``nb201_test_accuracy``;
