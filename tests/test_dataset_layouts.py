@@ -137,15 +137,16 @@ def _path(arch: int, key: str, measure: str = "correct", dataset: str = "cifar10
 
 
 def test_the_packed_layout_keeps_every_kind_of_array(tmp_path):
-    """Many cells (more than a chunk), flags of two lengths (two variants of one kind), a 0-d flag, an empty array,
-    a kind some cells lack; every cell reads back exactly, one at a time and streamed, and identical cell indexes
-    are stored once."""
+    """Many cells (more than a chunk), flags of two lengths (two variants of one kind), int64 counts (narrowed to 16
+    bits, or 32 for the cell whose counts need it), a 0-d flag, an empty array, a kind some cells lack; every cell
+    reads back exactly (dtype included), one at a time and streamed, and identical cell indexes are stored once."""
     rng = np.random.default_rng(0)
     want: dict[str, np.ndarray] = {}
     cells = list(range(0, 3000, 7))
     for arch in cells:
         want[_path(arch, "flags")] = rng.random(40 if arch % 3 else 50) < 0.3
-        want[_path(arch, "conf", "confusion")] = rng.integers(0, 50, (10, 10))
+        big = arch == cells[-1]  # counts beyond 16 bits: stored wider, as another variant
+        want[_path(arch, "conf", "confusion")] = rng.integers(0, 70_000 if big else 50, (10, 10), dtype=np.int64)
         want[_path(arch, "zero_d")] = np.bool_(arch % 2)
         want[_path(arch, "none", "per_batch")] = np.zeros((0, 3), dtype=np.float32)
         if arch % 5:
@@ -165,9 +166,11 @@ def test_the_packed_layout_keeps_every_kind_of_array(tmp_path):
         kinds = f.fh["cifar10/w/seed_0/clean"]
         flags = kinds["flags/none/none/correct"]
         assert flags["cells"].id != flags["cells.1"].id  # two lengths, two variants
-        assert kinds["conf/none/none/confusion/cells"].id == kinds["zero_d/none/none/correct/cells"].id  # one index
+        assert kinds["none/none/none/per_batch/cells"].id == kinds["zero_d/none/none/correct/cells"].id  # one index
         assert flags["data"].dtype == np.uint8 and flags["data"].shape[1:] == (7,)  # 50 flags (cell 0) in 7 bytes
         assert flags["data.1"].shape[1:] == (5,) and flags["data.1"].attrs["length"] == 40
+        conf = kinds["conf/none/none/confusion"]
+        assert (conf["data"].dtype, conf["data.1"].dtype, conf["data.1"].shape[0]) == (np.uint16, np.uint32, 1)
 
 
 def test_the_packed_writer_refuses_cells_out_of_order_and_foreign_keys(tmp_path):

@@ -28,8 +28,10 @@ are the rows of one 2-D HDF5 dataset::
     /<kind>/cells.1   on another number of images); .2, ... likewise
 
 ``data`` attributes: ``encoding`` "" (stored as they are), "packbits" (boolean per-sample flags packed 8 to a byte
-along the last axis, ``numpy.packbits`` bit order; ``length`` their count), "bool" (a 0-d boolean as uint8) or
-"empty" (an array without elements: one zero byte per cell, its ``shape`` and ``dtype`` in attributes). Reading a
+along the last axis, ``numpy.packbits`` bit order; ``length`` their count), "narrow" (integers wider than 16 bits in
+the narrowest of uint16, int16, uint32, int32 that holds them, e.g. confusion matrices; ``dtype`` their own type),
+"bool" (a 0-d boolean as uint8) or "empty" (an array without elements: one zero byte per cell, its ``shape`` and
+``dtype`` in attributes). Reading a
 cell reads one row, hence one chunk, of each kind; an analysis of one kind over all cells reads one dataset. Cells go
 into a file in increasing index order; a dataset's arrays continue in a new file after about 1 GiB.
 

@@ -12,8 +12,9 @@ Layout::
 
 The arrays file stacks the arrays of one dtype and shape (root attribute ``rb201.arrays_layout`` = 2): group ``0``,
 ``1``, ... holds ``keys`` (the ``store.schema.array_path`` of each row, UTF-8 in fixed-length bytes) and ``data`` (the
-arrays, one per row, gzip-compressed from 1024 elements), so a file of the ``jung2023`` preset is 4 HDF5 datasets
-instead of 294. Files written before (no attribute) hold every array at its ``array_path``; :func:`read_arch_arrays`
+arrays, one per row, gzip-compressed from 1024 elements; integers wider than 16 bits in the narrowest type that holds
+them, their own dtype in the attribute ``dtype``), so a file of the ``jung2023`` preset is 4 HDF5 datasets instead
+of 294. Files written before (no attribute) hold every array at its ``array_path``; :func:`read_arch_arrays`
 reads both.
 
 ``job6`` hashes the job identity (dataset, weights, seed, ...) without the spec hash, so several datasets or weight
@@ -35,7 +36,7 @@ import numpy as np
 
 from ..atomic import atomic_path, sha256_file, write_parquet_atomic, write_text_atomic
 from ..errors import DataIntegrityError
-from .arrays import read_datasets
+from .arrays import narrow, read_datasets
 from .schema import Row, conform_table, rows_to_table
 
 __all__ = ["MANIFEST", "SHARD_FORMAT", "META_ARRAYS_FILE", "META_ARRAYS_SHA", "META_ARCH", "META_TIMINGS",
@@ -139,20 +140,23 @@ def write_arch_files(
         import h5py
 
         h5_path = Path(shard_dir) / f"{stem}.h5"
-        stacks: dict[tuple[str, tuple[int, ...]], list[str]] = {}
+        stacks: dict[tuple[str, str, tuple[int, ...]], list[tuple[str, np.ndarray]]] = {}
         for key in sorted(arrays):
-            a = np.asarray(arrays[key])
-            stacks.setdefault((a.dtype.str, a.shape), []).append(key)
+            a, orig = narrow(np.asarray(arrays[key]))
+            stacks.setdefault((a.dtype.str, orig, a.shape), []).append((key, a))
         with atomic_path(h5_path) as tmp:
             with h5py.File(tmp, "w") as fh:
                 fh.attrs[ARRAYS_LAYOUT_ATTR] = STACKED_LAYOUT
-                for i, keys in enumerate(stacks.values()):
-                    data = np.stack([np.asarray(arrays[k]) for k in keys])
+                for i, ((_, orig, _), items) in enumerate(stacks.items()):
+                    data = np.stack([a for _, a in items])
                     big = data.size >= COMPRESS_MIN_ELEMENTS  # per-sample flags: gzip+shuffle, ~8x smaller
-                    fh.create_dataset(f"{i}/keys", data=np.array([k.encode() for k in keys]))  # UTF-8, fixed length
-                    fh.create_dataset(
+                    keys = np.array([k.encode() for k, _ in items])  # UTF-8, fixed length
+                    fh.create_dataset(f"{i}/keys", data=keys)
+                    ds = fh.create_dataset(
                         f"{i}/data", data=data, **({"compression": "gzip", "shuffle": True} if big else {})
                     )
+                    if orig:
+                        ds.attrs["dtype"] = orig
             sha = sha256_file(tmp)
         h5_name = h5_path.name
     table = rows_to_table(rows, spec_json)
@@ -238,7 +242,9 @@ def read_arch_arrays(h5_path: Path, sha256: str | None = None) -> dict[str, np.n
             if int(fh.attrs.get(ARRAYS_LAYOUT_ATTR, 1)) == STACKED_LAYOUT:
                 for name in fh:
                     stacked = read_datasets(fh[name])
-                    out.update((k.decode(), a) for k, a in zip(stacked["keys"].tolist(), stacked["data"], strict=True))
+                    orig = fh[name]["data"].attrs.get("dtype")
+                    data = stacked["data"].astype(np.dtype(str(orig))) if orig is not None else stacked["data"]
+                    out.update((k.decode(), a) for k, a in zip(stacked["keys"].tolist(), data, strict=True))
             else:
                 out = read_datasets(fh)
     except (OSError, KeyError, ValueError) as exc:
