@@ -358,7 +358,7 @@ def check_split(value: str) -> str:
     return check_choice("evaluation split", value, SPLITS)
 
 
-# ---- DSRNA search (search/dsrna_config.py) -------------------------------------------------------------------------
+# ---- DSRNA search (search/dsrna/config.py) -------------------------------------------------------------------------
 #: Robustness regulariser of a DSRNA search: R_Jac, R_CB, both, or none (plain DARTS).
 DSRNA_METRICS: tuple[str, ...] = ("jacobian", "certified", "combined", "none")
 #: How gamma weighs R: ``absolute`` (the paper's L_val - gamma R) or ``relative`` (gamma in units of the ratio of the

@@ -30,7 +30,7 @@ def _score_lines(title: str, score: dict[str, Any]) -> list[str]:
 
 
 def summary_lines(info: dict[str, Any], seconds: float, n_epochs: int) -> list[str]:
-    """The summary of :func:`robustbench201.search.dsrna_summary.summarize`'s ``info``."""
+    """The summary of :func:`robustbench201.search.dsrna.summary.summarize`'s ``info``."""
     lines = [
         f"derived cell    {info['arch']}",
         f"index           {info['index']} (representative {info['representative']})",

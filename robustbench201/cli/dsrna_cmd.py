@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from ..search.dsrna_compare import CompareConfig
-from ..search.dsrna_config import DSRNAConfig
+from ..search.dsrna.config import CompareConfig, DSRNAConfig
 from ..vocab import CERTIFIED_METHODS, DSRNA_GAMMA_MODES, DSRNA_METRICS
 from . import run_library
 
@@ -181,8 +180,8 @@ def _config(kw: dict[str, Any]) -> DSRNAConfig:
 
 
 def _single(cfg: DSRNAConfig, kw: dict[str, Any]) -> None:
-    from ..search.dsrna import search
-    from ..search.dsrna_summary import summarize
+    from ..search.dsrna.bilevel import search
+    from ..search.dsrna.summary import summarize
     from ._dsrna_text import epoch_line, summary_lines
 
     out, as_json = kw["out"], kw["as_json"]
@@ -214,8 +213,8 @@ def _single(cfg: DSRNAConfig, kw: dict[str, Any]) -> None:
 
 
 def _compare(cfg: DSRNAConfig, kw: dict[str, Any]) -> None:
-    from ..search.dsrna_compare import compare
-    from ..search.dsrna_compare_report import render
+    from ..search.dsrna.comparison import compare
+    from ..search.dsrna.comparison_report import render
 
     if kw["out"] is None:
         raise click.UsageError("--compare needs --out (the folder for the searches, the trained cells and the report)")

@@ -1,5 +1,5 @@
-"""The settings of a DSRNA search, their defaults, and where each default comes from. No torch import (the command
-line reads its defaults from here).
+"""The settings of a DSRNA search (:class:`DSRNAConfig`) and of a comparison of searches (:class:`CompareConfig`),
+their defaults, and where each default comes from. No torch import (the command line reads its defaults from here).
 
 Sources (docs/SEARCH.md, "Settings, defaults and their sources", has the table):
 
@@ -23,9 +23,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..data.info import canonical_dataset
-from ..errors import Rb201Error, check_choice
-from ..vocab import CERTIFIED_METHODS, DSRNA_GAMMA_MODES, DSRNA_METRICS
+from ...data.info import PUBLISHED_DATASETS, canonical_dataset
+from ...errors import Rb201Error, check_choice
+from ...vocab import CERTIFIED_METHODS, DSRNA_GAMMA_MODES, DSRNA_METRICS
 
 #: DARTS' (and NB201's) Adam learning rate of the alphas.
 DARTS_A_LR = 3e-4
@@ -208,3 +208,67 @@ def auto_a_lr(alpha_steps: int) -> float:
 def epochs_for_budget(a_lr: float, steps_per_epoch: int) -> int:
     """Epochs that give the alphas NB201's DARTS step budget at learning rate ``a_lr`` and ``steps_per_epoch``."""
     return max(1, math.ceil(A_STEP_BUDGET / (a_lr * steps_per_epoch) - 1e-9))
+
+
+#: NB201's training seeds (PROTOCOL.md section 3).
+TRAIN_SEEDS: tuple[int, ...] = (777, 888, 999)
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """A comparison: the shared search settings ``search`` (its ``metric`` and ``seed`` are replaced per run), the
+    ``metrics`` and ``seeds`` to run, ``n_random`` random live cells drawn with ``random_seed``; for trained
+    scoring, ``train_epochs`` and ``train_seeds`` of the project's trainer on ``n_score_train`` training images
+    (None: all) at the search's width and depth, attacks at ``score_eps`` (1/255 units, PGD with ``pgd_steps``) on
+    ``n_test`` test images, and ``reference`` (train the CIFAR-10 table's fgsm@1 optimum too)."""
+
+    search: DSRNAConfig = dataclasses.field(default_factory=DSRNAConfig)
+    metrics: tuple[str, ...] = ("none", "jacobian", "certified")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_random: int = 5
+    random_seed: int = 0
+    train_epochs: int = 10
+    train_seeds: tuple[int, ...] = TRAIN_SEEDS
+    n_score_train: int | None = None
+    n_test: int = 500
+    score_eps: tuple[float, ...] = (2.0, 8.0)
+    pgd_steps: int = 10
+    reference: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("metrics", "seeds", "train_seeds", "score_eps"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.metrics or not self.seeds:
+            raise Rb201Error(f"a comparison needs >= 1 metric and >= 1 seed, got {self.metrics} and {self.seeds}")
+        for m in self.metrics:
+            if m not in METRICS:
+                raise Rb201Error(f"unknown metric {m!r} in metrics; allowed: {', '.join(METRICS)}")
+        for what, values in (("metrics", self.metrics), ("seeds", self.seeds), ("train seeds", self.train_seeds)):
+            if len(set(values)) != len(values):
+                raise Rb201Error(f"{what} {values} repeat a value")
+        for s in (*self.seeds, *self.train_seeds):
+            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+                raise Rb201Error(f"seeds must be integers >= 0, got {s!r}")
+        if not self.train_seeds:
+            raise Rb201Error("train_seeds must name >= 1 training seed (NB201 uses 777, 888, 999)")
+        for name, low in (("n_random", 0), ("train_epochs", 1), ("n_test", 1), ("pgd_steps", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise Rb201Error(f"{name} must be an integer >= {low}, got {v!r}")
+        if self.n_score_train is not None and (not isinstance(self.n_score_train, int) or self.n_score_train < 2):
+            raise Rb201Error(f"n_score_train must be an integer >= 2 or None (all), got {self.n_score_train!r}")
+        if not self.score_eps or not all(0 < e <= 255 for e in self.score_eps):
+            raise Rb201Error(f"score_eps must be epsilons in (0, 255] (units of 1/255), got {self.score_eps}")
+
+    @property
+    def mode(self) -> str:
+        """``table`` for a dataset with a results table, else ``trained``."""
+        return "table" if self.search.dataset in PUBLISHED_DATASETS else "trained"
+
+    def run_config(self, metric: str, seed: int) -> DSRNAConfig:
+        return dataclasses.replace(self.search, metric=metric, seed=seed)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["search"] = self.search.to_json()
+        return d | {k: list(getattr(self, k)) for k in ("metrics", "seeds", "train_seeds", "score_eps")}

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Rb201Error
-from ..space import EDGES, OPS, Arch
-from .dsrna_config import A_LR_MAX, A_STEP_BUDGET, epochs_for_budget
+from ...errors import Rb201Error
+from ...space import EDGES, OPS, Arch
+from .config import A_LR_MAX, A_STEP_BUDGET, epochs_for_budget
 
 #: Below this lead of the top op's softmax weight over the second, an edge is undecided.
 UNDECIDED_MARGIN = 0.02

@@ -1,5 +1,5 @@
 """What a finished DSRNA search reports: the derived cell with per-edge decisions and warnings
-(:mod:`.dsrna_diagnostics`), the regularisers per epoch, and the cell's values on a results table.
+(:mod:`.diagnostics`), the regularisers per epoch, and the cell's values on a results table.
 
 On a dataset with a table (CIFAR-10, CIFAR-100, ImageNet16-120) the cell is scored there. On one without (MNIST-5k)
 the summary says so and scores the cell on CIFAR-10's table as a transfer estimate, labelled as such: those are the
@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ..data.info import PUBLISHED_DATASETS, canonical_dataset
-from ..errors import Rb201Error
-from ..space import Arch
-from ..store.atomic import write_text_atomic
-from .dsrna import DSRNAResult
-from .dsrna_config import METHOD_LABELS
-from .dsrna_diagnostics import cell_findings, edge_decisions, movement, regularizer_findings, regularizer_table
+from ...data.info import PUBLISHED_DATASETS, canonical_dataset
+from ...errors import Rb201Error
+from ...space import Arch
+from ...store.atomic import write_text_atomic
+from .config import METHOD_LABELS
+from .diagnostics import cell_findings, edge_decisions, movement, regularizer_findings, regularizer_table
+from .result import DSRNAResult
 
 ALPHA_PNG = "alphas.png"
 TABLE_JSON = "table_score.json"
@@ -34,8 +34,6 @@ TRANSFER_DATASET = "cifar10"
 TRANSFER_LABEL = "CIFAR-10"
 #: The mean adversarial accuracy column a score adds: flat mean over the attacks' per-epsilon accuracies, 255 excluded.
 MEAN_ADV = "mean_adv"
-#: Columns a text report shows first.
-HEADLINE = ("clean", "nb201_test_accuracy", "fgsm@1", "pgd@1", MEAN_ADV, "fgsm@8", "pgd@8", "aa_apgd-ce@1")
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ class TableScorer:
     """Scores cells on one dataset's table: reads the wide table once, one row per isomorphism class."""
 
     def __init__(self, dataset: str, source: object | None = None) -> None:
-        from .. import _query as q
+        from ... import _query as q
 
         self.dataset = canonical_dataset(dataset)
         try:
@@ -96,7 +94,7 @@ class TableScorer:
     def mean_adv(self) -> Any:
         """Mean adversarial accuracy per class (flat mean over the attacks' per-epsilon columns, eps 255 excluded,
         as :func:`.analysis.mean_adversarial`), or None without attack columns."""
-        from .analysis import mean_adversarial
+        from ..analysis import mean_adversarial
 
         try:
             return mean_adversarial(self.reps)
@@ -230,7 +228,7 @@ def summarize(
         if "transfer" in info:
             write_text_atomic(out_dir / TRANSFER_JSON, json.dumps(info["transfer"], indent=1))
         if plot:
-            from . import plots
+            from .. import plots
 
             cfg = result.config
             what = METHOD_LABELS[cfg.metric]

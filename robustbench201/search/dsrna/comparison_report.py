@@ -1,4 +1,4 @@
-"""The report of a DSRNA comparison (:mod:`.dsrna_compare`): per-run scores, one row per method, text and markdown
+"""The report of a DSRNA comparison (:mod:`.comparison`): per-run scores, one row per method, text and markdown
 tables. Pure functions of the searches' results and the trained scores (the table is read for table scoring).
 
 Groups: ``DARTS`` (metric ``none``), ``DSRNA (R_Jac)``, ``DSRNA (R_CB)``, ``DSRNA (R_Jac + R_CB)``, random live
@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ..space import Arch
-from ..store.schema import format_eps
-from .dsrna_config import METHOD_LABELS
-from .dsrna_diagnostics import cell_findings, edge_decisions, movement
-
-if TYPE_CHECKING:
-    from .dsrna_compare import CompareConfig
+from ...space import Arch
+from ...store.schema import format_eps
+from .config import METHOD_LABELS, CompareConfig
+from .diagnostics import cell_findings, edge_decisions, movement
 
 #: Columns of table scoring (accuracies; ``mean_adv``: flat mean over the four attacks, eps 255 excluded).
 TABLE_COLUMNS: tuple[str, ...] = ("clean", "fgsm@1", "pgd@1", "mean_adv")
@@ -76,7 +73,7 @@ def build_report(
     """The comparison's report: ``config``, ``mode``, ``columns``, ``runs`` (one per search), ``random`` (the drawn
     cells), ``groups`` (one row per method), and per mode ``optimum`` + ``random_expectation`` (table) or
     ``reference`` (trained)."""
-    from .dsrna_summary import TRANSFER_DATASET, TRANSFER_LABEL, TableScorer
+    from .summary import TRANSFER_DATASET, TRANSFER_LABEL, TableScorer
 
     mode = cfg.mode
     runs = [_run_record(s) for s in searches]

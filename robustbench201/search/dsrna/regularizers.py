@@ -15,7 +15,7 @@ The architecture objective is ``L_val - gamma * R``: a larger R means a more rob
   edge is the alpha-weighted combination of its ops' bounds). A point is certified when its smallest bound is > 0.
 
 The two differ in scale by orders of magnitude (on MNIST-5k at eps 2/255 at the start of a search: R_Jac about
--0.03, R_CB about -700 with IBP): ``gamma_mode="relative"`` in :class:`~.dsrna_config.DSRNAConfig` makes one gamma
+-0.03, R_CB about -700 with IBP): ``gamma_mode="relative"`` in :class:`~.config.DSRNAConfig` makes one gamma
 mean the same for both. Epsilons are in pixel units of 1/255 throughout and divided by 255 here (inputs are in
 [0, 1]).
 """
@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import Rb201Error, check_choice
-from ..vocab import CERTIFIED_METHODS, DSRNA_METRICS
+from ...errors import Rb201Error, check_choice
+from ...vocab import CERTIFIED_METHODS, DSRNA_METRICS
 
 METRICS: tuple[str, ...] = DSRNA_METRICS
 BOUND_METHODS: tuple[str, ...] = CERTIFIED_METHODS
@@ -71,7 +71,7 @@ def certified_regularizer(
     batch statistics of the interval midpoints (the clean batch). Larger is more robust."""
     check_choice("bound method", method, BOUND_METHODS)
     _check_eps(eps)
-    from ..measures.bounds import ball_box, margin_bounds
+    from ...measures.bounds import ball_box, margin_bounds
 
     lo, hi = ball_box(x, eps)
     return margin_bounds(model, lo, hi, y.long(), method).mean()
