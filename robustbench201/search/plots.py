@@ -280,6 +280,10 @@ _DSRNA_STYLES = {  # group key -> (colour, marker)
     "jacobian": ("tab:orange", "s"),
     "certified": ("tab:green", "^"),
     "combined": ("tab:purple", "D"),
+    "table": ("tab:brown", "v"),
+    "table-st": ("tab:pink", "<"),
+    "table+jacobian": ("tab:olive", ">"),
+    "table+certified": ("tab:cyan", "p"),
     "random": ("0.45", "x"),
 }
 

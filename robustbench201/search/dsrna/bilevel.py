@@ -39,10 +39,11 @@ from ...errors import CheckpointError, Rb201Error
 from ...models.supernet import SearchSupernet, create_supernet
 from ...store.atomic import atomic_path, write_text_atomic
 from .config import DSRNAConfig
-from .regularizers import certified_regularizer, jacobian_regularizer
+from .regularizers import certified_regularizer, jacobian_regularizer, table_regularizer
 from .result import CHECKPOINT, RESULT, DSRNAResult
+from .table_prior import TablePrior, dead_mass, load_prior
 
-__all__ = ["arch_objective", "calibrate", "load_search_data", "search"]
+__all__ = ["arch_objective", "calibrate", "load_search_data", "search", "table_prior"]
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,22 @@ def _w_lr(cfg: DSRNAConfig, epoch: int) -> float:
     return cfg.w_lr_min + 0.5 * (cfg.w_lr - cfg.w_lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs))
 
 
+def table_prior(cfg: DSRNAConfig) -> TablePrior:
+    """The results-table prior of ``cfg`` (its surrogate column, dataset, source and chance handling), read once per
+    process."""
+    assert cfg.surrogate_dataset is not None  # resolved by DSRNAConfig
+    return load_prior(cfg.surrogate_dataset, cfg.surrogate_column, cfg.surrogate_source, cfg.surrogate_chance)
+
+
 def regularizers(model: SearchSupernet, x: torch.Tensor, y: torch.Tensor, cfg: DSRNAConfig) -> dict[str, torch.Tensor]:
     """The raw regularisers of ``cfg.metric`` on the first ``cfg.reg_batch`` images of a batch (differentiable in
-    the alphas and weights): ``{"jacobian": R_Jac, "certified": R_CB}`` as the metric uses them."""
+    the alphas and weights): ``{"jacobian": R_Jac, "certified": R_CB, "table": R_table}`` as the metric uses them
+    (R_table reads the alphas only)."""
     xr, yr = x[: cfg.reg_batch], y[: cfg.reg_batch]
     out: dict[str, torch.Tensor] = {}
+    if "table" in cfg.terms:
+        estimator = cfg.table_estimator or "expectation"
+        out["table"] = table_regularizer(model.alphas, table_prior(cfg), estimator, cfg.exclude_none)
     if "jacobian" in cfg.terms:
         xg = xr.detach().clone().requires_grad_(True)
         out["jacobian"] = jacobian_regularizer(model(xg), xg, cfg.eps, cfg.q)
@@ -80,11 +92,13 @@ def arch_objective(
     model: SearchSupernet, x: torch.Tensor, y: torch.Tensor, cfg: DSRNAConfig, scale: dict[str, float] | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``L_val - sum_m gamma_m s_m R_m`` on a validation batch, and its parts as floats: ``val_loss``,
-    ``val_acc``, and per regulariser ``R_<m>`` (raw) and ``term_<m>`` (``gamma_m s_m R_m``). ``scale``: the ``s_m``
-    (default 1, absolute mode)."""
+    ``val_acc``, ``dead_mass`` (the probability of the dead cells under the architecture distribution), and per
+    regulariser ``R_<m>`` (raw) and ``term_<m>`` (``gamma_m s_m R_m``). ``scale``: the ``s_m`` (default 1, absolute
+    mode)."""
     logits = model(x)
     loss = F.cross_entropy(logits, y)
     parts = {"val_loss": float(loss.detach()), "val_acc": float((logits.detach().argmax(1) == y).float().mean())}
+    parts["dead_mass"] = dead_mass(model.alphas_softmax().double().numpy())
     obj = loss
     for name, r in regularizers(model, x, y, cfg).items():
         weight = cfg.gamma(name) * (scale or {}).get(name, 1.0)
@@ -179,10 +193,11 @@ def _load_checkpoint(path: Path, cfg: DSRNAConfig) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file: say which, never guess
         raise CheckpointError(f"cannot read DSRNA checkpoint {path}: {exc}") from None
-    old = dict(state.get("config", {}))
-    new = cfg.to_json()
-    old.pop("epochs", None)
-    new.pop("epochs", None)
+    try:
+        old = DSRNAConfig.from_json(state.get("config", {})).identity()
+    except Rb201Error as exc:
+        raise CheckpointError(f"checkpoint {path} holds settings this version cannot read: {exc}") from None
+    new = cfg.identity()
     if old != new:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise CheckpointError(

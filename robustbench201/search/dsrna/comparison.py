@@ -36,7 +36,8 @@ from ...errors import Rb201Error
 from ...space import NUM_ARCHS, Arch
 from ...store.atomic import write_text_atomic
 from .comparison_report import build_report, render
-from .config import CompareConfig, DSRNAConfig
+from .config import METRIC_TERMS, CompareConfig, DSRNAConfig
+from .table_prior import load_prior
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ def search_job(cfg: DSRNAConfig, out: str, data: ImageSet | None, data_root: str
     path = Path(out) / RESULT
     if path.is_file():
         saved = json.loads(path.read_text())
-        if saved.get("config") == cfg.to_json():
+        config = DSRNAConfig.from_json(saved.get("config", {}))
+        if config.identity() == cfg.identity() and config.epochs == cfg.epochs:
             return saved
     search(cfg, out, resume=True, data=data, data_root=data_root, threads=1, device=device)
     return json.loads(path.read_text())
@@ -189,6 +191,9 @@ def compare(
         raise Rb201Error(f"workers must be an integer >= 1, got {workers!r}")
     if data is not None and canonical_dataset(data.name) != cfg.search.dataset:
         raise Rb201Error(f"data holds {data.name} images but the search is on {cfg.search.dataset}")
+    s = cfg.search
+    if any("table" in METRIC_TERMS[m] for m in cfg.metrics) and s.surrogate_dataset is not None:
+        load_prior(s.surrogate_dataset, s.surrogate_column, s.surrogate_source, s.surrogate_chance)  # fail early
     out = Path(out)
     root = None if data_root is None else str(data_root)
     t0 = time.perf_counter()

@@ -33,7 +33,7 @@ UNDECIDED_MARGIN = 0.02
 RATIO_LOW, RATIO_HIGH = 0.01, 100.0
 _CONVS = frozenset({OPS.index("nor_conv_1x1"), OPS.index("nor_conv_3x3")})
 _SKIP = OPS.index("skip_connect")
-_TERM_NAMES = {"jacobian": "R_Jac", "certified": "R_CB"}
+_TERM_NAMES = {"jacobian": "R_Jac", "certified": "R_CB", "table": "R_table"}
 
 
 @dataclass(frozen=True)
