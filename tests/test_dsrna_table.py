@@ -297,3 +297,81 @@ def test_table_settings_belong_to_the_identity_of_table_searches_only(tmp_path) 
     for k in ("gamma_table", "surrogate_column", "surrogate_dataset", "surrogate_source", "surrogate_chance"):
         old.pop(k)
     assert DSRNAConfig.from_json(old | {"metric": "none"}).identity() == plain.identity()  # configs written before
+
+
+# ---- --compare and the command line ---------------------------------------------------------------------------------
+def _synthetic_cifar(n: int = 32) -> ImageSet:
+    rng = np.random.default_rng(0)
+    labels = np.arange(n, dtype=np.int64) % 10
+    images = rng.integers(0, 80, size=(n, 3, 32, 32))
+    for i, y in enumerate(labels):
+        images[i, y % 3, 3 * y : 3 * y + 3, :] = 240
+    return ImageSet("cifar10", "train", images.astype(np.uint8), labels)
+
+
+TINY = DSRNAConfig(n_train=32, epochs=1, channels=4, batch_size=16, reg_batch=4)
+
+
+@pytest.mark.parametrize(("column", "guided"), [("pgd@1", ["pgd@1", "mean_adv"]), ("fog:3", [])])
+def test_compare_on_the_table_marks_the_scores_the_guiding_column_reads(tmp_path, column, guided) -> None:  # type: ignore[no-untyped-def]
+    from robustbench201.search.dsrna import CompareConfig, compare
+    from robustbench201.search.dsrna.comparison_report import render
+
+    search_cfg = dataclasses.replace(TINY, dataset="cifar10", surrogate_column=column)
+    cfg = CompareConfig(search=search_cfg, metrics=("none", "table"), seeds=(0,), n_random=1)
+    report = compare(cfg, tmp_path, data=_synthetic_cifar(), plot=False)
+    sur = report["surrogate"]
+    assert sur["dataset"] == "cifar10" and sur["transfer"] is False and sur["guided"] == guided
+    assert sur["metrics"] == ["table"] and "kendall" not in sur
+    prior = build_prior("cifar10", column, chance="gate")
+    for run in [*report["runs"], *report["random"]]:
+        assert run["surrogate"]["percentile"] == prior.percentile(run["index"])
+    text = render(report)
+    assert f"guided by {column} of the cifar10 table" in text and f"pct {column} (cifar10)" in text
+    if guided:
+        assert "pgd@1*" in text and "not held-out scores" in text
+    else:
+        assert "*" not in text.splitlines()[0] and "every score is held out" in text
+
+
+def test_cli_compare_on_mnist5k_says_the_prior_is_a_transfer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from robustbench201.cli import main
+
+    out = tmp_path / "cmp"
+    args = ["search", "dsrna", "--compare", "--seeds", "0", "--metrics", "none,table-st", "--random-cells", "0"]
+    args += ["--no-reference", "--n-train", "32", "--epochs", "1", "--channels", "4", "--batch-size", "16"]
+    args += ["--reg-batch", "4", "--train-epochs", "1", "--train-seeds", "777", "--score-n-train", "64"]
+    args += ["--n-test", "32", "--pgd-steps", "2", "--score-eps", "8", "--no-plot", "--surrogate-column", "fgsm@1"]
+    res = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "DSRNA (R_table, argmax ST)" in res.stdout and "A transfer: the searches saw mnist5k images" in res.stdout
+    assert "cifar10 vs cifar100" in res.stdout and "pct fgsm@1 (cifar10)" in res.stdout
+    bad = CliRunner().invoke(main, [*args[:-2], "--surrogate-column", "pgd@99", "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "pgd@99" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "x").exists()  # refused before any search
+
+
+def test_cli_single_search_names_what_guided_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from robustbench201.cli import main
+
+    args = ["search", "dsrna", "--metric", "table", "--surrogate-column", "mean_adv", "--surrogate-chance"]
+    args += ["dead-penalty", "--epochs", "1", "--channels", "4", "--n-train", "32", "--batch-size", "16", "--no-plot"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    text = res.stdout
+    assert "guided by       mean_adv of the cifar10 table (embedded), chance handling dead-penalty" in text
+    assert "percentile" in text and "Kendall tau of mean_adv" in text and "dead mass" in text
+    assert "R_table" in res.stderr  # the per-epoch line
+
+
+def test_table_scores_say_when_a_value_is_at_chance() -> None:
+    from robustbench201.search.dsrna.summary import score_on_table
+
+    dead = score_on_table(Arch.from_index(10), "cifar10")  # a dead cell: 0.100 everywhere
+    assert "pgd@8" in dead.at_chance and dead.percentiles["pgd@8"] == 100.0
+    live = score_on_table(Arch.from_index(655), "cifar10")
+    assert "clean" not in live.at_chance and "fgsm@1" not in live.at_chance
