@@ -319,7 +319,7 @@ def test_compare_on_the_table_marks_the_scores_the_guiding_column_reads(tmp_path
 
     search_cfg = dataclasses.replace(TINY, dataset="cifar10", surrogate_column=column)
     cfg = CompareConfig(search=search_cfg, metrics=("none", "table"), seeds=(0,), n_random=1)
-    report = compare(cfg, tmp_path, data=_synthetic_cifar(), plot=False)
+    report = compare(cfg, tmp_path, data=_synthetic_cifar(), plot=not guided)  # the figure with a table group too
     sur = report["surrogate"]
     assert sur["dataset"] == "cifar10" and sur["transfer"] is False and sur["guided"] == guided
     assert sur["metrics"] == ["table"] and "kendall" not in sur
@@ -332,6 +332,7 @@ def test_compare_on_the_table_marks_the_scores_the_guiding_column_reads(tmp_path
         assert "pgd@1*" in text and "not held-out scores" in text
     else:
         assert "*" not in text.splitlines()[0] and "every score is held out" in text
+        assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cli_compare_on_mnist5k_says_the_prior_is_a_transfer(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,8 @@ plain DARTS and random cells.
 
 Modules, lowest first: :mod:`.config` (settings of a search and of a comparison, their defaults and sources; no
 torch), :mod:`.result` (what a search returns and the files it writes; no torch), :mod:`.diagnostics` (per-edge
-decisions and warnings; no torch), :mod:`.regularizers` (R_Jac, R_CB), :mod:`.bilevel` (the search itself),
+decisions and warnings; no torch), :mod:`.table_prior` (the results table as R_table's per-cell values; no torch),
+:mod:`.regularizers` (R_Jac, R_CB, R_table), :mod:`.bilevel` (the search itself),
 :mod:`.summary` (what one search reports, table and transfer scores), :mod:`.comparison_report` and
 :mod:`.comparison` (``rb201 search dsrna --compare``).
 
