@@ -376,3 +376,36 @@ def test_table_scores_say_when_a_value_is_at_chance() -> None:
     assert "pgd@8" in dead.at_chance and dead.percentiles["pgd@8"] == 100.0
     live = score_on_table(Arch.from_index(655), "cifar10")
     assert "clean" not in live.at_chance and "fgsm@1" not in live.at_chance
+
+
+def test_a_source_dataset_directory_guides_r_table_and_its_missing_cells_are_counted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A dataset directory with rows for three classes only: R_table is their conditional expectation, the other
+    classes are counted as without a value, and the search output says so."""
+    from click.testing import CliRunner
+
+    from robustbench201.cli import main
+    from robustbench201.store.dataset import write_dataset_dir
+    from robustbench201.store.schema import Row, rows_to_table
+
+    values = {1462: 0.6, 655: 0.7, 13714: 0.5}
+    rows = []
+    for a, v in values.items():
+        base = {"arch_index": a, "dataset": "cifar10", "seed": 777, "weights": "train", "spec_hash": "abc", "n": 50}
+        rows.append(Row(family="clean", key="clean", measure="accuracy", value=0.9, **base))
+        rows.append(Row(family="adversarial", key="pgd", measure="accuracy", value=v, norm="Linf", epsilon=1.0,
+                        semantics="per-epsilon", **base))  # fmt: skip
+    src = tmp_path / "ds"
+    write_dataset_dir(src, {"run": rows_to_table(rows)}, name="ds", created="2024-01-01T00:00:00Z")
+    prior = build_prior("cifar10", "pgd@1", source=str(src), chance="none")
+    reps = np.asarray(representative_indices())
+    known = np.isin(reps, list(values))
+    assert prior.n_missing_cells == int((~known).sum()) and prior.n_missing_classes == 6466 - 3
+    probs = softmax(_alphas(10))
+    expected = np.where(known, [values.get(int(r), np.nan) for r in reps], np.nan)
+    assert prior.value_and_gradient(probs)[0] == pytest.approx(_brute(probs, expected), abs=1e-9)
+    args = ["search", "dsrna", "--metric", "table", "--surrogate-chance", "none", "--table-source", str(src)]
+    args += ["--epochs", "1", "--channels", "4", "--n-train", "32", "--batch-size", "16", "--no-plot"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert f"of the cifar10 table ({src})" in res.stdout
+    assert f"no value      {prior.n_missing_cells} cells (6463 classes)" in res.stdout

@@ -98,8 +98,8 @@ def _csv(values: tuple[Any, ...]) -> str:
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, results and figures.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out (a search).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Where the CIFAR / ImageNet16 pickles are.")
-@click.option("--table-source", type=click.Path(), help="Results table (dataset folder, or a wide .parquet/.csv for "
-              "R_table) that scores the cells and guides R_table [default: embedded].")  # fmt: skip
+@click.option("--table-source", type=click.Path(file_okay=False),
+              help="Results dataset folder that scores the cells and guides R_table [default: embedded].")  # fmt: skip
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch intra-op threads (a search).")
 @click.option("--plot/--no-plot", default=True, show_default=True, help="Write figures (needs rb201[plot]).")
