@@ -14,10 +14,10 @@ import pytest
 
 from robustbench201.data.base import ImageSet
 from robustbench201.errors import Rb201Error
-from robustbench201.search.dsrna_compare import COMPARE_JSON, CompareConfig, compare, random_cells
-from robustbench201.search.dsrna_compare_report import render
-from robustbench201.search.dsrna_config import DSRNAConfig
-from robustbench201.search.dsrna_summary import score_on_table
+from robustbench201.search.dsrna.comparison import COMPARE_JSON, compare, random_cells
+from robustbench201.search.dsrna.comparison_report import render
+from robustbench201.search.dsrna.config import CompareConfig, DSRNAConfig
+from robustbench201.search.dsrna.summary import score_on_table
 from robustbench201.space import Arch
 
 TINY = DSRNAConfig(n_train=32, epochs=1, channels=4, batch_size=16, reg_batch=4)

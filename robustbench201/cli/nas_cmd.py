@@ -9,8 +9,13 @@ import click
 from ..tables.formats import FORMATS
 from . import run_library
 
-_ALGOS = ("rs", "re", "ls")
-_NAMES = {"rs": "random search", "re": "regularized evolution", "ls": "local search"}
+_ALGOS = ("rs", "re", "ls", "ga")
+_NAMES = {
+    "rs": "random search",
+    "re": "regularized evolution",
+    "ls": "local search",
+    "ga": "gradient ascent over the architecture weights, sampled",
+}
 
 
 def _checkpoints(text: str | None) -> list[int] | None:
@@ -30,7 +35,8 @@ def _checkpoints(text: str | None) -> list[int] | None:
     multiple=True,
     default=("re",),
     show_default=True,
-    help="rs (random search), re (regularized evolution), ls (local search); repeat to compare.",
+    help="rs (random search), re (regularized evolution), ls (local search), ga (gradient ascent of the expected "
+    "objective over DARTS' architecture weights, no images); repeat to compare.",
 )
 @click.option("--objective", default="fgsm@1", show_default=True,
               help="Column or expression; 'min:' minimises; 'valid/' names a validation-split column or group, "
@@ -48,6 +54,8 @@ def _checkpoints(text: str | None) -> list[int] | None:
     show_default=True,
     help="Random cells uniform over the 15625 cells or over the isomorphism classes.",
 )
+@click.option("--ga-batch", type=int, default=10, show_default=True, help="ga: cells drawn per gradient step.")
+@click.option("--ga-lr", type=float, default=0.2, show_default=True, help="ga: Adam learning rate of the alphas.")
 @click.option("--checkpoints", default=None, help="Query counts to report, e.g. '10,50,100,300'.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write a regret plot (.png, .pdf or .svg by the suffix).")  # fmt: skip
@@ -63,6 +71,8 @@ def table(
     dataset: str,
     source: str | None,
     sample: str,
+    ga_batch: int,
+    ga_lr: float,
     checkpoints: str | None,
     plot: str | None,
     fmt: str,
@@ -76,9 +86,14 @@ def table(
       rb201 search table --objective '0.5*clean + 0.5*fgsm@1' --constraint 'params<=0.5'
       rb201 search table --objective 'mean(corruption)' --constraint 'edgegpu_latency<5'
       rb201 search table --source ds/ --dataset cifar10 --objective 'valid/pgd@8'
+      rb201 search table --algo rs --algo re --algo ga --objective pgd@1
 
     The search warns (on stderr) when the objective or a constraint reads test-split columns that the table also
     holds on the validation split: select on 'valid/...' columns and report the test columns of the result.
+
+    Queries: the budget counts distinct isomorphism classes read per run, for every method. ga reads the cells it
+    draws from the architecture distribution and its argmax cell, each counted so; it also prints where the exact
+    gradient of the expectation leads, which reads all classes at its first step (the cost of DSRNA's table prior).
     """
     from ..search.nas import TableSurrogate, load_table, run_search
 
@@ -87,7 +102,10 @@ def table(
     sur = run_library(TableSurrogate, df, objective, list(constraints))
     if sur.split_warning:
         click.echo(f"warning: {sur.split_warning}", err=True)
-    results = [run_library(run_search, sur, a, budget, seeds, seed, sample=sample) for a in dict.fromkeys(algos)]
+    results = [
+        run_library(run_search, sur, a, budget, seeds, seed, sample=sample, ga_batch=ga_batch, ga_lr=ga_lr)
+        for a in dict.fromkeys(algos)
+    ]
     summaries = [run_library(r.to_dict, points) for r in results]
     if plot:
         from ..search.plots import regret
@@ -132,5 +150,12 @@ def table(
         best = s["most_frequent_best"]
         if best:
             click.echo(f"most often found: #{best['index']} ({best['runs']}/{s['runs']} runs) {best['string']}")
+        if "exact" in s["params"]:
+            ex = s["params"]["exact"]
+            click.echo(
+                f"exact gradient (reads all {ex['queries']} classes at its first step): #{ex['index']} "
+                f"{Arch.from_index(ex['index']).string}, value {ex['value']:.4f}, regret {ex['regret']:.4f}, "
+                f"{ex['steps']} steps"
+            )
     if plot and fmt != "csv":
         click.echo(f"\nregret plot: {plot}")

@@ -280,6 +280,10 @@ _DSRNA_STYLES = {  # group key -> (colour, marker)
     "jacobian": ("tab:orange", "s"),
     "certified": ("tab:green", "^"),
     "combined": ("tab:purple", "D"),
+    "table": ("tab:brown", "v"),
+    "table-st": ("tab:pink", "<"),
+    "table+jacobian": ("tab:olive", ">"),
+    "table+certified": ("tab:cyan", "p"),
     "random": ("0.45", "x"),
 }
 
@@ -306,14 +310,13 @@ def dsrna_compare(
     background: tuple[np.ndarray, np.ndarray] | None = None,
     fmt: str | None = None,
 ) -> Path:
-    """Clean against robust accuracy of every cell of a DSRNA comparison (:mod:`.dsrna_compare`): one marker per
+    """Clean against robust accuracy of every cell of a DSRNA comparison (:mod:`.dsrna.comparison`): one marker per
     search (colour and shape by method; error bars: std over the training seeds in trained mode), random cells, and
     the ceiling (the table optimum, or the CIFAR-10 table's optimum cell trained like the others). ``robust``: the
     y column (default ``fgsm@1`` on a table, the largest-epsilon PGD column when trained); ``background``: (clean,
     robust) of every isomorphism class of the table, drawn in light grey. Cells at the same point share one
     annotation."""
-    from .dsrna_config import METHOD_LABELS
-
+    labels = {g["key"]: g["label"] for g in report["groups"]}
     cols = report["columns"]
     trained = report["mode"] == "trained"
     if robust is None:
@@ -335,7 +338,7 @@ def dsrna_compare(
         notes: dict[tuple[float, float], list[str]] = {}  # one annotation per position: cells that coincide share it
         for (group, index), count in seen.items():
             r = next(x for x in runs if x["group"] == group and x["index"] == index)
-            label = METHOD_LABELS.get(group, "random live cells" if group == "random" else group)
+            label = "random live cells" if group == "random" else labels.get(group, group)
             colour, marker = _DSRNA_STYLES.get(group, ("k", "o"))
             x, y = r["values"]["clean"], r["values"][robust]
             err = (r["spread"]["clean"], r["spread"][robust]) if trained else (None, None)
