@@ -46,6 +46,7 @@ from .data.splits import holdout_split
 from .errors import CheckpointError, Rb201Error
 from .models.counting import param_count
 from .models.network import NB201Network, create_model
+from .models.train_levers import TrainLevers, TrainStep
 from .models.weights import load_state_dict_strict
 from .recipe import TrainRecipe, resolve_recipe
 from .space import Arch
@@ -225,6 +226,7 @@ def train_model(
     on_epoch_end: Callable[[EpochStats], None] | None = None,
     discard_unusable_checkpoint: bool = False,
     recipe: TrainRecipe | str | None = None,
+    levers: TrainLevers | None = None,
 ) -> TrainResult:
     """Train the NB201 network of ``arch`` on ``train_set`` with ``recipe`` (a :class:`TrainRecipe` or a name;
     ``nb201`` by default; ``epochs`` and ``batch_size`` replace the recipe's when given); return it in eval mode.
@@ -235,7 +237,9 @@ def train_model(
     cannot be used (corrupt, or of another run) raises :class:`CheckpointError`, or with
     ``discard_unusable_checkpoint`` is deleted and training starts over (for checkpoint paths the caller owns, like
     the batch runner's training folder). ``test_set`` adds a test accuracy to every epoch's stats.
-    ``on_epoch_end`` is called after each epoch's checkpoint.
+    ``on_epoch_end`` is called after each epoch's checkpoint. ``levers`` (:class:`TrainLevers`: channels-last,
+    bfloat16 autocast, TF32, ``torch.compile``) change how the step runs, not the recipe; active levers are part of
+    the checkpoint's run metadata.
     """
     a = Arch.parse(arch)
     dataset = canonical_dataset(train_set.name)
@@ -256,6 +260,9 @@ def train_model(
 
     model, opt, sched, gen = fresh()
     meta = _run_meta(model, dataset, seed, r, n)
+    lv = levers if levers is not None else TrainLevers()
+    if lv.active:
+        meta["levers"] = lv.to_dict()
     history: list[EpochStats] = []
     start = 0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -274,6 +281,7 @@ def train_model(
     y_all = torch.from_numpy(np.ascontiguousarray(train_set.labels)).to(device)
     pad, flip = crop_padding(info.resolution), dataset not in NO_FLIP
     loss_fn = nn.CrossEntropyLoss()
+    step = TrainStep(model, opt, loss_fn, lv, device)  # forward, loss, backward, update, with the levers
     pgd = _training_attack(r)
     per_batch = r.schedule == "onecycle-batch"
     t_call = time.perf_counter()
@@ -290,11 +298,7 @@ def train_model(
             y = y_all[idx]
             if pgd is not None:
                 x = _adversarial_batch(model, pgd, x, y, r.adv_eps / 255.0, gen)
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            logits, loss = step(x, y)
             if per_batch:
                 sched.step()
             loss_sum += loss.detach() * len(idx)
