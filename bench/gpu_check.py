@@ -17,7 +17,7 @@ the report records the flags in force.
   smallest, median and largest cell;
 * ``correctness``: ``evaluate`` on the device against the CPU (every attack family, a corruption, both surrogates,
   both bounds), and the device run repeated;
-* ``oom``: a batch far too large for the card (the allocator capped at what is in use plus 512 MiB) halves until
+* ``oom``: a batch far too large for the card (the allocator capped at what is in use plus 128 MiB) halves until
   it fits and gives exactly the numbers of a run started at the settled size;
 * ``grid``: ours on the jung2023 attack grid (full budgets) on N test images (at most 73: 511 rows, one batch of
   the preset), every forward / backward call recorded (rows, seconds; Square's active rows per iteration);

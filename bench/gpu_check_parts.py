@@ -175,7 +175,7 @@ class _SimulatedOOM(nn.Module):
 def part_oom(ctx: Context, seconds: float) -> dict[str, Any]:
     """A batch far too large halves until it fits, and gives exactly the numbers of a run started at the size
     it settled on. On CUDA the card is made small for real: the caching allocator is capped
-    (``torch.cuda.set_per_process_memory_fraction``) at what is in use now plus a headroom, so the allocator
+    (``torch.cuda.set_per_process_memory_fraction``) at what is in use now plus 128 MiB, so the allocator
     raises its genuine ``torch.OutOfMemoryError``; on a CPU (no allocator limit) a wrapper raises it. The number of
     images shrinks from ``oom_n`` until the estimated work fits the share; each attack's result is kept as it
     ends."""
@@ -198,7 +198,7 @@ def part_oom(ctx: Context, seconds: float) -> dict[str, Any]:
         "aa_square": create_attack("aa_square", n_queries=queries),
     }
     cap_bytes = None
-    headroom = 512 * 2**20
+    headroom = 128 * 2**20  # far below a batch of the full network's activations, so every attack must halve
     fwd: nn.Module = model
     if ctx.device.type == "cuda":
         torch.cuda.empty_cache()

@@ -267,6 +267,8 @@ def part_projection(ctx: Context, seconds: float) -> dict[str, Any]:
     grid, fc = ctx.shared.get("grid"), ctx.shared.get("forward_cost")
     if grid is None or fc is None:
         raise RuntimeError("the projection needs the forward cost and grid parts")
+    if not fc.get("cells"):
+        raise RuntimeError("the forward cost part measured no cell")
     s = ctx.sizes
     out: dict[str, Any] = ctx.result
     out["assumptions"] = __doc__
