@@ -97,8 +97,9 @@ def expand_runs(runs: list[list[Any]]) -> list[tuple[int, str]]:
 
 class CallRecorder(nn.Module):
     """Wraps a model; records each call's rows, kind (``fwd``, or ``fwd_bwd`` when the input requires a gradient)
-    and wall time into the open section (:meth:`section`), keeps the arithmetic flags in force at each section's
-    first call (inside ``rb201.evaluate``, say, which sets its own), and checks
+    and wall time into the open section (:meth:`section`), keeps each distinct set of arithmetic flags in force at a
+    section's calls (read at its first call and whenever autocast turns on or off: inside ``rb201.evaluate``, which
+    sets TF32 on entry, its data check runs before its precision wrapper and the attacks inside it), and checks
     the part's deadline cooperatively (:class:`gpu_check_budget.Deadline`). Also counts forward and backward images
     like ``robustbench201.attacks.PassCounter``."""
 
@@ -111,10 +112,11 @@ class CallRecorder(nn.Module):
         self.keep_sequence = False
         self.hist: dict[str, dict[str, Histogram]] = {}
         self.sequences: dict[str, list[tuple[int, str]]] = {}
-        self.flags_seen: dict[str, dict[str, Any]] = {}  # section -> flags in force at its first call
+        self.flags_seen: dict[str, list[dict[str, Any]]] = {}  # section -> each distinct set of flags at its calls
         self.forward_images = 0
         self.backward_images = 0
         self._open: tuple[int, str, float] | None = None
+        self._first_in_section, self._autocast = True, False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         now = time.perf_counter()
@@ -128,8 +130,12 @@ class CallRecorder(nn.Module):
             self.backward_images += rows
         if self.keep_sequence:
             self.sequences.setdefault(self.label, []).append((rows, kind))
-        if self.label not in self.flags_seen:
-            self.flags_seen[self.label] = flags()
+        autocast = torch.is_autocast_enabled(self.device.type)
+        if self._first_in_section or autocast != self._autocast:  # reading every switch costs ~20 us: only then
+            f, seen = flags(), self.flags_seen.setdefault(self.label, [])
+            if f not in seen:
+                seen.append(f)
+            self._first_in_section, self._autocast = False, autocast
         self._open = (rows, kind, now)
         return self.model(x)
 
@@ -149,7 +155,7 @@ class CallRecorder(nn.Module):
     def section(self, label: str, sequence: bool = False) -> Iterator[CallRecorder]:
         """Record the calls made inside under ``label`` (``sequence``: also keep their row counts in order)."""
         self.close()
-        self.label, self.keep_sequence = label, sequence
+        self.label, self.keep_sequence, self._first_in_section = label, sequence, True
         try:
             yield self
         finally:

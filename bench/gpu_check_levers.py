@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from gpu_check_calls import CallRecorder
 from gpu_check_setup import Context, call_seconds, paired_weaker, sync
 from gpu_check_speed import _test_tensors
 
@@ -32,6 +33,7 @@ def part_square_levers(ctx: Context, seconds: float) -> dict[str, Any]:
     if s.mode == "quick":
         n = min(n, 4)  # float16 convolutions are slow on a CPU
     model = fast_model(ctx.net)
+    rec = CallRecorder(model, ctx.device)
     _, x, y = _test_tensors(ctx, n)
     with torch.no_grad():
         clean = model(x).float().cpu()
@@ -61,9 +63,12 @@ def part_square_levers(ctx: Context, seconds: float) -> dict[str, Any]:
             runs[name] = {"skipped": "time budget"}
             continue
         gen = torch.Generator(device=ctx.device).manual_seed(21)
+        # calls recorded where each is a Python call (a captured CUDA graph replays without calling the recorder)
+        net = model if "graphs" in name else rec
         sync(ctx.device)
         t0 = time.perf_counter()
-        res = run_grid(atk, model, x.cpu(), y.cpu(), clean, eps, "per-epsilon", gen, BatchPolicy(8192), ctx.device)
+        with rec.section(name):
+            res = run_grid(atk, net, x.cpu(), y.cpu(), clean, eps, "per-epsilon", gen, BatchPolicy(8192), ctx.device)
         sync(ctx.device)
         r: dict[str, Any] = {"seconds": time.perf_counter() - t0, "robust": res.correct.mean(1).tolist()}
         if isinstance(atk, FastSquare):
@@ -77,6 +82,7 @@ def part_square_levers(ctx: Context, seconds: float) -> dict[str, Any]:
             r["vs_eager"] = paired_weaker(res.correct.ravel(), base.correct.ravel())
         runs[name] = r
         out["fp16_verdict"] = _fp16_verdict(runs)
+        out["calls"] = rec.report()
     return out
 
 

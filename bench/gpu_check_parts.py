@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from gpu_check_budget import flags
-from gpu_check_setup import Context, call_seconds, fit, paired_weaker, sync
+from gpu_check_calls import CallRecorder
+from gpu_check_setup import Context, call_seconds, fit, paired_weaker
 from torch import nn
 
 from robustbench201.attacks import create_attack
@@ -213,6 +213,7 @@ def part_oom(ctx: Context, seconds: float) -> dict[str, Any]:
                "the rows)", cap_gib=None if cap_bytes is None else cap_bytes / 2**30, n=len(test), epsilons=list(eps),
                attacks={})  # fmt: skip
     log = logging.getLogger("robustbench201.attacks.cascade")
+    rec = CallRecorder(fwd, ctx.device)
     try:
         for name, atk in attacks.items():
             handler = _CapturedHalvings()
@@ -220,12 +221,15 @@ def part_oom(ctx: Context, seconds: float) -> dict[str, Any]:
             try:
                 big = BatchPolicy(len(test) * len(eps))  # the whole request as one batch
                 t0 = time.perf_counter()
-                got = run_grid(atk, fwd, x_cpu, y.cpu(), clean, eps, "per-epsilon", _gen(ctx), big, ctx.device)
+                with rec.section(f"{name}/halving"):
+                    got = run_grid(atk, rec, x_cpu, y.cpu(), clean, eps, "per-epsilon", _gen(ctx), big, ctx.device)
                 t_big = time.perf_counter() - t0
             finally:
                 log.removeHandler(handler)
-            ref = run_grid(atk, fwd, x_cpu, y.cpu(), clean, eps, "per-epsilon", _gen(ctx), BatchPolicy(big.size),
-                           ctx.device)  # fmt: skip
+            with rec.section(f"{name}/settled"):
+                ref = run_grid(atk, rec, x_cpu, y.cpu(), clean, eps, "per-epsilon", _gen(ctx), BatchPolicy(big.size),
+                               ctx.device)  # fmt: skip
+            out["calls"] = rec.report()
             out["attacks"][name] = {
                 "rows_requested": len(test) * len(eps),
                 "halvings": len(handler.sizes),
@@ -288,15 +292,15 @@ def part_precision(ctx: Context, seconds: float) -> dict[str, Any]:
     out.update(n=len(test), seconds={}, clean={}, flags={},
                note="amp is float16 autocast on CUDA, bfloat16 on a CPU; tf32 changes nothing on a CPU")  # fmt: skip
     runs: dict[str, EvalResult] = {}
-    fast = fast_model(ctx.net)
+    rec = CallRecorder(fast_model(ctx.net), ctx.device)
     for mode in ("fp32", "tf32", "amp"):
-        rec = _FlagsProbe(fast)
         t0 = time.perf_counter()
-        runs[mode] = evaluate(rec, test, spec.replace(precision=mode), device=ctx.dev)
-        sync(ctx.device)
+        with rec.section(mode):
+            runs[mode] = evaluate(rec, test, spec.replace(precision=mode), device=ctx.dev)
         out["seconds"][mode] = time.perf_counter() - t0
-        out["flags"][mode] = rec.seen
+        out["flags"][mode] = rec.flags_seen.get(mode, [])
         out["clean"][mode] = runs[mode].value("clean")
+        out["calls"] = rec.report()
     table: list[dict[str, Any]] = []
     for a in spec.attacks:
         for e in a.epsilons:
@@ -318,19 +322,3 @@ def _calls(name: str, p: dict[str, Any]) -> float:
     """Forward-call equivalents of one attack on one batch (a gradient call about three forwards)."""
     return {"fgsm": 4.0, "pgd": 3.0 * p.get("steps", 40) + 1, "aa_apgd-ce": 3.0 * (p.get("n_iter", 100) + 1),
             "aa_square": p.get("n_queries", 5000) + 1.0}.get(name, 1.0)  # fmt: skip
-
-
-class _FlagsProbe(nn.Module):
-    """The network, noting each distinct set of arithmetic flags in force at its calls (inside ``evaluate``: its
-    data check runs before the precision wrapper, the attacks inside it)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.seen: list[dict[str, Any]] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = flags()
-        if f not in self.seen:
-            self.seen.append(f)
-        return self.model(x)

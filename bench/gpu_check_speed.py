@@ -208,6 +208,7 @@ def part_reference(ctx: Context, seconds: float) -> dict[str, Any]:
         note="ratio = reference wall / ours wall on the same epsilons and points (both on this device)",
     )
     rec = CallRecorder(fast_model(ctx.net), ctx.device)
+    peers = CallRecorder(ctx.net, ctx.device)  # the network as trained, which the peers attack
     with torch.no_grad():
         clean = rec(x).float().cpu()
     for i, a in enumerate(todo):
@@ -215,7 +216,9 @@ def part_reference(ctx: Context, seconds: float) -> dict[str, Any]:
         share = left * weights[a.name] / max(1e-9, sum(weights[b.name] for b in todo[i:]))
         ours = grid["attacks"][a.name]
         stop = time.perf_counter() + max(0.3 * share, 0.8 * share - ours["wall"])  # time kept for ours on a subset
-        r = run_reference(ctx.net, x, y, a, seed=0, device=ctx.dev, deadline=stop)
+        with peers.section(a.name):
+            r = run_reference(peers, x, y, a, seed=0, device=ctx.dev, deadline=stop)
+        out["calls"] = peers.report()
         if not r["eps_done"]:
             continue
         if len(r["eps_done"]) < len(a.epsilons):
