@@ -17,10 +17,12 @@ the report records the flags in force.
   smallest, median and largest cell;
 * ``correctness``: ``evaluate`` on the device against the CPU (every attack family, a corruption, both surrogates,
   both bounds), and the device run repeated;
-* ``oom``: a batch far too large for the card (the allocator capped at what is in use plus 128 MiB) halves until
-  it fits and gives exactly the numbers of a run started at the settled size;
-* ``grid``: ours on the jung2023 attack grid (full budgets) on N test images (at most 73: 511 rows, one batch of
-  the preset), every forward / backward call recorded (rows, seconds; Square's active rows per iteration);
+* ``oom``: a batch far too large for the card (the allocator capped at what is in use plus room for an eighth of
+  the requested rows' forward) halves until it fits and gives exactly the numbers of a run started at the settled
+  size;
+* ``grid``: ours on the jung2023 attacks (full budgets) at the jung2023 radii x 8 (the network learned MNIST
+  digits) on N test images (at most 73: 511 rows, one batch of the preset), every forward / backward call recorded
+  (rows, seconds; Square's active rows per iteration);
 * ``projection``: GPU-hours of 6466 cells x 3 datasets under jung2023 from those calls at the three datasets'
   published robust fractions, ``low <= estimate <= high`` by construction (``gpu_check_projection.py``);
 * ``square_levers``: Square eager against bucket padding, CUDA graphs, float16 proposals verified in float32;

@@ -175,7 +175,8 @@ class _SimulatedOOM(nn.Module):
 def part_oom(ctx: Context, seconds: float) -> dict[str, Any]:
     """A batch far too large halves until it fits, and gives exactly the numbers of a run started at the size
     it settled on. On CUDA the card is made small for real: the caching allocator is capped
-    (``torch.cuda.set_per_process_memory_fraction``) at what is in use now plus 128 MiB, so the allocator
+    (``torch.cuda.set_per_process_memory_fraction``) at what is in use now plus room for an eighth of the requested
+    rows' forward (measured on 32 rows; at least 32 MiB), so the allocator
     raises its genuine ``torch.OutOfMemoryError``; on a CPU (no allocator limit) a wrapper raises it. The number of
     images shrinks from ``oom_n`` until the estimated work fits the share; each attack's result is kept as it
     ends."""
@@ -184,8 +185,13 @@ def part_oom(ctx: Context, seconds: float) -> dict[str, Any]:
     model = fast_model(ctx.net)
     eps = (2.0, 8.0)
     steps, queries = (3, 20) if quick else (10, 100)
-    calls = 2 * (2 + 3 * (steps + 1) + queries + 1)  # both runs; a gradient call costs about three forwards
-    n = fit(min(ctx.sizes.oom_n, len(ctx.test)), lambda m: _est(ctx, calls, m * len(eps)), 0.7 * seconds, n_min=8)
+
+    def cost(m: int) -> float | None:  # both runs, at the batch sizes the fallback settles on (see below)
+        rows = m * len(eps)
+        fwd, grad = _est(ctx, 8 * (queries + 1), rows / 8), _est(ctx, 3 * 40 * (steps + 3), rows / 40)
+        return None if fwd is None or grad is None else 2 * (fwd + grad)
+
+    n = fit(min(ctx.sizes.oom_n, len(ctx.test)), cost, 0.7 * seconds, n_min=8)
     test = ctx.test.subset(n, seed=4)
     x = torch.from_numpy(test.images).to(ctx.device).float().div_(255)
     y = torch.from_numpy(test.labels).to(ctx.device)
@@ -198,9 +204,12 @@ def part_oom(ctx: Context, seconds: float) -> dict[str, Any]:
         "aa_square": create_attack("aa_square", n_queries=queries),
     }
     cap_bytes = None
-    headroom = 128 * 2**20  # far below a batch of the full network's activations, so every attack must halve
     fwd: nn.Module = model
     if ctx.device.type == "cuda":
+        # room for an eighth of the requested rows' forward (a gradient needs several times more per row): every
+        # attack must halve, the forward-only Square about three times
+        per_row = _forward_bytes_per_row(model, x[:32], ctx.device)
+        headroom = max(32 * 2**20, int(per_row * len(test) * len(eps) / 8))
         torch.cuda.empty_cache()
         total = torch.cuda.get_device_properties(ctx.device).total_memory
         cap_bytes = torch.cuda.memory_reserved(ctx.device) + headroom
@@ -209,9 +218,9 @@ def part_oom(ctx: Context, seconds: float) -> dict[str, Any]:
         attacked = int((clean.argmax(1) == y.cpu()).sum()) * len(eps)
         fwd = _SimulatedOOM(model, max(2, attacked // 6))
     out = ctx.result
-    out.update(how="allocator capped" if cap_bytes is not None else "simulated (CPU: a wrapper raises above 1/6 of "
-               "the rows)", cap_gib=None if cap_bytes is None else cap_bytes / 2**30, n=len(test), epsilons=list(eps),
-               attacks={})  # fmt: skip
+    out.update(how="allocator capped at what is in use plus an eighth of the rows' forward" if cap_bytes is not None
+               else "simulated (CPU: a wrapper raises above 1/6 of the rows)", n=len(test), epsilons=list(eps),
+               cap_gib=None if cap_bytes is None else cap_bytes / 2**30, attacks={})  # fmt: skip
     log = logging.getLogger("robustbench201.attacks.cascade")
     rec = CallRecorder(fwd, ctx.device)
     try:
@@ -247,6 +256,17 @@ def part_oom(ctx: Context, seconds: float) -> dict[str, Any]:
     out["all_equal"] = all(r["flags_equal"] and r["logits_equal"] for r in res)
     out["all_halved"] = all(r["halvings"] > 0 for r in res)
     return out
+
+
+def _forward_bytes_per_row(model: nn.Module, x: torch.Tensor, device: torch.device) -> float:
+    """Peak CUDA memory of an inference forward per row of ``x``, beyond what was allocated before."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    with torch.no_grad():
+        model(x)
+    torch.cuda.synchronize(device)
+    return max(1.0, (torch.cuda.max_memory_allocated(device) - base) / max(1, x.shape[0]))
 
 
 def _est(ctx: Context, calls: float, rows: float) -> float | None:
