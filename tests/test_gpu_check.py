@@ -255,6 +255,12 @@ def test_the_preflight_fails_before_importing_torch_naming_what_is_missing(tmp_p
     assert not (tmp_path / "gpu_check.json").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_the_default_device_without_cuda_stops_with_a_clear_message(tmp_path, capsys):
+    assert gc.main(["--out", str(tmp_path)]) == 2  # the default device is cuda: no silent CPU run of the full check
+    assert "--device cuda but torch" in capsys.readouterr().err and not (tmp_path / "gpu_check.json").exists()
+
+
 def test_allow_missing_runs_and_records_what_is_missing(tmp_path, monkeypatch):
     import gpu_check_preflight
 
