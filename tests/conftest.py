@@ -14,6 +14,14 @@ import pytest
 os.environ["RB201_CACHE"] = tempfile.mkdtemp(prefix="rb201-test-cache-")
 atexit.register(shutil.rmtree, os.environ["RB201_CACHE"], True)
 
+# The second float path (scripts/second-float-path.sh): RB201_TEST_ONEDNN=0 turns torch's oneDNN (mkldnn) kernels off
+# in the test processes, so convolutions run through ATen's own kernels and MKL's GEMM instead. torch has no
+# environment variable of its own for this; ATEN_CPU_CAPABILITY and MKL_CBWR, the other switches of that path, are.
+if os.environ.get("RB201_TEST_ONEDNN") == "0":
+    import torch
+
+    torch.backends.mkldnn.enabled = False
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -64,6 +72,17 @@ def slurm_cluster():
     cluster, fd = sc.start()
     yield cluster
     sc.stop(fd)
+
+
+def pytest_report_header(config):
+    """The float path the numeric tests run on (their expected values must hold on every one: README, Testing)."""
+    import torch
+
+    mkl_cbwr = os.environ.get("MKL_CBWR", "unset")
+    return (
+        f"float path: torch {torch.__version__}, ATen CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"oneDNN {'on' if torch.backends.mkldnn.enabled else 'off'}, MKL_CBWR {mkl_cbwr}"
+    )
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -5,6 +5,7 @@ vocabularies have one owner."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 import shutil
@@ -19,15 +20,19 @@ import robustbench201 as rb201
 REPO = Path(__file__).resolve().parent.parent
 
 
+_LINT_IMPORTS = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+
+
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:
-    exe = shutil.which("lint-imports")
-    assert exe is not None, "import-linter (part of the 'test' extra) is not installed"
+    """import-linter of this Python (not whatever ``lint-imports`` is first on PATH: a pyenv or pipx shim, another
+    environment's copy), with only ``root`` on the path of the imported package."""
+    assert importlib.util.find_spec("importlinter"), "import-linter (part of the 'test' extra) is not installed"
     return subprocess.run(
-        [exe, "--config", str(root / "pyproject.toml"), "--no-cache"],
+        [sys.executable, "-c", _LINT_IMPORTS, "--config", str(root / "pyproject.toml"), "--no-cache"],
         cwd=root,
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(root), "PATH": str(Path(exe).parent), "HOME": str(root)},
+        env={"PYTHONPATH": str(root), "HOME": str(root)},
     )
 
 

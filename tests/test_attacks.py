@@ -37,7 +37,9 @@ def mnist5k() -> tuple[np.ndarray, np.ndarray]:
 
 
 def tiny_model(channels: int = 6, epochs: int = 2) -> torch.nn.Module:
-    """A 1-cell NB201 net trained briefly (Adam, 2 epochs) on 2500 digits; deterministic, ~85% clean accuracy.
+    """A 1-cell NB201 net trained briefly (Adam, 2 epochs) on 2500 digits; deterministic on one float path, but its
+    weights differ between float paths (CPU instruction set, oneDNN, BLAS): clean accuracy on 1000 test digits was
+    0.74 to 0.93 across paths and seeds, so tests derive what they expect from the network at hand.
     Trained once per process; each call returns its own copy, so a test that changes a model (its mode, its
     weights) cannot change what later tests get."""
     return copy.deepcopy(_trained_tiny_model(channels, epochs))
@@ -180,12 +182,14 @@ def test_cumulative_cascade_is_monotone_and_below_clean(name):
     eps = [0.5, 2.0, 4.0, 8.0]
     attack = create_attack(name, **SMALL[name])
     res = run_grid(attack, model, x, y, clean, eps, "cumulative", torch.Generator().manual_seed(0), BatchPolicy(256))
-    acc = res.correct.mean(1)
-    clean_acc = (clean.argmax(1) == y).float().mean().item()
-    assert acc[0] <= clean_acc + 1e-9
-    assert all(a >= b for a, b in zip(acc, acc[1:]))
+    # per point and in integer counts, so no rounding enters: robust at the smallest epsilon => clean-correct, and
+    # broken at an epsilon => broken at every larger one (hence the counts, and the accuracies, never increase)
+    clean_ok = (clean.argmax(1) == y).numpy()
+    assert not (res.correct[0] & ~clean_ok).any()
     broken = ~res.correct
-    assert (broken[:-1] <= broken[1:]).all()  # nested: broken at eps => broken at every larger eps
+    assert (broken[:-1] <= broken[1:]).all()
+    counts = res.correct.sum(1)
+    assert counts[0] <= clean_ok.sum() and all(a >= b for a, b in zip(counts, counts[1:]))
 
 
 def test_derive_cumulative_takes_the_running_and_and_keeps_breaking_logits():
