@@ -14,14 +14,6 @@ import pytest
 os.environ["RB201_CACHE"] = tempfile.mkdtemp(prefix="rb201-test-cache-")
 atexit.register(shutil.rmtree, os.environ["RB201_CACHE"], True)
 
-# The second float path (scripts/second-float-path.sh): RB201_TEST_ONEDNN=0 turns torch's oneDNN (mkldnn) kernels off
-# in the test processes, so convolutions run through ATen's own kernels and MKL's GEMM instead. torch has no
-# environment variable of its own for this; ATEN_CPU_CAPABILITY and MKL_CBWR, the other switches of that path, are.
-if os.environ.get("RB201_TEST_ONEDNN") == "0":
-    import torch
-
-    torch.backends.mkldnn.enabled = False
-
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -63,6 +55,20 @@ def _one_thread():
     yield from _torch_one_thread()
 
 
+def beyond_chance(labels, delta: float = 1e-6) -> float:  # type: ignore[no-untyped-def]
+    """An accuracy on ``labels`` that a classifier whose prediction does not depend on the image exceeds with
+    probability below ``delta``: its expected accuracy is at most the largest class frequency, and by Hoeffding's
+    inequality its accuracy on n points exceeds that by more than sqrt(ln(1 / delta) / 2n) with probability below
+    delta. A test that a network learned something compares its accuracy with this, not with a number seen in a run
+    (accuracies differ between float paths)."""
+    import math
+
+    import numpy as np
+
+    counts = np.bincount(np.asarray(labels).ravel())
+    return float(counts.max() / counts.sum() + math.sqrt(math.log(1 / delta) / (2 * counts.sum())))
+
+
 def population_batch_norm(model, x, batch_size: int = 500):  # type: ignore[no-untyped-def]
     """Recompute the running statistics of every BatchNorm of ``model`` as averages over the images ``x`` with its
     final weights (train-mode passes without gradients); return it in eval mode, without gradients.
@@ -101,10 +107,11 @@ def pytest_report_header(config):
     """The float path the numeric tests run on (their expected values must hold on every one: README, Testing)."""
     import torch
 
-    mkl_cbwr = os.environ.get("MKL_CBWR", "unset")
+    isa, cbwr = (os.environ.get(k, "unset") for k in ("ONEDNN_MAX_CPU_ISA", "MKL_CBWR"))
     return (
         f"float path: torch {torch.__version__}, ATen CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-        f"oneDNN {'on' if torch.backends.mkldnn.enabled else 'off'}, MKL_CBWR {mkl_cbwr}"
+        f"oneDNN {'on' if torch.backends.mkldnn.is_available() else 'absent'} (ONEDNN_MAX_CPU_ISA {isa}), "
+        f"MKL_CBWR {cbwr}"
     )
 
 
