@@ -129,7 +129,9 @@ def test_adversarial_examples_stay_in_ball_and_box_and_are_deterministic(name, n
     out = attack.perturb(model, x, y, eps, torch.Generator().manual_seed(1))
     d = (out.x_adv - x).flatten(1)
     size = d.abs().amax(1) if norm == "Linf" else d.norm(dim=1)
-    assert (size <= eps + 1e-6).all()
+    # float32 rounding: the projection and the difference above each round by 2^-24 relative (Linf: of values <= 1);
+    # an L2 norm of n = 784 terms by up to n 2^-24 relative in the worst summation order
+    assert (size <= (eps + 1e-6 if norm == "Linf" else eps * (1 + 2 * 784 * 2.0**-24))).all()
     assert out.x_adv.min() >= 0 and out.x_adv.max() <= 1
     with torch.no_grad():
         again = model(out.x_adv)
