@@ -5,6 +5,7 @@ vocabularies have one owner."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import pkgutil
@@ -20,13 +21,15 @@ import robustbench201 as rb201
 REPO = Path(__file__).resolve().parent.parent
 
 
+_LINT_IMPORTS = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+
+
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:
-    """``lint-imports`` on the package under ``root``, run by this Python (a ``lint-imports`` on PATH may be a
-    shell wrapper that needs more of the environment than the test passes on). import-linter is part of the
-    'test' extra: without it the run fails, and so does the test."""
-    code = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+    """import-linter of this Python (not whatever ``lint-imports`` is first on PATH: a pyenv or pipx shim, another
+    environment's copy), with only ``root`` on the path of the imported package."""
+    assert importlib.util.find_spec("importlinter"), "import-linter (part of the 'test' extra) is not installed"
     return subprocess.run(
-        [sys.executable, "-c", code, "--config", str(root / "pyproject.toml"), "--no-cache"],
+        [sys.executable, "-c", _LINT_IMPORTS, "--config", str(root / "pyproject.toml"), "--no-cache"],
         cwd=root,
         capture_output=True,
         text=True,

@@ -99,14 +99,13 @@ def test_bucketed_forward_gives_the_unpadded_outputs():
     padded = BucketedForward(net, min_rows=16)
     x = torch.rand(70, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        for n in (16, 17, 40, 70):
-            assert torch.equal(padded(x[:n]), net(x[:n])), n
-        # under 16 rows the CPU convolution library picks other kernels: equal up to float32 rounding
-        for n in (2, 5):
+        # a convolution library may sum a row's products in another order for another batch size (oneDNN with
+        # AVX-512 does not from 16 rows on, ATen's own kernels do), so equal up to float32 rounding: a few units in
+        # the last place of the largest logit
+        for n in (2, 5, 16, 17, 40, 70):
             a, b = padded(x[:n]), net(x[:n])
-            assert torch.allclose(a, b, rtol=0, atol=1e-6 * float(b.abs().max())) and torch.equal(
-                a.argmax(1), b.argmax(1)
-            )
+            assert torch.allclose(a, b, rtol=0, atol=1e-6 * float(b.abs().max())), n
+            assert torch.equal(a.argmax(1), b.argmax(1)), n
     assert padded.stats.rows == 150 and padded.stats.padded_rows == 16 + 32 + 64 + 128 + 16 + 16
     assert padded.stats.graph_captures == 0  # graphs are never used on a CPU
 
@@ -120,7 +119,8 @@ def test_square_with_buckets_equals_square(norm):
     fast = FastSquare(norm=norm, n_queries=60, buckets=16)
     got = fast.perturb(model, x, y, eps, torch.Generator().manual_seed(1))
     assert torch.equal(got.x_adv, ref.x_adv) and torch.equal(got.fooled, ref.fooled)
-    assert torch.equal(got.logits, ref.logits)
+    # the padded forwards' logits equal up to float32 rounding (test_bucketed_forward_gives_the_unpadded_outputs)
+    assert torch.allclose(got.logits, ref.logits, rtol=0, atol=1e-6 * float(ref.logits.abs().max()))
     assert fast.stats.padded_rows > fast.stats.rows > 0
 
 

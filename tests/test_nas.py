@@ -4,7 +4,6 @@ case on the published CIFAR-10 table, and the ``rb201 search table`` command."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -123,11 +122,9 @@ def test_infeasible_and_budget_errors(synthetic: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("algo", ["rs", "re", "ls", "ga"])
-def test_trajectories_are_monotone_deterministic_and_fast(synthetic: pd.DataFrame, algo: str) -> None:
-    sur = TableSurrogate(synthetic, "fgsm@1")
-    t = time.perf_counter()
+def test_trajectories_are_monotone_and_deterministic(synthetic: pd.DataFrame, algo: str) -> None:
+    sur = TableSurrogate(synthetic, "fgsm@1")  # speed: BENCHMARKS.md (NAS on the table), not a timed test
     r = run_search(sur, algo, budget=300, n_runs=20, seed=3)
-    assert time.perf_counter() - t < 3.0
     assert r.trajectories.shape == (20, 300)
     assert np.all(np.diff(r.trajectories, axis=1) >= 0)
     assert np.all(r.regret >= 0) and np.all(r.lookups >= 300)
