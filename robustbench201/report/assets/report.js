@@ -1057,6 +1057,7 @@
     $('#footer').textContent = `${DATA.generator}; generated ${DATA.generated}; source ${DATA.source}. Self-contained: this file loads nothing.`;
     show(STATE.view || VIEWS[0].id);
     if (STATE.cell !== null && DATA.kind !== 'build') openCell(STATE.cell);
+    document.body.dataset.readyMs = String(Math.round(performance.now())); // time to first view, for the README
     document.body.dataset.ready = 'true';
   }
   start().catch((e) => {
