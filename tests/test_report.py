@@ -226,6 +226,20 @@ def test_sources_are_recognised_and_anything_else_is_refused_by_name(tmp_path, r
     assert not (tmp_path / "r.html").exists()
 
 
+def test_a_damaged_dataset_is_refused_naming_the_file(tmp_path, rebuilt):
+    import shutil
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(rebuilt, copy)
+    victim = next(p for p in sorted(copy.glob("results-*.parquet")))
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # same size, one byte changed: only the sha256 can tell
+    victim.write_bytes(bytes(raw))
+    res = CliRunner().invoke(main, ["report", str(copy), "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 1 and victim.name in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_watching_is_refused_for_a_dataset(tmp_path, rebuilt):
     res = CliRunner().invoke(main, ["report", str(rebuilt), "-o", str(tmp_path / "r.html"), "--watch", "5"])
     assert res.exit_code == 1 and "watching is for a build in progress" in res.output

@@ -192,6 +192,9 @@ def test_rates_etas_bars_and_retry_ranges_follow_their_definitions():
     # a younger build: the window starts at its first commit, which it does not count (one commit per interval)
     assert _rate(commits, 900.0) == (1 / 900, 900.0)
     assert _rate(commits[:1], 10.0) == (None, 0.0)
+    # with the moment the job started, its first commit counts: one cell in the 400 s since the start
+    assert _rate(np.array([100.0]), 400.0, start=0.0) == (1 / 400, 400.0)
+    assert _rate(np.array([100.0]), 5000.0, start=0.0) == (None, 3600.0)  # nothing committed in the last hour
     assert _eta(10, 2 / 3600, True) == {"state": "estimated", "seconds": 18000.0}
     assert _eta(10, 2 / 3600, False)["state"] == "idle" and _eta(0, None, False)["state"] == "finished"
     assert _eta(10, None, True)["state"] == "unknown"

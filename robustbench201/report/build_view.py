@@ -75,6 +75,16 @@ def _label(identity: dict[str, Any], spec_name: str) -> str:
             f"{identity.get('seed', '?')}{size}")  # fmt: skip
 
 
+def _unix(stamp: object) -> float | None:
+    """A shard manifest's ``created`` (``%Y-%m-%dT%H:%M:%S%z``) as Unix time (None if absent or unreadable)."""
+    from datetime import datetime
+
+    try:
+        return datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return None
+
+
 def _bucket(span: float) -> int:
     return next((b for b in BUCKETS_S if span / b <= 60), BUCKETS_S[-1])
 
@@ -103,6 +113,7 @@ class _Job:
     writing: set[int] = field(default_factory=set)  # remaining, in a shard a task holds now
     idle: set[int] = field(default_factory=set)  # remaining, in a shard nobody writes
     commits: list[float] = field(default_factory=list)
+    started: float | None = None  # the earliest creation of its shards (Unix time)
     seconds: list[float] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -149,6 +160,9 @@ def _collect(out: Path, rows: list[ShardProgress]) -> tuple[dict[str, _Job], lis
             except OSError:  # removed between the listing and now (a damaged file being recomputed)
                 continue
         job.commits += times
+        created = _unix(m.get("created"))
+        if created is not None:
+            job.started = created if job.started is None else min(job.started, created)
         for a, rec in (m.get("finished") or {}).items():
             if isinstance(rec, dict) and str(a).isdigit() and int(a) in done:
                 if isinstance(rec.get("seconds"), int | float):
@@ -204,15 +218,19 @@ def _coverage(job: _Job) -> str:
     return "".join(COVERAGE_CODES[v] for v in level.tolist())
 
 
-def _rate(commits: np.ndarray, end: float) -> tuple[float | None, float]:
-    """Cells per second committed over the :data:`RATE_WINDOW_S` before ``end`` (or since the first commit, if that
-    is sooner; None with fewer than two commits), and that window in seconds."""
-    if commits.size < 2:
-        return None, 0.0
-    window = min(RATE_WINDOW_S, end - float(commits.min()))
+def _rate(commits: np.ndarray, end: float, start: float | None = None) -> tuple[float | None, float]:
+    """Cells per second committed over the :data:`RATE_WINDOW_S` before ``end``, or since ``start`` (when the job
+    started; default: its first commit, which then does not count) if that is sooner; and that window in seconds.
+    None when there is no commit in the window to measure."""
+    if start is None:
+        if commits.size < 2:
+            return None, 0.0
+        start = float(commits.min())
+    window = min(RATE_WINDOW_S, end - start)
     if window <= 0:
         return None, 0.0
-    return float(((commits > end - window) & (commits <= end)).sum()) / window, window
+    n = int(((commits > end - window) & (commits <= end)).sum())
+    return (n / window if n else None), window
 
 
 def _eta(remaining: int, rate: float | None, running: bool) -> dict[str, Any]:
@@ -240,8 +258,10 @@ def build_report(out: str | Path, *, commands: RetryCommands | None = None, now:
     jobs, failures, shards = _collect(root, rows)
     all_commits = np.array(sorted(t for j in jobs.values() for t in j.commits), dtype=np.float64)
     running = sum(1 for r in rows if r.writer)
-    # the time axis runs to now while a task writes, else to the last commit (an idle folder has no "now" rate)
-    start = float(all_commits.min()) if all_commits.size else now
+    # the time axis runs from the first shard's creation (or first commit) to now while a task writes, else to the
+    # last commit (an idle folder has no "now" rate)
+    starts = [j.started for j in jobs.values() if j.started is not None]
+    start = min([*starts, *all_commits[:1].tolist()]) if all_commits.size else now
     end = now if running or not all_commits.size else float(all_commits.max())
     width = _bucket(max(end - start, 1.0))
     nb = int(math.floor((end - start) / width)) + 1 if all_commits.size else 0
@@ -252,7 +272,7 @@ def build_report(out: str | Path, *, commands: RetryCommands | None = None, now:
     groups = []
     for key, job in jobs.items():
         commits = np.array(sorted(job.commits), dtype=np.float64)
-        rate, window = _rate(commits, end)
+        rate, window = _rate(commits, end, job.started if job.started is not None and job.started <= end else None)
         job_running = sum(1 for sh in job.shards if sh.writer)
         remaining = len(job.writing) + len(job.idle)
         counts = np.bincount(((commits - start) // width).astype(np.int64), minlength=nb)[:nb] if nb else []
@@ -288,7 +308,7 @@ def build_report(out: str | Path, *, commands: RetryCommands | None = None, now:
         })  # fmt: skip
     groups.sort(key=lambda g: g["label"])
     tot = {k: sum(g["cells"][k] for g in groups) for k in ("planned", "done", "failed", "remaining", "writing")}
-    rate_all, window_all = _rate(all_commits, end)
+    rate_all, window_all = _rate(all_commits, end, min(starts) if starts and min(starts) <= end else None)
     return {
         "kind": "build",
         "out": str(root.resolve()),

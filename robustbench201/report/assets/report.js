@@ -487,8 +487,8 @@
 
   /* An NB201 cell as the drawing of robustbench201.draw: nodes 0..3 on a line, one bent arrow per op. */
   function cellDiagram(i) {
-    const geo = DATA.space.draw, sx = 150, ox = 44, oy = 120;
-    const W = ox * 2 + sx * 3, Hh = 250;
+    const geo = DATA.space.draw, sx = 150, ox = 44, oy = 95; // room for the bends: up 0.45, down 0.6 of a span
+    const W = ox * 2 + sx * 3, Hh = 285;
     const svg = svgBox(W, Hh);
     const mid = newId('arrow');
     const defs = S('defs', {});
@@ -895,7 +895,7 @@
   function etaText(eta, rate, window, failed) {
     if (eta.state === 'finished') return failed ? `nothing left to run; ${int(failed)} failed (see Failures)` : 'finished: every cell done';
     if (eta.state === 'idle') return 'no task is writing now: no ETA (see the retry commands below)';
-    if (eta.state === 'unknown') return 'no ETA yet (fewer than two cells committed in the window)';
+    if (eta.state === 'unknown') return 'no ETA yet (no cell committed in the last hour to measure a rate)';
     return `about ${duration(eta.seconds)} at ${rate.toFixed(1)} cells/hour (the rate of the last ${duration(window)})`;
   }
   function progressView() {
