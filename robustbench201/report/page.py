@@ -1,5 +1,5 @@
 """The report as one self-contained HTML file: the data as JSON, the packed columns as text, and the page's own
-stylesheet and script (``assets/report.css``, ``assets/report.js``, hand-written, no library) inlined.
+stylesheet and script (``assets/``, hand-written, no library) inlined.
 
 The page loads nothing: a Content-Security-Policy forbids every fetch, and the script inflates the packed columns
 with the browser's ``DecompressionStream`` (Chromium 80+, Firefox 113+, Safari 16.4+).
@@ -12,7 +12,11 @@ import json
 from importlib.resources import files
 from typing import Any
 
-__all__ = ["render_page", "CSP"]
+__all__ = ["render_page", "CSP", "SCRIPTS"]
+
+#: The page's script, in order, run as one function in strict mode: helpers and the data (``base.js``), the figures
+#: (``charts.js``), the dataset's views (``dataset.js``), the build's views (``build.js``), the start (``main.js``).
+SCRIPTS: tuple[str, ...] = ("base.js", "charts.js", "dataset.js", "build.js", "main.js")
 
 #: Nothing may be loaded from anywhere: inline script and style only, images from data: URLs (none are used).
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
@@ -20,6 +24,16 @@ CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'
 
 def _asset(name: str) -> str:
     return (files("robustbench201.report") / "assets" / name).read_text(encoding="utf-8")
+
+
+def script() -> str:
+    """The page's script: :data:`SCRIPTS` inside one strict-mode function (nothing leaks into the page's globals)."""
+    body = "\n".join(_asset(name) for name in SCRIPTS)
+    return (
+        "/* rb201 report: reads the JSON data and the packed columns in this page (robustbench201/report/encode.py)"
+        " and draws every table and figure as HTML and inline SVG. Nothing is fetched. */\n"
+        f"(() => {{\n'use strict';\n{body}}})();\n"
+    )
 
 
 def _json(data: Any) -> str:
@@ -49,5 +63,5 @@ def render_page(title: str, data: dict[str, Any], blobs: dict[str, tuple[str, in
     ]
     for name, (text, size) in blobs.items():
         parts.append(f'<script type="text/plain" id="rb201-blob-{name}" data-bytes="{size}">{text}</script>\n')
-    parts.append(f"<script>\n{_asset('report.js')}</script>\n</body>\n</html>\n")
+    parts.append(f"<script>\n{script()}</script>\n</body>\n</html>\n")
     return "".join(parts)
