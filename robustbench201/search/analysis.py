@@ -239,11 +239,9 @@ def pareto_front(df, objective: str, cost: str) -> list[int]:  # type: ignore[no
     """Indices of rows not dominated in (maximise ``objective``, minimise ``cost``), by ascending cost."""
     _need(df, [objective, cost])
     sub = df[[objective, cost]].dropna()
-    order = np.lexsort((-sub[objective].to_numpy(), sub[cost].to_numpy()))
-    best, front = -np.inf, []
-    for i in order:
-        v = sub[objective].iat[i]
-        if v > best:
-            best = v
-            front.append(int(sub.index[i]))
-    return front
+    obj = sub[objective].to_numpy(dtype=np.float64)
+    order = np.lexsort((-obj, sub[cost].to_numpy(dtype=np.float64)))
+    vals = obj[order]
+    # a row is on the front when its objective beats every row of lower cost (or equal cost and higher objective)
+    before = np.maximum.accumulate(np.concatenate(([-np.inf], vals[:-1])))
+    return [int(i) for i in sub.index.to_numpy()[order[vals > before]]]
