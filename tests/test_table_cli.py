@@ -28,7 +28,7 @@ def test_query_json_and_csv():
     assert json.loads(res.output)["values"]["cifar10"]["pgd@1"] == 0.336
     res = run("query", "13433", "-d", "cifar10", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(res.output)))
-    assert any(r["column"] == "pgd@1" and r["epsilon"] == "1" and float(r["value"]) == 0.336 for r in rows)
+    assert any(r["column"] == "pgd@1" and float(r["epsilon"]) == 1 and float(r["value"]) == 0.336 for r in rows)
 
 
 def test_query_bad_input():
@@ -64,7 +64,7 @@ def test_table_where_sort_limit():
     res = run("table", "-c", "clean", "--sort", "clean", "--desc", "--limit", "1", "--format", "json")
     assert json.loads(res.output)["rows"][0] == {"arch_index": 13714, "clean": 0.946}
     res = run("table", "-c", "clean,pgd@1", "--limit", "3")
-    assert res.exit_code == 0 and "(3 rows, cifar10)" in res.output
+    assert res.exit_code == 0 and "(3 rows of 6466 matching; 6466 of 6466 classes of cifar10 have a value" in res.output
 
 
 def test_table_bad_input():

@@ -116,6 +116,8 @@ class TableSurrogate:
         sign = 1.0 if self.objective.maximize else -1.0
         self.score = np.where(ok, sign * np.nan_to_num(value, nan=0.0), -np.inf)
         self.n_classes = int(np.unique(reps).size)
+        #: classes (representatives) with a value of the objective: a search cannot ask for more
+        self.covered = np.unique(reps[~np.isnan(value)])
         if not ok.any():
             detail = "; ".join(f"{c.text}: {int(c.satisfied(df).sum())} of {len(df)} rows" for c in self.constraints)
             raise InfeasibleError(
@@ -341,6 +343,7 @@ def run_search(
     sample_size: int = 10,
     n_init: int = 10,
     max_steps: int | None = None,
+    only_covered: bool = False,
 ) -> SearchResult:
     """Run ``n_runs`` searches of ``algo`` with ``budget`` distinct-class queries each (see the module docstring).
 
@@ -348,7 +351,8 @@ def run_search(
     from the isomorphism ``"classes"`` (uniform over representatives). Regularized evolution (Real et al. 2019) uses
     ``population`` and ``sample_size`` (tournament with replacement, mutation = one edge gets another op, the oldest
     member dies); local search starts from the best of ``n_init`` random cells, scans the 24 one-edge neighbours in
-    random order, moves to the best one if it improves, and restarts when stuck.
+    random order, moves to the best one if it improves, and restarts when stuck. ``only_covered``: draw random cells
+    only from the classes with a value of the objective (:attr:`TableSurrogate.covered`, for a table covering few).
     """
     check_choice("search algorithm", algo, ALGORITHMS)
     check_choice("random sampling domain", sample, ("cells", "classes"))
@@ -366,6 +370,8 @@ def run_search(
         raise Rb201Error(f"n_init must be >= 1, got {n_init}")
     rng = np.random.default_rng(seed)
     pool = np.arange(NUM_ARCHS) if sample == "cells" else np.unique(_space_tables()[1])
+    if only_covered:
+        pool = pool[np.isin(_space_tables()[1][pool], surrogate.covered)]
     tr = _Tracker(surrogate, int(n_runs), int(budget))
     limit = max_steps if max_steps is not None else 200 * budget + 10_000
     params: dict[str, Any] = {"sample": sample}
