@@ -90,11 +90,14 @@ def table(
     if sur.split_warning:
         click.echo(f"warning: {sur.split_warning}", err=True)
     covered = len(sur.covered)
+    warnings = [sur.split_warning] if sur.split_warning else []
     if covered < budget <= sur.n_classes:  # a table holding few classes: search those, and say so
-        click.echo(f"warning: only {covered} of {sur.n_classes} classes of {dataset} have a value of "
-                   f"{sur.objective.text}: budget {budget} cut to {covered}, random cells drawn from those classes "
-                   "only; over so few classes the result is no finding",
-                   err=True)  # fmt: skip
+        warnings.append(
+            f"only {covered} of {sur.n_classes} classes of {dataset} have a value of {sur.objective.text}: budget "
+            f"{budget} cut to {covered}, random cells drawn from those classes only; over so few classes the result "
+            "is no finding"
+        )
+        click.echo(f"warning: {warnings[-1]}", err=True)
         budget = covered
         if points:
             points = [p for p in points if p <= budget] or [budget]
@@ -107,7 +110,7 @@ def table(
         plot = str(run_library(regret, results, plot, dataset))
     if fmt == "json":
         doc = {"dataset": dataset, "objective": sur.objective.text, "classes_with_values": covered,
-               "warning": sur.split_warning, "results": summaries}  # fmt: skip
+               "warning": sur.split_warning, "warnings": warnings, "results": summaries}  # fmt: skip
         click.echo(json.dumps(doc, indent=2, default=lambda v: None))
         return
     if fmt == "csv":  # one tidy table: a row per algorithm and query count

@@ -91,7 +91,8 @@ class CompareReport:
                 cells = ", ".join(f"{i} ({_fmt(a)} vs {_fmt(b)})" for i, a, b in c.worst[:worst] if a != b)
                 out.append(
                     f"  {c.column:<{width}} {c.n:>6} {_fmt(c.kendall_tau):>7} {_fmt(c.mean_abs_diff):>10} "
-                    f"{_fmt(c.mean_diff):>9} {_fmt(c.max_abs_diff):>7}" + (f"  largest |a-b|: {cells}" if cells else "")
+                    f"{_fmt(c.mean_diff):>9} {_fmt(c.max_abs_diff):>7}"
+                    + (f"  most different: {cells}" if cells else "")
                 )
             same = sum(1 for c in cols if c.max_abs_diff == 0)
             if same:

@@ -53,6 +53,8 @@ class Resolved:
     j: int
     name: str
     note: str | None = None
+    #: the bare name when it was read as the cumulative worst case (the only kind held), else None
+    read_as_cumulative: str | None = None
 
 
 def explicit_semantics(name: str) -> str | None:
@@ -329,11 +331,8 @@ class Index:
             return Resolved(per, display[per])
         if cum is not None:
             asked = wide_name(key, eps, sev, meas or "accuracy")
-            return Resolved(
-                cum,
-                display[cum],
-                f"{asked} read as {display[cum]}: {self.dataset} holds the cumulative worst case only",
-            )
+            note = f"{asked} read as {display[cum]}: {self.dataset} holds the cumulative worst case only"
+            return Resolved(cum, display[cum], note, asked)
         raise self._missing(key, eps, sev, meas, "")
 
     def _find(self, key: str, eps: float, sev: int, meas: str | None, sem: str) -> int | None:

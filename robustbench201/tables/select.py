@@ -164,20 +164,25 @@ def select(
     ``unique`` keeps one row per isomorphism class (its representative). Rows without a value in any shown column
     are left out unless ``include_empty``."""
     wanted = list(columns) if columns else default_columns(idx)
-    cols, notes = [], []
-    for c in wanted:
-        if c in _SPECIAL:
-            cols.append(c)
-            continue
-        r = idx.resolve(c)  # raises listing what exists
-        cols.append(r.name)
-        if r.note:
-            notes.append(r.note)
-    if sort and sort not in _SPECIAL:
-        r = idx.resolve(sort)
-        sort = r.name
-        if r.note and r.note not in notes:
-            notes.append(r.note)
+    cols: list[str] = []
+    notes: list[str] = []
+    cumulative: list[str] = []
+    for k, c in enumerate([*wanted, *([sort] if sort and sort not in _SPECIAL else [])]):
+        name = c
+        if c not in _SPECIAL:
+            r = idx.resolve(c)  # raises listing what exists
+            name = r.name
+            if r.read_as_cumulative:
+                cumulative.append(r.read_as_cumulative)
+            elif r.note and r.note not in notes:
+                notes.append(r.note)
+        if k < len(wanted):
+            cols.append(name)
+        else:
+            sort = name
+    if cumulative:
+        asked = ", ".join(dict.fromkeys(cumulative))
+        notes.insert(0, f"{asked}: read as the cumulative worst case (/cumulative), the only kind {idx.dataset} holds")
     rows = np.flatnonzero(idx.reps == np.arange(len(idx.reps))) if unique else np.arange(len(idx.reps))
     valued = [c for c in cols if c not in _SPECIAL]
     empty = 0
