@@ -128,34 +128,59 @@ def render_dsrna_compare(data: dict[str, Any], plt: Any) -> Any:
     return fig
 
 
+_LEADER = {"arrowstyle": "-", "lw": 0.5, "color": "0.35", "shrinkA": 0, "shrinkB": 3}
+
+
 def place_labels(ax: Any, labels: dict[tuple[float, float], str], fontsize: float) -> None:
-    """Annotate each data point with its text where the drawn text overlaps no marker and no other label: among
-    offsets around the point (nearest first, then further out), the first whose rendered box is free, joined to the
-    point by a thin leader line. Boxes are measured on the renderer, so the check is the one a reader's eye makes."""
+    """Annotate each data point with its text where the drawn text overlaps no marker, no other label and nothing
+    outside the axes: points closer than a marker's width share one label (their texts joined), and each label takes
+    the first free place on rings of growing radius around its point (16 directions, up and right first), joined to
+    it by a thin leader line. Boxes are measured on the renderer, so the check is the one a reader's eye makes."""
+    import math
+
+    from matplotlib.text import Text
+
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
-    pad = 2.0  # pixels between boxes
-    marker = 7.0 * fig.dpi / 72.0  # half the star's 12-point marker, in pixels
+    px_per_pt = fig.dpi / 72.0
+    half = 4.0 * px_per_pt  # half a marker (7 points) and a little room, in pixels
     pts = {xy: ax.transData.transform(xy) for xy in labels}
-    taken = [(px - marker, py - marker, px + marker, py + marker) for px, py in pts.values()]
-    steps = [(dx, dy) for r in (1, 2, 3, 4, 5, 6) for dx, dy in ((8, 3), (8, -12), (-8, 3), (-8, -12))
-             for dx, dy in [(dx * (1 + (r - 1) * 0.6), dy + (r - 1) * (12 if dy > 0 else -12))]]  # fmt: skip
+    # points within a marker of each other share one label
+    groups: list[tuple[tuple[float, float], list[str]]] = []
     for xy, text in sorted(labels.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
-        for k, (dx, dy) in enumerate(steps):
-            ann = ax.annotate(
-                text,
-                xy,
-                xytext=(dx, dy),
-                textcoords="offset points",
-                fontsize=fontsize,
-                ha="left" if dx > 0 else "right",
-                va="bottom",
-                arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.35", "shrinkA": 0, "shrinkB": 3},
-            )
-            bb = ann.get_window_extent(renderer)
-            box = (bb.x0 - pad, bb.y0 - pad, bb.x1 + pad, bb.y1 + pad)
-            free = not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken)
-            if free or k == len(steps) - 1:  # the last candidate stays even if crowded (never seen in practice)
-                taken.append(box)
+        for anchor, texts in groups:
+            if math.dist(pts[anchor], pts[xy]) < 2 * half:
+                texts.append(text)
                 break
-            ann.remove()
+        else:
+            groups.append((xy, [text]))
+    area = ax.get_window_extent(renderer)
+    taken = [(px - half, py - half, px + half, py + half) for px, py in pts.values()]
+    rings = [(r, math.radians(a)) for r in (9, 16, 26, 38, 52, 70, 92, 120) for a in
+             (30, 60, 0, 90, 330, 120, 300, 150, 270, 180, 210, 240, 15, 45, 75, 105)]  # fmt: skip
+    pad = 1.5
+    for xy, texts in groups:
+        text = ", ".join(texts)
+        best = None
+        for r, a in rings:
+            dx, dy = r * math.cos(a), r * math.sin(a)
+            ha = "left" if dx > 1 else ("right" if dx < -1 else "center")
+            va = "bottom" if dy > 1 else ("top" if dy < -1 else "center")
+            ann = ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, ha=ha, va=va,
+                              arrowprops=_LEADER)  # fmt: skip
+            ann.update_positions(renderer)
+            bb = Text.get_window_extent(ann, renderer)  # the text's own box, without its leader line
+            box = (bb.x0 - pad, bb.y0 - pad, bb.x1 + pad, bb.y1 + pad)
+            inside = area.x0 <= box[0] and box[2] <= area.x1 and area.y0 <= box[1] and box[3] <= area.y1
+            hits = sum(1 for b in taken if box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3])
+            score = hits + (0 if inside else 100)
+            if best is None or score < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (score, ann, box)
+            else:
+                ann.remove()
+            if score == 0:
+                break
+        assert best is not None
+        taken.append(best[2])

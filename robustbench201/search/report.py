@@ -63,6 +63,8 @@ class AnalysisReport:
     summary: list[str] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    #: file stem -> the data of each figure (:mod:`.plots`), drawn into ``out`` when given
+    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def representatives(df: Any) -> Any:
@@ -84,8 +86,7 @@ def analyze(
 
     plots.figure_path("x", figure_format)  # refuse a bad format before any work
     reps = representatives(df)
-    data_cols = [c for c in reps.columns if c != "representative"]
-    df = reps[reps[data_cols].notna().any(axis=1)] if data_cols else reps
+    df = with_values(reps)
     semantics = attack_semantics(df)
     res: dict[str, Any] = {"dataset": dataset, "rows": len(df), "classes": len(df), "space_classes": len(reps),
                            "semantics": semantics, "figures": [], "tables": [], "skipped": {}, "classes_used": {},
@@ -133,6 +134,7 @@ def analyze(
         res["warnings"].append(
             f"{', '.join(keys)}: computed over {n} classes, fewer than {MIN_CLASSES}: indicative only, not a finding"
         )
+    rep.figures = figure_data(df, res, which, dataset)
     if out is not None:
         outdir = Path(out)
         from ..atomic import WriteError
@@ -142,7 +144,7 @@ def analyze(
         except OSError as exc:
             raise WriteError(f"cannot create the folder {outdir}: {exc.strerror or exc}") from None
         tag = f"{dataset}_" if dataset else ""
-        for stem, data in figure_data(df, res, which, dataset).items():
+        for stem, data in rep.figures.items():
             path = plots.draw(data, outdir / f"{tag}{stem}.{figure_format}")
             res["figures"].append(str(path))
             rep.files.append(str(path))
@@ -153,6 +155,12 @@ def analyze(
     rep.summary = summary_lines(res)
     rep.sections = sections(res)
     return rep
+
+
+def with_values(reps: Any) -> Any:
+    """The rows of ``reps`` with a value in any column besides ``representative``: the classes analyses use."""
+    data_cols = [c for c in reps.columns if c != "representative"]
+    return reps[reps[data_cols].notna().any(axis=1)] if data_cols else reps
 
 
 def corruption_severities(df: Any) -> list[int]:
@@ -207,7 +215,7 @@ def figure_data(df: Any, res: dict[str, Any], which: str = "all", dataset: str =
         best = int(df[robust].idxmax())
         res["best_" + _stem(robust)] = {"index": best, "string": Arch.from_index(best).string,
                                         robust: float(df.at[best, robust])}  # fmt: skip
-        title = f"{name}: NB201 #{best}, the best {column_title(robust)} ({df.at[best, robust]:.3f})"
+        title = f"{name}: NB201 #{best}, the most robust cell under {column_title(robust)} ({df.at[best, robust]:.3f})"
         out[f"best_cell_{_stem(robust)}"] = {"kind": "cell", "index": best, "title": title}
     return out
 
