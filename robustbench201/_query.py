@@ -149,13 +149,14 @@ class Dataset:
         holds one, naming the cell and what each dataset covers (``'4 of 6466 classes of mnist5k'``)."""
         i = _arch_index(arch)
         dss = self._datasets_for(dataset)
-        held = {ds: self.index(ds) for ds in dss if self.index(ds).holds(i)}
+        rows = {ds: self.index(ds).row(i) for ds in dss}
+        held = {ds: self.index(ds) for ds, row in rows.items() if not np.isnan(row).all()}
         if not held:
             rep = int(self.index(dss[0]).reps[i])
             cell = f"cell {i}" + (f" (isomorphic to {rep})" if rep != i else "")
             covers = "; ".join(f"it holds {self.index(ds).coverage()}{_examples(self.index(ds))}" for ds in dss)
             raise NoValuesError(f"{cell} has no values in {self.path}: {covers}")
-        return QueryResult(i, held, self, missing=tuple(ds for ds in dss if ds not in held))
+        return QueryResult(i, held, self, tuple(ds for ds in dss if ds not in held), {ds: rows[ds] for ds in held})
 
     def value(
         self,
@@ -270,7 +271,14 @@ class QueryResult:
 
     __slots__ = ("index", "representative", "datasets", "missing", "_idx", "_rows", "_source")
 
-    def __init__(self, index: int, indexes: dict[str, Index], source: Dataset, missing: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        index: int,
+        indexes: dict[str, Index],
+        source: Dataset,
+        missing: tuple[str, ...] = (),
+        rows: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.index = index
         self._idx = indexes
         self.datasets = tuple(indexes)
@@ -278,7 +286,7 @@ class QueryResult:
         self.missing = missing
         self._source = source
         self.representative = int(next(iter(indexes.values())).reps[index]) if indexes else index
-        self._rows = {ds: ix.row(index) for ds, ix in indexes.items()}
+        self._rows = rows if rows is not None else {ds: ix.row(index) for ds, ix in indexes.items()}
 
     @property
     def arch(self) -> Arch:

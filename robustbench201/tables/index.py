@@ -147,6 +147,7 @@ class Index:
         "_filled",
         "_wide",
         "_display",
+        "_display_col",
         "_twins",
     )
 
@@ -163,6 +164,7 @@ class Index:
         self._filled: np.ndarray | None = None
         self._wide = wide
         self._display: tuple[str, ...] | None = None
+        self._display_col: dict[str, int] = {}
         self._twins: dict[int, tuple[int, int]] | None = (
             None  # per-epsilon column -> (cumulative twin, cells differing)
         )
@@ -243,6 +245,7 @@ class Index:
             self._display = tuple(
                 with_semantics(n, _PER_EPSILON) if twins.get(j, (0, 0))[1] else n for j, n in enumerate(self.names)
             )
+            self._display_col = {n: j for j, n in enumerate(self._display)}
         return self._display
 
     def semantics_note(self) -> str | None:
@@ -284,8 +287,8 @@ class Index:
         ``'cumulative'``, or None: what the dataset holds, see the module docstring)."""
         if epsilon is None and severity is None and measure is None and semantics is None:
             display = self.display
-            if name in display:
-                j = display.index(name)
+            j = self._display_col.get(name)
+            if j is not None:
                 return Resolved(j, name)
             j = self.col.get(name)
             if j is not None and not self._twin_map().get(j, (0, 0))[1]:
@@ -311,28 +314,26 @@ class Index:
         return sorted({c["epsilon"] for c in self.keys().get(key, []) if c["epsilon"] is not None})
 
     def _pick(self, key: str, eps: float, sev: int, meas: str | None, sem: str | None) -> Resolved:
-        per = self._find(key, eps, sev, meas, "")
-        cum = self._find(key, eps, sev, meas, _CUMULATIVE) if not math.isnan(eps) else None
         display = self.display
-        if sem == _PER_EPSILON or math.isnan(eps):
-            if per is None:
-                raise self._missing(key, eps, sev, meas, "")
-            return Resolved(per, display[per])
-        if sem == _CUMULATIVE:
+        if sem == _CUMULATIVE and not math.isnan(eps):
+            cum = self._find(key, eps, sev, meas, _CUMULATIVE)
             if cum is None:
                 raise self._missing(key, eps, sev, meas, _CUMULATIVE)
             return Resolved(cum, display[cum])
-        if per is not None and cum is not None:
-            n_diff = self._twin_map().get(per, (cum, 0))[1]
-            if n_diff:
-                raise self._ambiguous(key, eps, sev, meas, n_diff)
-            return Resolved(per, display[per], f"{display[per]}: per-epsilon and cumulative values are equal here")
+        per = self._find(key, eps, sev, meas, "")
         if per is not None:
-            return Resolved(per, display[per])
-        if cum is not None:
-            asked = wide_name(key, eps, sev, meas or "accuracy")
-            note = f"{asked} read as {display[cum]}: {self.dataset} holds the cumulative worst case only"
-            return Resolved(cum, display[cum], note, asked)
+            twin = self._twin_map().get(per) if sem is None else None
+            if twin is None:
+                return Resolved(per, display[per])
+            if twin[1]:
+                raise self._ambiguous(key, eps, sev, meas, twin[1])
+            return Resolved(per, display[per], f"{display[per]}: per-epsilon and cumulative values are equal here")
+        if sem is None and not math.isnan(eps):
+            cum = self._find(key, eps, sev, meas, _CUMULATIVE)
+            if cum is not None:
+                asked = wide_name(key, eps, sev, meas or "accuracy")
+                note = f"{asked} read as {display[cum]}: {self.dataset} holds the cumulative worst case only"
+                return Resolved(cum, display[cum], note, asked)
         raise self._missing(key, eps, sev, meas, "")
 
     def _find(self, key: str, eps: float, sev: int, meas: str | None, sem: str) -> int | None:
