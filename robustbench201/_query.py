@@ -154,7 +154,7 @@ class Dataset:
         if not held:
             rep = int(self.index(dss[0]).reps[i])
             cell = f"cell {i}" + (f" (isomorphic to {rep})" if rep != i else "")
-            covers = "; ".join(f"it holds {self.index(ds).coverage()}{_examples(self.index(ds))}" for ds in dss)
+            covers = "; ".join(f"it holds {self.index(ds).coverage(examples=8)}" for ds in dss)
             raise NoValuesError(f"{cell} has no values in {self.path}: {covers}")
         return QueryResult(i, held, self, tuple(ds for ds in dss if ds not in held), {ds: rows[ds] for ds in held})
 
@@ -225,14 +225,6 @@ class Dataset:
         df.insert(0, "representative", idx.reps)
         df.index.name = "arch_index"
         return df
-
-
-def _examples(idx: Index, n: int = 8) -> str:
-    """`` (representatives 0, 655, ...)`` of the classes ``idx`` covers, when few do; else empty."""
-    cov = idx.covered_classes()
-    if not 0 < len(cov) <= n:
-        return ""
-    return f" (representatives {', '.join(map(str, cov.tolist()))})"
 
 
 def _columns_filter(t, columns: Sequence[str]):  # type: ignore[no-untyped-def]

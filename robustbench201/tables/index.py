@@ -204,9 +204,14 @@ class Index:
         m = self.filled[reps] if columns is None else self.filled[np.ix_(reps, columns)]
         return reps[~np.isnan(m).all(axis=1)] if m.shape[1] else reps[:0]
 
-    def coverage(self, columns: list[int] | None = None) -> str:
-        """``'4 of 6466 classes of mnist5k'``: how many classes have a value (in ``columns``, default any)."""
-        return f"{len(self.covered_classes(columns))} of {self.n_classes} classes of {self.dataset}"
+    def coverage(self, columns: list[int] | None = None, examples: int = 0) -> str:
+        """``'4 of 6466 classes of mnist5k'``: how many classes have a value (in ``columns``, default any); with
+        ``examples``, the representatives too when at most that many classes have one."""
+        cov = self.covered_classes(columns)
+        out = f"{len(cov)} of {self.n_classes} classes of {self.dataset}"
+        if 0 < len(cov) <= examples:
+            out += f" (representatives {', '.join(map(str, cov.tolist()))})"
+        return out
 
     def holds(self, index: int) -> bool:
         """Whether NB201 cell ``index`` has any value here (class-level columns through its representative)."""
