@@ -22,6 +22,13 @@ DSRNA_STYLES = {
 }
 
 
+def _math(label: str) -> str:
+    """A method label with its regularisers as subscripts (``R_Jac`` -> R with subscript Jac, in mathtext)."""
+    for name in ("Jac", "CB"):
+        label = label.replace(f"R_{name}", rf"$R_\mathrm{{{name}}}$")
+    return label
+
+
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" + ("" if n == 1 else "s")
 
@@ -60,7 +67,7 @@ def dsrna_compare_data(
     points = []
     for (group, index), count in seen.items():
         r = next(x for x in runs if x["group"] == group and x["index"] == index)
-        label = METHOD_LABELS.get(group, "random live cells" if group == "random" else group)
+        label = _math(METHOD_LABELS.get(group, "random live cells" if group == "random" else group))
         err = (r["spread"]["clean"], r["spread"][robust]) if trained else (None, None)
         points.append({"group": group, "label": label, "index": index, "count": count, "x": r["values"]["clean"],
                        "y": r["values"][robust], "xerr": err[0], "yerr": err[1]})  # fmt: skip

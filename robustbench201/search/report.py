@@ -316,6 +316,8 @@ def _pair_range(m: dict[str, dict[str, float]]) -> str:
     if not pairs:
         return "no pair with values"
     lo, hi = min(pairs), max(pairs)
+    if len(pairs) == 1:
+        return f"{lo[0]:.2f} ({lo[1]} vs {lo[2]})"
     return f"{lo[0]:.2f} ({lo[1]} vs {lo[2]}) to {hi[0]:.2f} ({hi[1]} vs {hi[2]})"
 
 

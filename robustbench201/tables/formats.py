@@ -230,8 +230,8 @@ _ATTACK_TITLES = {
 _DEVICES = {"edgegpu": "Edge GPU", "edgetpu": "Edge TPU", "eyeriss": "Eyeriss", "fpga": "FPGA", "pixel3": "Pixel 3",
             "raspi4": "Raspberry Pi 4"}  # fmt: skip
 _WORDS = {"gaussian": "Gaussian", "jpeg": "JPEG", "nb201": "NB201"}
-_TITLES = {"clean": "clean", "params": "parameters", "flops": "FLOPs", "nb201_test_accuracy": "NB201 test accuracy",
-           "mean_adv": "mean adversarial accuracy"}  # fmt: skip
+_TITLES = {"clean": "clean accuracy", "params": "parameters", "flops": "FLOPs",
+           "nb201_test_accuracy": "NB201 test accuracy", "mean_adv": "mean adversarial accuracy"}  # fmt: skip
 
 
 def key_title(key: str) -> str:
@@ -278,8 +278,8 @@ def axis_label(name: str) -> str:
     unit = {"accuracy": "accuracy", "params": "millions", "flops": "millions of multiply-adds", "latency": "ms",
             "energy": "mJ", "intensity": "FLOPs per byte", "margin": "logits"}.get(d.kind, "")  # fmt: skip
     title = column_title(name)
-    if title == "clean":
-        return "clean accuracy"
+    if title.startswith("clean accuracy"):
+        return title
     return f"{title} ({unit})" if unit else title
 
 
