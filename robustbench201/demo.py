@@ -143,29 +143,25 @@ def merge_step(out: Path) -> DemoStep:
     return DemoStep("merge and validate", time.perf_counter() - t0, lines)
 
 
+#: Columns of the built dataset the demo shows (bare names: the smoke preset holds the cumulative worst case only).
+RESULT_COLUMNS: tuple[str, ...] = ("clean", "fgsm@8", "pgd@8", "aa_apgd-ce@8", "aa_square@8", "fog:5", "ibp@1")
+
+
 def result_step(out: Path, archs: tuple[int, ...] = DEMO_ARCHS) -> DemoStep:
-    """Query the built dataset with the same API as the shipped table."""
+    """Query the built dataset with the same API as the shipped table: the table ``rb201 table --source OUT/dataset
+    -c ...`` prints, with its summary and notes."""
     from ._query import Dataset
+    from .tables.formats import render
+    from .tables.select import select
 
     t0 = time.perf_counter()
     ds = Dataset(out / "dataset")
-    header = (
-        f"{'cell':>7} {'clean':>6} {'fgsm@8':>7} {'pgd@8':>6} {'apgd@8':>7} {'square@8':>8} {'fog:5':>6} {'ibp@1':>6}"
-    )
-    lines = [f"rb201.Dataset({str(out / 'dataset')!r}).query(cell, 'mnist5k'):", header]
-    for a in archs:
-        q = ds.query(a, "mnist5k")
-        vals = [
-            q.clean_accuracy,
-            q.robust("fgsm", eps=8, semantics="cumulative"),
-            q.robust("pgd", eps=8, semantics="cumulative"),
-            q.robust("aa_apgd-ce", eps=8, semantics="cumulative"),
-            q.robust("aa_square", eps=8, semantics="cumulative"),
-            q.corruption("fog", severity=5),
-            q.value("ibp", eps=1),
-        ]
-        lines.append(f"{a:>7} " + " ".join(f"{v:>{w}.3f}" for v, w in zip(vals, (6, 7, 6, 7, 8, 6, 6), strict=True)))
-    lines.append("(accuracies; eps in units of 1/255; cumulative worst-case semantics of the smoke preset)")
+    sel = select(ds.index("mnist5k"), list(RESULT_COLUMNS), sort="fgsm@8")
+    rows = [[int(i), *row] for i, row in zip(sel.indices.tolist(), sel.values.tolist(), strict=True) if i in archs]
+    cmd = f"rb201 table --source {out / 'dataset'} -c {','.join(RESULT_COLUMNS)} --sort fgsm@8"
+    lines = [f"{cmd}:", *render(["arch_index", *sel.columns], rows).splitlines(), f"({sel.summary()})"]
+    lines += ["notes:", *(f"  {n}" for n in sel.notes)] if sel.notes else []
+    lines.append("(accuracies as fractions; eps in units of 1/255)")
     return DemoStep("query the built dataset", time.perf_counter() - t0, lines)
 
 
@@ -191,6 +187,7 @@ def run_demo(
     """Run the demo into ``out`` (re-running resumes the build). ``on_step`` is called after each step;
     ``report_commands`` turns a build's retry plan into command lines for its report (see ``rb201 report``)."""
     out = Path(out)
+    (out / "reports").mkdir(parents=True, exist_ok=True)
     report = DemoReport(out)
     steps: list[Callable[[], DemoStep]] = [table_step]
     during = _DuringBuild(out / "shards", out / "reports" / "build-during.html", report_commands)

@@ -82,7 +82,16 @@ def draw_cell(arch: object, path: str | Path | None = None, ax=None, title: str 
     ax.axis("off")
     ax.set_title(title or f"NB201 #{a.index}" + (" (dead)" if a.is_dead else ""), fontsize=10)
     if path is not None:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
-        if own:
-            plt.close(fig)
+        from .atomic import atomic_path
+
+        out = Path(path)
+        kind = out.suffix.lstrip(".").lower() or "png"
+        if kind not in ("png", "pdf", "svg"):
+            raise Rb201Error(f"cannot draw {out}: unknown figure format {kind!r}; allowed: 'png', 'pdf', 'svg'")
+        try:
+            with atomic_path(out, make_parents=False) as tmp:
+                fig.savefig(tmp, dpi=150, bbox_inches="tight", format=kind)
+        finally:
+            if own:
+                plt.close(fig)
     return fig

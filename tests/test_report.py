@@ -27,6 +27,7 @@ from robustbench201.report.figures import histogram
 from robustbench201.report.page import CSP
 from robustbench201.space import NUM_ARCHS, representative_indices, unique_indices
 from robustbench201.store.dataset import columns_table, write_dataset_dir
+from robustbench201.tables.formats import format_value
 from robustbench201.tables.select import best_first_descending
 
 SHIFTED = (0, 3, 6, 9, 11)  # representatives whose fgsm@1 a rebuilt dataset reports 0.05 higher
@@ -136,9 +137,24 @@ def test_each_column_is_shown_as_the_command_line_prints_it():
     assert (show["params"].decimals, show["params"].unit, show["flops"].decimals) == (3, "M", 2)
     assert (show["edgegpu_latency"].unit, show["edgegpu_energy"].unit) == ("ms", "mJ")
     assert show["synflow"].decimals is None and show["synflow"].digits == 4
-    assert show["fog:3"].label == "fog accuracy, severity 3"
+    assert show["fog:3"].label == "fog, severity 3"
     for n in idx.names:  # best first means what rb201 table --sort means
         assert show[n].descending == best_first_descending(idx, n), n
+    # the page's rule (assets/base.js fmt) on the metadata prints what the command line prints, for every column
+    for n in idx.names:
+        values = idx.raw[:, idx.col[n]]
+        for v in values[np.isfinite(values)][:50]:
+            assert _page_text(float(v), show[n]) == format_value(n, float(v), unit=False), (n, v)
+
+
+def _page_text(v: float, show) -> str:  # noqa: ANN001
+    """assets/base.js ``fmt`` in Python (toFixed / toExponential / Python's 'g' as gfmt writes it)."""
+    v *= show.scale
+    if show.decimals is not None:
+        return f"{v:.{show.decimals}f}"
+    if show.style == "scientific" and v != 0 and not 1e-2 <= abs(v) < 1e4:
+        return f"{v:.{show.digits - 1}e}"
+    return f"{v:.{show.digits}g}"
 
 
 # ---- the numbers behind the figures ------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def _check_device(device: str) -> str:
 
 @click.command("train")
 @click.option("--arch", "archs", multiple=True, required=True, help="NB201 string, index or op tuple (repeatable).")
-@click.option("--dataset", required=True, help="cifar10, cifar100, ImageNet16-120 or mnist5k.")
+@click.option("--dataset", "-d", required=True, help="cifar10, cifar100, ImageNet16-120 or mnist5k.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Epochs [default: the recipe's: nb201 200 (12 short), wu2024 50].")  # fmt: skip
 @click.option("--seed", "seeds", type=click.IntRange(min=0), multiple=True, default=(777,), show_default=True,

@@ -50,7 +50,9 @@ def _csv(values: tuple[Any, ...]) -> str:
 
 
 @click.command("dsrna")
-@click.option("--dataset", default=_D.dataset, show_default=True, help="mnist5k, cifar10, cifar100, ImageNet16-120.")
+@click.option(
+    "--dataset", "-d", default=_D.dataset, show_default=True, help="mnist5k, cifar10, cifar100, ImageNet16-120."
+)
 @click.option(
     "--metric",
     type=click.Choice(DSRNA_METRICS),

@@ -36,12 +36,12 @@ def retry_commands(plan: Any) -> list[str]:
 
 @click.command("report")
 @click.argument("source", metavar="SOURCE")
-@click.option("-o", "--out", default="report.html", show_default=True, type=click.Path(dir_okay=False),
-              help="The HTML file to write.")  # fmt: skip
+@click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="The HTML file to write (--out, elsewhere, is always a folder).")  # fmt: skip
 @click.option("--watch", type=click.FloatRange(min=1), is_flag=False, flag_value=30.0, default=None,
               metavar="[SECONDS]", help="For a build in progress: rewrite the report every SECONDS (30 without a "
               "value) until no task writes and none waits to start; the page reloads itself meanwhile.")  # fmt: skip
-def report(source: str, out: str, watch: float | None) -> None:
+def report(source: str, output: str, watch: float | None) -> None:
     """Write one self-contained HTML report of SOURCE: a dataset directory, a shard output folder of a running or
     finished build (rb201 evaluate / launch --out), or jung2023 (the published table embedded in rb201).
 
@@ -60,13 +60,13 @@ def report(source: str, out: str, watch: float | None) -> None:
     from ..report import watch_report, write_report
 
     if watch is None:
-        rep = run_library(write_report, source, out, commands=retry_commands)
+        rep = run_library(write_report, source, output, commands=retry_commands)
         click.echo(f"wrote {rep.describe()}")
         return
     with library_errors():
         try:
-            for rep in watch_report(source, out, watch, commands=retry_commands):
+            for rep in watch_report(source, output, watch, commands=retry_commands):
                 state = "the build is idle: final report" if rep.idle else f"rewriting every {watch:g} s (Ctrl-C stops)"
                 click.echo(f"wrote {rep.describe()}; {state}")
         except KeyboardInterrupt:
-            click.echo(f"stopped; {out} keeps the last report")
+            click.echo(f"stopped; {output} keeps the last report")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import code_version
-from ..atomic import write_text_atomic
+from ..atomic import atomic_path
 from ..errors import Rb201Error
 from ..tables.compare import PUBLISHED
 from .build_view import RetryCommands, RetryPlan, build_report, is_build
@@ -114,13 +114,14 @@ def write_report(
     from .page import render_page
 
     t0 = time.perf_counter()
-    kind, title, data, blobs = report_data(source, commands=commands, now=now)
-    idle = _idle(kind, data)
-    data["refresh_s"] = refresh_s if refresh_s and not idle else None
-    text = render_page(title, data, blobs, data["refresh_s"])
     path = Path(out)
-    write_text_atomic(path, text)
-    return ReportFile(path, kind, len(text.encode("utf-8")), time.perf_counter() - t0, idle)
+    with atomic_path(path, make_parents=False) as tmp:  # a missing folder is one line, before any work
+        kind, title, data, blobs = report_data(source, commands=commands, now=now)
+        idle = _idle(kind, data)
+        data["refresh_s"] = refresh_s if refresh_s and not idle else None
+        raw = render_page(title, data, blobs, data["refresh_s"]).encode("utf-8")
+        tmp.write_bytes(raw)
+    return ReportFile(path, kind, len(raw), time.perf_counter() - t0, idle)
 
 
 def watch_report(

@@ -118,6 +118,8 @@ class TableSurrogate:
         sign = 1.0 if self.objective.maximize else -1.0
         self.score = np.where(ok, sign * np.nan_to_num(value, nan=0.0), -np.inf)
         self.n_classes = int(np.unique(reps).size)
+        #: classes (representatives) with a value of the objective: a search cannot ask for more
+        self.covered = np.unique(reps[~np.isnan(value)])
         if not ok.any():
             detail = "; ".join(f"{c.text}: {int(c.satisfied(df).sum())} of {len(df)} rows" for c in self.constraints)
             raise InfeasibleError(
@@ -345,6 +347,7 @@ def run_search(
     max_steps: int | None = None,
     ga_batch: int = 10,
     ga_lr: float = 0.2,
+    only_covered: bool = False,
 ) -> SearchResult:
     """Run ``n_runs`` searches of ``algo`` with ``budget`` distinct-class queries each (see the module docstring).
 
@@ -357,7 +360,10 @@ def run_search(
     (``sample`` does not apply: it starts uniform over the cells) and reads them and its argmax cell, each read
     counted like the others' (a new class costs one query), and takes an Adam step of rate ``ga_lr`` along the
     score-function gradient; ``params["exact"]`` adds the exact gradient's end point (:func:`.table_ascent.
-    exact_ascent`), which reads every class at its first step.
+    exact_ascent`), which reads every class at its first step; ``only_covered``
+    does not apply to it (it draws from its distribution; a read without a value scores as the worst of its step).
+    ``only_covered`` (the others): draw random cells only from the classes with a value of the objective
+    (:attr:`TableSurrogate.covered`, for a table covering few).
     """
     check_choice("search algorithm", algo, ALGORITHMS)
     check_choice("random sampling domain", sample, ("cells", "classes"))
@@ -379,6 +385,8 @@ def run_search(
         raise Rb201Error(f"ga_lr must be a finite number > 0, got {ga_lr!r}")
     rng = np.random.default_rng(seed)
     pool = np.arange(NUM_ARCHS) if sample == "cells" else np.unique(_space_tables()[1])
+    if only_covered:
+        pool = pool[np.isin(_space_tables()[1][pool], surrogate.covered)]
     tr = _Tracker(surrogate, int(n_runs), int(budget))
     limit = max_steps if max_steps is not None else 200 * budget + 10_000
     params: dict[str, Any] = {"sample": sample}

@@ -57,12 +57,18 @@ function gfmt(x, p) { // Python's format(x, '.{p}g')
 function fmt(v, show) {
   if (!Number.isFinite(v)) return '';
   v *= show.scale;
-  return show.decimals === null ? gfmt(v, show.digits) : v.toFixed(show.decimals);
+  if (show.decimals !== null) return v.toFixed(show.decimals);
+  if (show.style === 'scientific' && v !== 0 && !(Math.abs(v) >= 1e-2 && Math.abs(v) < 1e4)) {
+    const s = v.toExponential(show.digits - 1); // Python's format(v, '.{digits-1}e')
+    const e = parseInt(s.slice(s.indexOf('e') + 1), 10);
+    return `${s.slice(0, s.indexOf('e'))}e${e < 0 ? '-' : '+'}${String(Math.abs(e)).padStart(2, '0')}`;
+  }
+  return gfmt(v, show.digits);
 }
 function withUnit(show) { // a column's label with its unit, once
   if (show.label.includes('(')) return show.label;
   if (show.unit) return `${show.label} (${show.unit})`;
-  return show.kind === 'accuracy' || show.kind === 'fraction' ? `${show.label} (fraction)` : show.label;
+  return show.kind === 'accuracy' ? `${show.label} (fraction)` : show.label;
 }
 const fmt3 = (v) => (Number.isFinite(v) ? v.toFixed(3) : '–');
 const int = (v) => (v === null || v === undefined ? '–' : Number(v).toLocaleString('en-US'));

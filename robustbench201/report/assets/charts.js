@@ -227,7 +227,7 @@ function histFigure(h, col) {
   axes(svg, { x0: l, x1: W - r, y0: Hh - b, y1: t, xticks: [[X(h.min), fmt(h.min, col.show)], [X(h.max), fmt(h.max, col.show)]],
     yticks: [[Y(0), '0'], [Y(top), int(top)]] });
   svg.append(S('line', { x1: X(h.median), x2: X(h.median), y1: t, y2: Hh - b, stroke: C.vermillion, 'stroke-width': 1.6, 'stroke-dasharray': '4 2' }));
-  const unit = col.show.unit ? ` ${col.show.unit}` : col.show.kind === 'accuracy' || col.show.kind === 'fraction' ? ' (fraction)' : '';
+  const unit = col.show.unit ? ` ${col.show.unit}` : col.show.kind === 'accuracy' ? ' (fraction)' : '';
   return figure({
     title: col.name,
     desc: `Histogram of ${col.show.label}: ${h.counts.length} bins from ${fmt(h.min, col.show)} to ${fmt(h.max, col.show)}${unit}; median ${fmt(h.median, col.show)}, 10% ${fmt(h.p10, col.show)}, 90% ${fmt(h.p90, col.show)}.`,

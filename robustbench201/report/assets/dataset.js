@@ -301,7 +301,7 @@ function openCell(i) {
     f.corruptions && f.corruptions.profile ? corruptionProfile(f.corruptions, d, i) : null,
     H('h3', { text: `All ${values.length} values of cell #${i}` }),
     ...[...groups].map(([fam, cols]) => H('div', {}, H('h4', { text: fam }), table(['column', 'value', 'unit', 'what'],
-      cols.map((c) => [H('code', { text: c.name }), fmt(c.v[i], c.show), c.show.unit || (c.show.kind === 'accuracy' || c.show.kind === 'fraction' ? 'fraction' : ''), c.show.label]), [0, 1, 0, 0]))));
+      cols.map((c) => [H('code', { text: c.name }), fmt(c.v[i], c.show), c.show.unit || (c.show.kind === 'accuracy' ? 'fraction' : ''), c.show.label]), [0, 1, 0, 0]))));
   dlg.replaceChildren(H('div', { class: 'dhead' }, H('h2', { id: 'cell-title', text: `Cell #${i} on ${label(d.meta.name)}` }),
     H('button', { type: 'button', class: 'btn', text: 'Close', onclick: () => dlg.close() })), body);
   if (!dlg.open) dlg.showModal();
