@@ -1,8 +1,9 @@
 """Every kind of dataset the project builds, small and in the real on-disk format, for the reader tests.
 
 - ``smoke``: what ``rb201 demo`` writes (the ``smoke`` preset on MNIST-5k): 4 cells, the cumulative worst case only
-  (FGSM, PGD, APGD-CE, Square at eps 1 and 8), two corruptions at severities 1 and 5, Jacobian and Hessian, IBP at
-  eps 1 with certified accuracy 0 and margin lower bounds near -1e8 (as the demo's small networks give);
+  (FGSM, PGD, APGD-CE, Square at eps 1 and 8), clean accuracy and calibration error (ECE), two corruptions at
+  severities 1 and 5, Jacobian and Hessian, IBP at eps 1 with certified accuracy 0 and margin lower bounds near -1e8
+  (as the demo's small networks give);
 - ``jung2023``: a build with the published protocol: per-epsilon values and the cumulative worst case of the same
   attacks (they differ), clean, corruptions at severities 1..5, for 40 representatives (more than the analyses'
   minimum), among them cells with two 3x3 convolutions and no 1x1 (the equal-parameter study) and a dead cell;
@@ -45,6 +46,8 @@ def _rows(cells: list[int], dataset: str, semantics: tuple[str, ...], severities
         dead = Arch.from_index(a).is_dead
         clean = 0.1 if dead else 0.6 + 0.35 * rng.random()
         out.append(Row(family="clean", key="clean", measure="accuracy", value=round(clean, 3), n=200, **base))
+        ece = round(0.02 + 0.2 * rng.random(), 4)  # every evaluation stores the calibration error of clean data
+        out.append(Row(family="clean", key="clean", measure="ece", value=ece, n=200, **base))
         for j, atk in enumerate(ATTACKS):
             for eps in (1.0, 8.0):
                 per = clean * (0.9 - 0.05 * j - 0.04 * eps) * (0.8 + 0.2 * rng.random())

@@ -171,6 +171,12 @@ def test_table_shows_only_cells_with_values_unless_asked(sources):
     assert len(pd.read_csv(io.StringIO(out))) == 6466
 
 
+def test_sorting_by_a_calibration_error_puts_the_smallest_first(sources):
+    out = run("table", "--source", sources["smoke"], "-c", "clean,clean/ece", "--sort", "clean/ece", "--format", "csv")
+    ece = pd.read_csv(io.StringIO(out))["clean/ece"].tolist()
+    assert ece == sorted(ece) and len(ece) == len(SMOKE_CELLS)
+
+
 def test_analyses_count_their_classes_and_warn_below_the_minimum(sources):
     doc = json.loads(run("analyze", "--source", sources["smoke"], "--format", "json"))
     assert doc["heading"].startswith("mnist5k: 4 of 6466 isomorphism classes have values")

@@ -98,7 +98,7 @@ def test_sorting_puts_the_best_first_dead_cells_last_and_reverses_on_a_second_cl
     _open_cells(browser, pages["jung2023"])
     idx = default_dataset().index("cifar10")
     assert browser.js(ROWS)[:20] == _best_first(idx, "clean", True)[:20]  # the table opens sorted by clean accuracy
-    browser.driver.find_element(By.CSS_SELECTOR, "#cells-table th button[title^='FGSM accuracy, eps = 1/255']").click()
+    browser.driver.find_element(By.CSS_SELECTOR, "#cells-table th button[title^='FGSM, eps 1/255']").click()
     browser.wait("return document.querySelector('#cells-table th[aria-sort]').textContent.startsWith('fgsm@1')")
     rows = browser.js(ROWS)
     best = _best_first(idx, "fgsm@1", True)
@@ -168,7 +168,7 @@ def test_tabs_and_sorting_work_from_the_keyboard(browser, pages):
     )
     browser.driver.switch_to.active_element.send_keys(Keys.ARROW_RIGHT)
     browser.wait("return !document.getElementById('view-cells').hidden")
-    header = browser.driver.find_element(By.CSS_SELECTOR, "#cells-table th button[title^='PGD accuracy, eps = 1/255']")
+    header = browser.driver.find_element(By.CSS_SELECTOR, "#cells-table th button[title^='PGD, eps 1/255']")
     header.send_keys(Keys.ENTER)
     browser.wait("return (document.querySelector('#cells-table th[aria-sort]') || {}).textContent === 'pgd@1'")
     assert browser.js(ROWS)[0] == _best_first(default_dataset().index("cifar10"), "pgd@1", True)[0]

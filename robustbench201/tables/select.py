@@ -117,10 +117,13 @@ _HIGHER_IS_BETTER = ("clean", "adversarial", "corruption", "certified", "nb201-t
 
 
 def best_first_descending(idx: Index, column: str) -> bool:
-    """Whether "best first" means descending for ``column``: accuracies yes; costs, latencies, surrogates no."""
+    """Whether "best first" means descending for ``column``: accuracies yes; costs, latencies, surrogates and
+    calibration errors no."""
     if column in _SPECIAL:
         return False
     info = idx.info[idx.column(column)]
+    if info["measure"] == "ece":
+        return False  # a calibration error: smaller is better
     if info["family"] == "certified" and info["measure"] not in ("accuracy", "value"):
         return True  # margin lower bounds: larger is more robust too
     return info["family"] in _HIGHER_IS_BETTER
