@@ -182,6 +182,8 @@ def part_grid(ctx: Context, seconds: float) -> dict[str, Any]:
         out["of_fp32_peak"] = out["achieved_flops_per_s"] / peak if peak else None
     out["calls"] = {"clean": rec.report().get("clean", {})}
     out["arithmetic_flags"] = rec.flags_seen
+    if not any(r["attacked"] for r in out["attacks"].values()):
+        raise RuntimeError(f"none of the {n} test points is classified correctly, so no attack did any work")
     return out
 
 
