@@ -122,11 +122,10 @@ def part_correctness(ctx: Context, seconds: float) -> dict[str, Any]:
         on_cpu = evaluate(cpu_net, test, spec, device="cpu", corruptions=corr, train_data=ctx.train)
         t_cpu = time.perf_counter() - t0
         again = evaluate(ctx.net, test, spec, device=ctx.dev, corruptions=corr, train_data=ctx.train)
-        same = all(np.array_equal(a, again.arrays[k]) for k, a in on_dev.arrays.items())
+        differ = sorted(str(k) for k, a in on_dev.arrays.items() if not np.array_equal(a, again.arrays[k]))
         r = _compare(on_dev, on_cpu)
-        r.update(
-            n=len(test), spec_hash=spec.hash, device_seconds=t_dev, cpu_seconds=t_cpu, device_repeat_identical=same
-        )
+        r.update(n=len(test), spec_hash=spec.hash, device_seconds=t_dev, cpu_seconds=t_cpu,
+                 device_repeat_identical=not differ, device_repeat_differing_arrays=differ)  # fmt: skip
         return r, time.perf_counter() - t0 + t_dev + t_cpu
 
     t0 = time.perf_counter()

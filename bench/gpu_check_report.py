@@ -70,12 +70,15 @@ def _line(name: str, r: dict[str, Any]) -> str:  # noqa: C901 - one formatter pe
             return f"UNTRAINED: {r.get('note')}"
         return (f"arch {r['arch']} C={r['channels']} N={r['cells']}, {r['epochs']} epochs in "
                 f"{_f(r.get('train_seconds'), '.0f')} s, clean {r['clean_accuracy_test']:.3f} on {r['test_images']} "
-                f"test images" + (f" ({r['note']})" if r.get("note") else ""))  # fmt: skip
+                f"test images" + (f" ({r['note']})" if r.get("note") else "")
+                + (f"; WARNING {r['warning']}" if r.get("warning") else ""))  # fmt: skip
     if name == "correctness":
         return (f"n={r['n']}: deterministic flags differing device vs cpu {r['deterministic_flags_differing']}/"
                 f"{r['deterministic_flags_total']}, random-stream flags {r['random_stream_flags_differing']}/"
                 f"{r['random_stream_flags_total']} (different generators), device repeat identical "
-                f"{r['device_repeat_identical']}")  # fmt: skip
+                f"{r['device_repeat_identical']}"
+                + (f" (differ: {', '.join(r['device_repeat_differing_arrays'])})"
+                   if r.get("device_repeat_differing_arrays") else ""))  # fmt: skip
     if name == "oom":
         a = ", ".join(f"{k}: {v['rows_requested']} rows -> {v['settled_batch_rows']} after {v['halvings']} halvings"
                       for k, v in r["attacks"].items())  # fmt: skip
