@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .data.info import canonical_dataset
-from .errors import DataIntegrityError, InvalidChoiceError, Rb201Error
+from .errors import DataIntegrityError, InvalidChoiceError, NoValuesError, Rb201Error
 from .space import NUM_ARCHS, Arch
 from .store.dataset import DatasetDir, Manifest
 from .tables.index import Index
@@ -165,10 +165,19 @@ class Dataset:
 
     # ---- queries ----------------------------------------------------------------------------------------------
     def query(self, arch: object, dataset: str | Sequence[str] | None = None) -> QueryResult:
-        """All results of one cell (on every dataset when ``dataset`` is None)."""
+        """All results of one cell (on every dataset when ``dataset`` is None). Datasets that hold no value of the
+        cell are left out of the result (its notes say which); :class:`NoValuesError` when none of those asked for
+        holds one, naming the cell and what each dataset covers (``'4 of 6466 classes of mnist5k'``)."""
         i = _arch_index(arch)
         dss = self._datasets_for(dataset)
-        return QueryResult(i, {ds: self.index(ds) for ds in dss}, self)
+        rows = {ds: self.index(ds).row(i) for ds in dss}
+        held = {ds: self.index(ds) for ds, row in rows.items() if not np.isnan(row).all()}
+        if not held:
+            rep = int(self.index(dss[0]).reps[i])
+            cell = f"cell {i}" + (f" (isomorphic to {rep})" if rep != i else "")
+            covers = "; ".join(f"it holds {self.index(ds).coverage(examples=8)}" for ds in dss)
+            raise NoValuesError(f"{cell} has no values in {self.path}: {covers}")
+        return QueryResult(i, held, self, tuple(ds for ds in dss if ds not in held), {ds: rows[ds] for ds in held})
 
     def value(
         self,
@@ -209,11 +218,16 @@ class Dataset:
     def table(self, dataset: str | None = None, form: str = "wide", columns: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
         """A pandas DataFrame. ``wide``: one dataset's table (``dataset`` may be omitted when the source holds only
         one), index ``arch_index`` (all 15625), a ``representative`` column and one column per wide name, class-level
-        columns filled for isomorphs. ``long``: the tidy rows (schema v2, with their ``split``) of every dataset
-        when ``dataset`` is None (a ``dataset`` column says which)."""
+        columns filled for isomorphs; columns are named by :attr:`Index.display` (a bare ``pgd@1`` in ``columns``
+        comes back under the name of the column it resolved to, e.g. ``pgd@1/cumulative``). ``long``: the tidy rows
+        (schema v2, with their ``split``) of every dataset when ``dataset`` is None (a ``dataset`` column says
+        which)."""
         import pandas as pd
 
         if form == "long":
+            if columns and dataset is not None:  # bare names resolve to the semantics the dataset holds
+                idx = self.index(dataset)
+                columns = [idx.names[idx.column(c)] for c in columns]
             return self.read_results(dataset, columns).to_pandas()
         if form != "wide":
             raise InvalidChoiceError(f"unknown table form {form!r}; allowed: 'wide', 'long'")
@@ -223,8 +237,12 @@ class Dataset:
                 "dataset's, pass dataset=...; form='long' has all of them"
             )
         idx = self.index(dataset if dataset is not None else self.datasets[0])
-        cols = [idx.column(c) for c in columns] if columns else list(range(len(idx.names)))
-        df = pd.DataFrame(idx.filled[:, cols], columns=[idx.names[j] for j in cols])
+        found = [idx.resolve(c) for c in columns] if columns else None
+        for r in found or ():
+            if r.note:
+                log.info(r.note)
+        cols = [r.j for r in found] if found is not None else list(range(len(idx.names)))
+        df = pd.DataFrame(idx.filled[:, cols], columns=[idx.display[j] for j in cols])
         df.insert(0, "representative", idx.reps)
         df.index.name = "arch_index"
         return df
@@ -264,15 +282,24 @@ class QueryResult:
     Single-value accessors always return a float: pass ``dataset=`` when the result holds several datasets;
     :meth:`values` returns ``{dataset: float}`` over all of them."""
 
-    __slots__ = ("index", "representative", "datasets", "_idx", "_rows", "_source")
+    __slots__ = ("index", "representative", "datasets", "missing", "_idx", "_rows", "_source")
 
-    def __init__(self, index: int, indexes: dict[str, Index], source: Dataset) -> None:
+    def __init__(
+        self,
+        index: int,
+        indexes: dict[str, Index],
+        source: Dataset,
+        missing: tuple[str, ...] = (),
+        rows: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.index = index
         self._idx = indexes
         self.datasets = tuple(indexes)
+        #: datasets asked for that hold no value of this cell (left out of the result)
+        self.missing = missing
         self._source = source
         self.representative = int(next(iter(indexes.values())).reps[index]) if indexes else index
-        self._rows = {ds: ix.row(index) for ds, ix in indexes.items()}
+        self._rows = rows if rows is not None else {ds: ix.row(index) for ds, ix in indexes.items()}
 
     @property
     def arch(self) -> Arch:
@@ -309,7 +336,18 @@ class QueryResult:
         ``'fog:3'``, ``'params'``) or by key with ``eps`` (1/255 units) / ``severity`` (1..5) / ``measure`` /
         ``semantics``, on ``dataset`` (needed when the result holds several)."""
         ds = self._one(dataset)
-        return float(self._rows[ds][self._idx[ds].column(column, eps, severity, measure, semantics)])
+        r = self._idx[ds].resolve(column, eps, severity, measure, semantics)
+        if r.note:
+            log.info(r.note)
+        return float(self._rows[ds][r.j])
+
+    def column_info(self, column: str, dataset: str | None = None) -> dict[str, Any]:
+        """The facts of the column ``column`` resolves to on ``dataset`` (family, key, epsilon, ..., ``name``: its
+        display name, ``note``: how a bare name was read, or None)."""
+        ds = self._one(dataset)
+        ix = self._idx[ds]
+        r = ix.resolve(column)
+        return {**ix.info[r.j], "name": r.name, "note": r.note}
 
     def values(
         self,
@@ -331,11 +369,12 @@ class QueryResult:
         eps: float,
         measure: str = "accuracy",
         dataset: str | None = None,
-        semantics: str = "per-epsilon",
+        semantics: str | None = None,
     ) -> float:
         """Accuracy (or ``measure``) under ``attack`` (fgsm, pgd, aa_apgd-ce, aa_square, ...) at L-inf ``eps``
         (units of 1/255: ``eps=8`` is 8/255). ``semantics``: ``'per-epsilon'`` (that attack at that epsilon on its
-        own, as published) or ``'cumulative'`` (a point broken at a smaller epsilon counts as broken)."""
+        own, as published), ``'cumulative'`` (a point broken at a smaller epsilon counts as broken), or None: the
+        kind the dataset holds (an error asks for a choice when it holds both and they differ)."""
         return self.value(attack, eps=eps, measure=measure, dataset=dataset, semantics=semantics)
 
     def corruption(self, name: str, severity: int, measure: str = "accuracy", dataset: str | None = None) -> float:
@@ -353,9 +392,14 @@ class QueryResult:
         return self.value("nb201_test_accuracy")
 
     def items(self, dataset: str) -> list[tuple[dict[str, Any], float]]:
-        """(column info, value) of every column with a value on ``dataset``, in column order."""
+        """(column info, value) of every column with a value on ``dataset``, in column order; ``info["name"]`` is
+        the column's display name (:attr:`Index.display`: the name that resolves back to it)."""
         ix, row = self._idx[dataset], self._rows[dataset]
-        return [(info, float(v)) for info, v in zip(ix.info, row.tolist(), strict=True) if v == v]
+        return [
+            (info if name == info["name"] else {**info, "name": name}, float(v))
+            for info, name, v in zip(ix.info, ix.display, row.tolist(), strict=True)
+            if v == v
+        ]
 
     def notes(self) -> list[str]:
         """What the numbers are: isomorph resolution and averaging, in plain words."""
@@ -366,6 +410,8 @@ class QueryResult:
                 f"cell {self.index} is isomorphic to {self.representative}; class-level values "
                 f"({', '.join(fams) or 'none'}) are those of representative {self.representative}"
             )
+        if self.missing:
+            out.append(f"no values of cell {self.index} on {', '.join(self.missing)}")
         families = {i["family"] for ix in self._idx.values() for i in ix.info}
         for name, note in self._source.notes.items():
             if name in families or any(name in ix.col for ix in self._idx.values()):

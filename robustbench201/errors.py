@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 __all__ = ["Rb201Error", "InvalidArchError", "InvalidChoiceError", "CheckpointError", "DataIntegrityError",
-           "RequestError", "render_fields", "choice_error", "check_choice"]  # fmt: skip
+           "NoValuesError", "RequestError", "render_fields", "choice_error", "check_choice"]  # fmt: skip
 
 _FIELD = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
@@ -33,6 +33,11 @@ class CheckpointError(Rb201Error):
 
 class DataIntegrityError(Rb201Error):
     """A corrupt, truncated, mismatched or partial file."""
+
+
+class NoValuesError(Rb201Error):
+    """A question the source holds no value for (a cell it does not cover, two sources with nothing in common): the
+    message names what was asked and what the source covers."""
 
 
 class RequestError(Rb201Error):

@@ -47,6 +47,7 @@ from .data.splits import holdout_split
 from .errors import CheckpointError, Rb201Error
 from .models.counting import param_count
 from .models.network import NB201Network, create_model
+from .models.train_levers import TrainLevers, TrainStep
 from .models.weights import load_state_dict_strict
 from .recipe import TrainRecipe, resolve_recipe
 from .space import Arch
@@ -247,6 +248,7 @@ def train_model(
     on_epoch_end: Callable[[EpochStats], None] | None = None,
     discard_unusable_checkpoint: bool = False,
     recipe: TrainRecipe | str | None = None,
+    levers: TrainLevers | None = None,
 ) -> TrainResult:
     """Train the NB201 network of ``arch`` on ``train_set`` with ``recipe`` (a :class:`TrainRecipe` or a name;
     ``nb201`` by default; ``epochs`` and ``batch_size`` replace the recipe's when given); return it in eval mode.
@@ -257,8 +259,10 @@ def train_model(
     cannot be used (corrupt, or of another run) raises :class:`CheckpointError`, or with
     ``discard_unusable_checkpoint`` is deleted and training starts over (for checkpoint paths the caller owns, like
     the batch runner's training folder). ``test_set`` adds a test accuracy to every epoch's stats.
-    ``on_epoch_end`` is called after each epoch's checkpoint. :func:`ensure_trained` is the whole lifecycle of a
-    trained-network file around this.
+    ``on_epoch_end`` is called after each epoch's checkpoint. ``levers`` (:class:`TrainLevers`: channels-last,
+    bfloat16 autocast, TF32, ``torch.compile``) change how the step runs, not the recipe; active levers are part of
+    the checkpoint's run metadata. :func:`ensure_trained` is the whole lifecycle of a trained-network file around
+    this.
     """
     a = Arch.parse(arch)
     dataset = canonical_dataset(train_set.name)
@@ -271,6 +275,9 @@ def train_model(
     size = {"channels": channels, "n_cells": n_cells}
     state = _State.fresh(a, dataset, size, seed, r, device, math.ceil(n / r.batch_size))
     meta = _run_meta(state.model, dataset, seed, r, n)
+    lv = levers if levers is not None else TrainLevers()
+    if lv.active:
+        meta["levers"] = lv.to_dict()
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     start, history = 0, []
     if ckpt is not None and ckpt.exists():
@@ -286,10 +293,12 @@ def train_model(
     x_all = torch.from_numpy(np.ascontiguousarray(train_set.images)).to(device)  # uint8 until here
     y_all = torch.from_numpy(np.ascontiguousarray(train_set.labels)).to(device)
     augmentation = (crop_padding(info.resolution), dataset not in NO_FLIP)
+    # forward, loss, backward, update, with the levers (built after a restore: it holds the state's optimizer)
+    step = TrainStep(state.model, state.opt, nn.CrossEntropyLoss(), lv, device)
     t_call = time.perf_counter()
     for epoch in range(start, r.epochs):
         t0 = time.perf_counter()
-        loss, train_acc, lr = train_epoch(state, x_all, y_all, r, augmentation)
+        loss, train_acc, lr = train_epoch(state, step, x_all, y_all, r, augmentation)
         test_acc = accuracy(state.model, test_set, device) if test_set is not None else None
         stats = EpochStats(epoch + 1, loss, train_acc, lr, time.perf_counter() - t0, test_acc)
         history.append(stats)
@@ -306,17 +315,22 @@ def train_model(
 
 
 def train_epoch(
-    state: _State, x_all: torch.Tensor, y_all: torch.Tensor, r: TrainRecipe, augmentation: tuple[int, bool]
+    state: _State,
+    step: TrainStep,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    r: TrainRecipe,
+    augmentation: tuple[int, bool],
 ) -> tuple[float, float, float]:
     """One epoch over the images ``x_all`` (uint8, on the device) in a random order from ``state.gen``: per batch
-    augment (crop padding, flip), replace by PGD points for adversarial recipes, one SGD step (and one schedule
+    augment (crop padding, flip), replace by PGD points for adversarial recipes, one SGD ``step`` of the state's
+    model and optimizer with the training levers (and one schedule
     step for per-batch schedules). Returns (mean loss, accuracy on the training batches, learning rate at the
     epoch's start)."""
     model, opt, sched, gen = state.model, state.opt, state.sched, state.gen
     n, device = len(x_all), x_all.device
     pgd = _training_attack(r)
     per_batch = r.schedule == "onecycle-batch"
-    loss_fn = nn.CrossEntropyLoss()
     model.train()
     lr = opt.param_groups[0]["lr"]
     order = torch.randperm(n, generator=gen, device=device)
@@ -328,11 +342,7 @@ def train_epoch(
         y = y_all[idx]
         if pgd is not None:
             x = _adversarial_batch(model, pgd, x, y, r.adv_eps / 255.0, gen)
-        logits = model(x)
-        loss = loss_fn(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        logits, loss = step(x, y)
         if per_batch:
             sched.step()
         loss_sum += loss.detach() * len(idx)
@@ -573,13 +583,14 @@ def ensure_trained(
     on_resume: Callable[[Path], None] | None = None,
     on_epoch_end: Callable[[EpochStats], None] | None = None,
     discard_unusable_checkpoint: bool = False,
+    levers: TrainLevers | None = None,
 ) -> Ensured:
     """The lifecycle of one trained network in ``directory`` (the :func:`checkpoint_file` layout), shared by
     ``rb201 train`` and the evaluation jobs that train their weights: a network already trained there is kept (a
     file of another size is refused); otherwise it is trained on ``train_set`` with ``recipe``, resuming from its
     partial checkpoint (``on_resume`` is told its path first; one that cannot be used is refused, or with
     ``discard_unusable_checkpoint`` retrained), saved atomically with its metadata (training images, batch size,
-    test accuracy when ``test_set`` is given), and the partial checkpoint deleted."""
+    test accuracy when ``test_set`` is given, the active training ``levers``), and the partial checkpoint deleted."""
     a = Arch.parse(arch)
     ds = canonical_dataset(dataset)
     r = resolve_recipe(recipe)
@@ -609,8 +620,11 @@ def ensure_trained(
         on_epoch_end=on_epoch_end,
         discard_unusable_checkpoint=discard_unusable_checkpoint,
         recipe=r,  # its holdout is taken out of train_set first: the validation images are never seen
+        levers=levers,
     )
     extra: dict[str, Any] = {"n_train": res.n_train, "batch_size": r.batch_size}
+    if levers is not None and levers.active:
+        extra["levers"] = levers.to_dict()
     if res.final_test_acc is not None and test_set is not None:
         extra.update(test_acc=res.final_test_acc, n_test=len(test_set))
     save_trained(directory, res.model, ds, seed, r.epochs, res.history, extra, r)

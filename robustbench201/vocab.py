@@ -358,9 +358,23 @@ RECIPES: Mapping[str, RecipeEntry] = MappingProxyType(
 RECIPE_NAMES: tuple[str, ...] = tuple(RECIPES)
 
 
-# ---- DSRNA search (search/dsrna_config.py) -------------------------------------------------------------------------
-#: Robustness regulariser of a DSRNA search: R_Jac, R_CB, both, or none (plain DARTS).
-DSRNA_METRICS: tuple[str, ...] = ("jacobian", "certified", "combined", "none")
+# ---- DSRNA search (search/dsrna/config.py) -------------------------------------------------------------------------
+#: Robustness regulariser of a DSRNA search: R_Jac, R_CB, both, none (plain DARTS); R_table, the results table's
+#: expectation under the architecture distribution (``table``), or the value of the current argmax cell with a
+#: straight-through gradient (``table-st``), alone or with R_Jac or R_CB.
+DSRNA_METRICS: tuple[str, ...] = (
+    "jacobian",
+    "certified",
+    "combined",
+    "none",
+    "table",
+    "table-st",
+    "table+jacobian",
+    "table+certified",
+)
+#: How R_table handles chance accuracy (dead cells and cells at chance): gate robustness by clean accuracy above
+#: chance, penalise the mass of dead cells, accuracy retained relative to clean, or the raw column.
+DSRNA_CHANCE_MODES: tuple[str, ...] = ("gate", "dead-penalty", "retained", "none")
 #: How gamma weighs R: ``absolute`` (the paper's L_val - gamma R) or ``relative`` (gamma in units of the ratio of the
 #: validation loss to |R| measured at the start of the search: one gamma means the same for every metric).
 DSRNA_GAMMA_MODES: tuple[str, ...] = ("absolute", "relative")

@@ -55,6 +55,43 @@ def _one_thread():
     yield from _torch_one_thread()
 
 
+def beyond_chance(labels, delta: float = 1e-6) -> float:  # type: ignore[no-untyped-def]
+    """An accuracy on ``labels`` that a classifier whose prediction does not depend on the image exceeds with
+    probability below ``delta``: its expected accuracy is at most the largest class frequency, and by Hoeffding's
+    inequality its accuracy on n points exceeds that by more than sqrt(ln(1 / delta) / 2n) with probability below
+    delta. A test that a network learned something compares its accuracy with this, not with a number seen in a run
+    (accuracies differ between float paths)."""
+    import math
+
+    import numpy as np
+
+    counts = np.bincount(np.asarray(labels).ravel())
+    return float(counts.max() / counts.sum() + math.sqrt(math.log(1 / delta) / (2 * counts.sum())))
+
+
+def population_batch_norm(model, x, batch_size: int = 500):  # type: ignore[no-untyped-def]
+    """Recompute the running statistics of every BatchNorm of ``model`` as averages over the images ``x`` with its
+    final weights (train-mode passes without gradients); return it in eval mode, without gradients.
+
+    The tests' briefly trained networks need this: after one or two short epochs the running averages lag far behind
+    the weights, and how far depends on the float path, so eval-mode accuracy came out anywhere from 0.10 (chance)
+    to 0.9 while the same weights scored 0.55 to 0.95 with batch statistics."""
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            model(x[i : i + batch_size])
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return model.eval().requires_grad_(False)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """A real single-node Slurm cluster (tests/slurm/start-cluster.sh), started once per test process that needs it
@@ -66,8 +103,31 @@ def slurm_cluster():
     sc.stop(fd)
 
 
+def pytest_report_header(config):
+    """The float path the numeric tests run on (their expected values must hold on every one: README, Testing)."""
+    import torch
+
+    isa, cbwr = (os.environ.get(k, "unset") for k in ("ONEDNN_MAX_CPU_ISA", "MKL_CBWR"))
+    return (
+        f"float path: torch {torch.__version__}, ATen CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"oneDNN {'on' if torch.backends.mkldnn.is_available() else 'absent'} (ONEDNN_MAX_CPU_ISA {isa}), "
+        f"MKL_CBWR {cbwr}"
+    )
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven through Selenium (tests/browser.py), one per test process."""
+    from browser import Browser
+
+    b = Browser()
+    yield b
+    b.close()
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Print what the Slurm tests recorded (cluster version and start time, sbatch job ids), also under xdist."""
+    """Print what the Slurm tests recorded (cluster version and start time, sbatch job ids) and where the report
+    tests saved their screenshots, also under xdist."""
     lines = []
     for reports in terminalreporter.stats.values():
         for rep in reports:
@@ -79,3 +139,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("Slurm jobs")
         for line in sorted(set(lines)):
             terminalreporter.write_line(line)
+    shots = sorted({dict(getattr(rep, "user_properties", ()) or ()).get("screenshots") for reports in
+                    terminalreporter.stats.values() for rep in reports} - {None})  # fmt: skip
+    if shots:
+        terminalreporter.section("Report screenshots (for a person to look at)")
+        for folder in shots:
+            terminalreporter.write_line(str(folder))

@@ -13,6 +13,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from conftest import population_batch_norm
 
 from robustbench201.attacks import ATTACKS, PassCounter, create_attack, list_attacks
 from robustbench201.attacks.cascade import BatchPolicy, derive_cumulative, run_grid
@@ -37,7 +38,10 @@ def mnist5k() -> tuple[np.ndarray, np.ndarray]:
 
 
 def tiny_model(channels: int = 6, epochs: int = 2) -> torch.nn.Module:
-    """A 1-cell NB201 net trained briefly (Adam, 2 epochs) on 2500 digits; deterministic, ~85% clean accuracy.
+    """A 1-cell NB201 net trained briefly (Adam, 2 epochs) on 2500 digits, its BatchNorm statistics then taken over
+    those digits (``conftest.population_batch_norm``): about 0.94 clean accuracy. Deterministic on one float path,
+    but its weights differ between float paths (CPU instruction set, oneDNN, BLAS), so tests derive what they expect
+    from the network at hand.
     Trained once per process; each call returns its own copy, so a test that changes a model (its mode, its
     weights) cannot change what later tests get."""
     return copy.deepcopy(_trained_tiny_model(channels, epochs))
@@ -61,8 +65,9 @@ def _trained_tiny_model(channels: int, epochs: int) -> torch.nn.Module:
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x[i : i + 50]), y[i : i + 50]).backward()
             opt.step()
+    population_batch_norm(model, x)
     torch.set_num_threads(before)
-    return model.eval().requires_grad_(False)
+    return model
 
 
 def test_images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,7 +129,9 @@ def test_adversarial_examples_stay_in_ball_and_box_and_are_deterministic(name, n
     out = attack.perturb(model, x, y, eps, torch.Generator().manual_seed(1))
     d = (out.x_adv - x).flatten(1)
     size = d.abs().amax(1) if norm == "Linf" else d.norm(dim=1)
-    assert (size <= eps + 1e-6).all()
+    # float32 rounding: the projection and the difference above each round by 2^-24 relative (Linf: of values <= 1);
+    # an L2 norm of n = 784 terms by up to n 2^-24 relative in the worst summation order
+    assert (size <= (eps + 1e-6 if norm == "Linf" else eps * (1 + 2 * 784 * 2.0**-24))).all()
     assert out.x_adv.min() >= 0 and out.x_adv.max() <= 1
     with torch.no_grad():
         again = model(out.x_adv)
@@ -180,12 +187,14 @@ def test_cumulative_cascade_is_monotone_and_below_clean(name):
     eps = [0.5, 2.0, 4.0, 8.0]
     attack = create_attack(name, **SMALL[name])
     res = run_grid(attack, model, x, y, clean, eps, "cumulative", torch.Generator().manual_seed(0), BatchPolicy(256))
-    acc = res.correct.mean(1)
-    clean_acc = (clean.argmax(1) == y).float().mean().item()
-    assert acc[0] <= clean_acc + 1e-9
-    assert all(a >= b for a, b in zip(acc, acc[1:]))
+    # per point and in integer counts, so no rounding enters: robust at the smallest epsilon => clean-correct, and
+    # broken at an epsilon => broken at every larger one (hence the counts, and the accuracies, never increase)
+    clean_ok = (clean.argmax(1) == y).numpy()
+    assert not (res.correct[0] & ~clean_ok).any()
     broken = ~res.correct
-    assert (broken[:-1] <= broken[1:]).all()  # nested: broken at eps => broken at every larger eps
+    assert (broken[:-1] <= broken[1:]).all()
+    counts = res.correct.sum(1)
+    assert counts[0] <= clean_ok.sum() and all(a >= b for a, b in zip(counts, counts[1:]))
 
 
 def test_derive_cumulative_takes_the_running_and_and_keeps_breaking_logits():

@@ -16,7 +16,11 @@ def test_arch_by_index_string_and_ops():
     runner = CliRunner()
     by_index = runner.invoke(main, ["arch", "1462"])
     assert by_index.exit_code == 0, by_index.output
-    assert "1.531546" in by_index.output and "220.11969" in by_index.output
+    assert "1.532 M" in by_index.output and "220.12 M" in by_index.output  # text: params 3 decimals, FLOPs 2
+    full = json.loads(runner.invoke(main, ["arch", "1462", "--format", "json"]).output)["per_dataset"]["cifar10"]
+    assert full["params_m"] == pytest.approx(1.531546, abs=5e-7) and full["flops_m"] == pytest.approx(
+        220.11969, abs=5e-6
+    )
     s = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
     assert runner.invoke(main, ["arch", s]).output == by_index.output
     assert runner.invoke(main, ["arch", "3,3,3,3,3,3"]).output == by_index.output

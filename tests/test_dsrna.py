@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 
@@ -14,8 +15,8 @@ from robustbench201.errors import CheckpointError, Rb201Error
 from robustbench201.models import create_model
 from robustbench201.models.supernet import create_supernet
 from robustbench201.search.dsrna import RESULT, DSRNAConfig, DSRNAResult, search
-from robustbench201.search.dsrna_summary import score_on_table
-from robustbench201.search.regularizers import certified_regularizer, jacobian_regularizer
+from robustbench201.search.dsrna.regularizers import certified_regularizer, jacobian_regularizer
+from robustbench201.search.dsrna.summary import score_on_table
 from robustbench201.space import Arch
 
 
@@ -270,6 +271,26 @@ def test_cli_module_does_not_import_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_public_names_import_from_the_subpackage_lazily() -> None:
+    """``from robustbench201.search.dsrna import ...`` names the objects (never a submodule), and the settings and
+    results come without torch."""
+    import subprocess
+
+    import robustbench201.search.dsrna as pkg
+
+    for name in pkg.__all__:
+        assert not inspect.ismodule(getattr(pkg, name)), name
+    assert pkg.search.__module__ == "robustbench201.search.dsrna.bilevel" and callable(pkg.compare)
+    code = (
+        "import sys\n"
+        "from robustbench201.search.dsrna import DSRNAConfig, CompareConfig, DSRNAResult, RESULT\n"
+        "from robustbench201.search.dsrna.diagnostics import edge_decisions\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_threads_and_device_arguments() -> None:
     torch.set_num_threads(2)  # the autouse fixture restores the caller's setting afterwards
     search(_cfg(metric="none"), data=DATA, threads=1)
@@ -312,7 +333,7 @@ def test_relative_gamma_calibrates_each_regulariser_to_the_loss_at_the_start() -
 
 
 def test_summary_warns_on_a_forced_uniform_and_on_the_identity_cell() -> None:
-    from robustbench201.search.dsrna_summary import summarize
+    from robustbench201.search.dsrna.summary import summarize
 
     res = search(_cfg(metric="none", a_lr=1e-7), data=DATA)  # forced: the alphas cannot move
     info = summarize(res, plot=False)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from robustbench201.errors import Rb201Error
-from robustbench201.search.dsrna_config import (
+from robustbench201.search.dsrna.config import (
     A_LR_MAX,
     A_STEP_BUDGET,
     DARTS_A_LR,
@@ -16,7 +16,7 @@ from robustbench201.search.dsrna_config import (
     auto_a_lr,
     epochs_for_budget,
 )
-from robustbench201.search.dsrna_diagnostics import (
+from robustbench201.search.dsrna.diagnostics import (
     UNDECIDED_MARGIN,
     cell_findings,
     edge_decisions,

@@ -1,148 +1,227 @@
-"""Readers for CIFAR-10/100 and ImageNet16-120 pickles, on tiny files written in the real formats."""
+"""One product: every reader command (query, table, analyze, search table, compare, status) and the Python API work
+on every kind of dataset the project builds (``tests/dataset_kinds.py``: the demo's smoke build with cumulative
+values only, a jung2023 build with both semantics, an imported Jung dataset, the embedded table), with their defaults,
+in every output format; a bare ``attack@eps`` reads the semantics a dataset holds; empty answers are said."""
 
 from __future__ import annotations
 
-import pickle
+import io
+import json
+import re
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 import pytest
+from click.testing import CliRunner
+from dataset_kinds import SMOKE_CELLS, write_imported, write_jung2023, write_smoke
 
-from robustbench201.data.base import ImageSet
-from robustbench201.data.readers import DATA_ENV, MissingDataError, default_data_root, load_dataset
-from robustbench201.errors import DataIntegrityError, InvalidChoiceError
+import robustbench201 as rb201
+from robustbench201.cli import main
+from robustbench201.errors import NoValuesError, Rb201Error
+from robustbench201.tables.formats import FORMATS
 
-
-def _batch(rng: np.random.Generator, n: int, side: int, labels: np.ndarray, label_key: bytes | str) -> dict:
-    data = rng.integers(0, 256, size=(n, 3 * side * side), dtype=np.uint8)
-    key = (lambda s: s.encode()) if isinstance(label_key, bytes) else (lambda s: s)
-    return {key("batch_label"): key("batch"), key("data"): data, label_key: [int(v) for v in labels]}
-
-
-def _dump(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        pickle.dump(obj, fh, protocol=2)
+KINDS = ("smoke", "jung2023", "imported", "embedded")
+#: Each kind's first dataset and a cell it holds.
+HOLDS = {"smoke": ("mnist5k", 1462), "jung2023": ("cifar10", None), "imported": ("cifar10", None),
+         "embedded": ("cifar10", 13433)}  # fmt: skip
+_VALUE = re.compile(r"\b\d\.\d{3,4}\b")
 
 
-@pytest.fixture
-def cifar10_root(tmp_path: Path) -> tuple[Path, list[dict]]:
-    rng = np.random.default_rng(1)
-    folder = tmp_path / "cifar-10-batches-py"
-    batches = []
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        b = _batch(rng, 10, 32, rng.integers(0, 10, 10), b"labels")
-        _dump(folder / name, b)
-        batches.append(b)
-    return tmp_path, batches
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | None]:
+    root = tmp_path_factory.mktemp("kinds")
+    return {
+        "smoke": str(write_smoke(root / "smoke")),
+        "jung2023": str(write_jung2023(root / "jung2023")),
+        "imported": str(write_imported(root / "imported")),
+        "embedded": None,
+    }
 
 
-def test_cifar10_train_concatenates_batches_in_order_as_chw(cifar10_root) -> None:
-    root, batches = cifar10_root
-    train = load_dataset("cifar10", root, split="train")
-    assert isinstance(train, ImageSet) and train.name == "cifar10" and train.split == "train"
-    assert train.images.shape == (50, 3, 32, 32) and train.images.dtype == np.uint8
-    assert train.labels.dtype == np.int64 and train.indices is None
-    want = np.concatenate([b[b"data"] for b in batches[:5]]).reshape(50, 3, 32, 32)
-    np.testing.assert_array_equal(train.images, want)
-    # CHW: the first 1024 bytes of a row are the red plane
-    np.testing.assert_array_equal(train.images[0, 0].ravel(), batches[0][b"data"][0, :1024])
-    np.testing.assert_array_equal(train.labels, np.concatenate([b[b"labels"] for b in batches[:5]]))
-    test = load_dataset("CIFAR-10", root)  # default split is test, aliases accepted
-    np.testing.assert_array_equal(test.labels, batches[5][b"labels"])
+def run(*args: str, ok: bool = True) -> str:
+    """The command's standard output (warnings on standard error are checked where they matter)."""
+    res = CliRunner().invoke(main, list(args))
+    if ok:
+        assert res.exit_code == 0, (args, res.output)
+    else:
+        assert res.exit_code != 0, (args, res.output)
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    return res.stdout if ok else res.output
 
 
-def test_subset_is_seeded_deterministic_and_recorded(cifar10_root) -> None:
-    root, _ = cifar10_root
-    full = load_dataset("cifar10", root, "train")
-    a = load_dataset("cifar10", root, "train", n=7, seed=3)
-    b = load_dataset("cifar10", root, "train", n=7, seed=3)
-    c = load_dataset("cifar10", root, "train", n=7, seed=4)
-    assert len(a) == 7 and a.indices is not None
-    np.testing.assert_array_equal(a.indices, b.indices)
-    assert not np.array_equal(a.indices, c.indices)
-    np.testing.assert_array_equal(a.images, full.images[a.indices])
-    np.testing.assert_array_equal(a.labels, full.labels[a.indices])
+def _src(sources: dict[str, str | None], kind: str) -> list[str]:
+    return [] if sources[kind] is None else ["--source", str(sources[kind])]
 
 
-def test_root_from_environment_variable(cifar10_root, monkeypatch) -> None:
-    root, _ = cifar10_root
-    monkeypatch.setenv(DATA_ENV, str(root))
-    assert default_data_root() == root
-    assert len(load_dataset("cifar10", split="test")) == 10
+def _cell(sources: dict[str, str | None], kind: str) -> int:
+    ds, cell = HOLDS[kind]
+    if cell is not None:
+        return cell
+    return int(rb201.Dataset(sources[kind]).index(ds).covered_classes()[1])
 
 
-def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
-    rng = np.random.default_rng(2)
-    for split in ("train", "test"):
-        b = _batch(rng, 10, 32, rng.integers(0, 100, 10), b"fine_labels")
-        b[b"coarse_labels"] = [0] * 10
-        _dump(tmp_path / "cifar-100-python" / split, b)
-    test = load_dataset("cifar100", tmp_path, "test")
-    assert test.images.shape == (10, 3, 32, 32)
-    np.testing.assert_array_equal(test.labels, b[b"fine_labels"])
+def _check(out: str, fmt: str) -> None:
+    """Output in ``fmt`` that carries values: JSON parses, CSV is one table pandas reads, text shows numbers."""
+    if fmt == "json":
+        json.loads(out)
+    elif fmt == "csv":
+        df = pd.read_csv(io.StringIO(out))
+        assert len(df) and len(df.columns) > 1
+    else:
+        assert _VALUE.search(out), out
 
 
-def test_imagenet16_keeps_labels_1_to_120_and_shifts_them(tmp_path: Path) -> None:
-    rng = np.random.default_rng(3)
-    kept = 0
-    for i in range(1, 11):
-        labels = np.array([1, 120, 121, 500, 1000, 60])
-        _dump(tmp_path / "ImageNet16" / f"train_data_batch_{i}", _batch(rng, 6, 16, labels, "labels"))
-        kept += 3
-    val_labels = np.array([1, 2, 999, 120])
-    val = _batch(rng, 4, 16, val_labels, "labels")
-    val["mean"] = np.zeros(768)
-    _dump(tmp_path / "ImageNet16" / "val_data", val)
-    train = load_dataset("imagenet16-120", tmp_path, "train")
-    assert train.images.shape == (kept, 3, 16, 16)
-    assert set(train.labels.tolist()) == {0, 119, 59}
-    test = load_dataset("ImageNet16-120", tmp_path, "test")
-    np.testing.assert_array_equal(test.labels, [0, 1, 119])
-    np.testing.assert_array_equal(test.images, val["data"][[0, 1, 3]].reshape(3, 3, 16, 16))
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_reader_prints_values_of_every_kind_of_dataset_with_its_defaults(sources, kind, fmt):
+    src = _src(sources, kind)
+    _check(run("query", str(_cell(sources, kind)), *src, "--format", fmt), fmt)
+    _check(run("table", *src, "--format", fmt), fmt)
+    _check(run("analyze", *src, "--format", fmt), fmt)
+    _check(run("search", "table", *src, "--seeds", "3", "--format", fmt), fmt)
+    if sources[kind] is not None:
+        _check(run("compare", str(sources[kind]), "--to", str(sources[kind]), "--format", fmt), fmt)
 
 
-def test_missing_files_error_names_files_folder_and_fetch_command(tmp_path: Path) -> None:
-    with pytest.raises(MissingDataError) as exc:
-        load_dataset("cifar10", tmp_path, "train")
-    msg = str(exc.value)
-    assert "data_batch_1" in msg and "data_batch_5" in msg and str(tmp_path / "cifar-10-batches-py") in msg
-    assert "rb201 fetch-data cifar10" in msg
-    with pytest.raises(MissingDataError, match="val_data"):
-        load_dataset("ImageNet16-120", tmp_path, "test")
+@pytest.mark.parametrize("kind", ("smoke", "jung2023", "imported"))
+def test_status_describes_a_merged_dataset(sources, kind):
+    out = run("status", str(sources[kind]))
+    assert "no shards yet" not in out
+    assert re.search(r"\d+ of 6466 classes have values", out), out
+    doc = json.loads(run("status", str(sources[kind]), "--format", "json"))
+    assert doc["datasets"][0]["of_classes"] == 6466
+    if kind == "smoke":
+        assert doc["datasets"][0]["classes"] == 4 and "cumulative worst case only" in out
 
 
-def test_corrupt_and_misshaped_pickles_are_reported(cifar10_root) -> None:
-    root, _ = cifar10_root
-    folder = root / "cifar-10-batches-py"
-    (folder / "test_batch").write_bytes(b"\x80\x02}q\x00(X")  # truncated
-    with pytest.raises(DataIntegrityError, match="test_batch"):
-        load_dataset("cifar10", root, "test")
-    _dump(folder / "test_batch", {b"data": np.zeros((10, 100), np.uint8), b"labels": [0] * 10})
-    with pytest.raises(DataIntegrityError, match="3072"):
-        load_dataset("cifar10", root, "test")
-    _dump(folder / "test_batch", {b"data": np.zeros((10, 3072), np.uint8), b"labels": [0] * 9})
-    with pytest.raises(DataIntegrityError, match="labels"):
-        load_dataset("cifar10", root, "test")
-    _dump(folder / "test_batch", {b"data": np.zeros((10, 3072), np.uint8)})
-    with pytest.raises(DataIntegrityError, match="keys present"):
-        load_dataset("cifar10", root, "test")
+# ---- semantics by what a dataset holds ------------------------------------------------------------------------
+def test_a_cumulative_only_dataset_answers_bare_names_and_says_so(sources):
+    out = run("table", "--source", sources["smoke"], "-c", "clean,fgsm@8", "--sort", "fgsm@8")
+    assert out.splitlines()[0].split() == ["arch_index", "clean", "fgsm@8/cumulative"]
+    assert "fgsm@8: read as the cumulative worst case" in out
+    d = rb201.Dataset(sources["smoke"])
+    q = d.query(1462, "mnist5k")
+    assert q.robust("fgsm", eps=8) == q.value("fgsm@8/cumulative") == q.robust("fgsm", 8, semantics="cumulative")
+    assert list(d.table("mnist5k", columns=["clean", "fgsm@8"]).columns) == [
+        "representative",
+        "clean",
+        "fgsm@8/cumulative",
+    ]
+    with pytest.raises(Rb201Error, match="only the cumulative worst case"):
+        q.robust("fgsm", eps=8, semantics="per-epsilon")
+    # the default columns come from the dataset: every one is held
+    header = run("table", "--source", sources["smoke"], "--format", "csv").splitlines()[0]
+    assert header == "arch_index,clean,fgsm@1/cumulative,pgd@1/cumulative,ibp@1"
 
 
-def test_pickles_cannot_run_code(cifar10_root) -> None:
-    root, _ = cifar10_root
+def test_a_dataset_with_both_semantics_asks_which_and_names_both(sources):
+    out = run("table", "--source", sources["jung2023"], "-c", "fgsm@8", ok=False)
+    assert "holds both" in out and "'fgsm@8/per-epsilon'" in out and "'fgsm@8/cumulative'" in out
+    out = run("table", "--source", sources["jung2023"], "-c", "fgsm@8/per-epsilon,fgsm@8/cumulative", "--format", "csv")
+    df = pd.read_csv(io.StringIO(out))
+    assert (df["fgsm@8/cumulative"] <= df["fgsm@8/per-epsilon"]).all()
+    q = rb201.query(_cell(sources, "jung2023"), "cifar10", source=sources["jung2023"])
+    with pytest.raises(Rb201Error, match="holds both"):
+        q.robust("pgd", eps=1)
+    assert q.robust("pgd", eps=1, semantics="cumulative") < q.robust("pgd", eps=1, semantics="per-epsilon")
+    # the names shown are names that resolve back: every default column, and the JSON of a query
+    header = run("table", "--source", sources["jung2023"], "--format", "csv").splitlines()[0].split(",")
+    assert "fgsm@1/per-epsilon" in header
+    values = json.loads(run("query", str(q.index), "--source", sources["jung2023"], "--format", "json"))["values"]
+    for name in values["cifar10"]:
+        assert q.value(name) == values["cifar10"][name]
+    # the analyses use the per-epsilon values of the published protocol and say so
+    assert "attacks: per-epsilon values" in run("analyze", "--source", sources["jung2023"])
 
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
 
-    (root / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({b"data": Evil()}, protocol=2))
-    with pytest.raises(DataIntegrityError, match="refusing"):
-        load_dataset("cifar10", root, "test")
+def test_equal_semantics_need_no_choice(tmp_path):
+    from dataset_kinds import _rows
+
+    from robustbench201.store.dataset import write_dataset_dir
+    from robustbench201.store.schema import rows_to_table
+
+    rows = _rows([0, 1462, 655], "mnist5k", ("per-epsilon", "cumulative"), (1,))
+    same = [r if r.semantics != "cumulative" or r.epsilon != 1.0 else r.__class__(**{**r.as_dict(), "value": next(
+        p.value for p in rows if p.arch_index == r.arch_index and p.key == r.key and p.epsilon == 1.0
+        and p.semantics == "per-epsilon")}) for r in rows]  # fmt: skip
+    write_dataset_dir(tmp_path / "d", {"run": rows_to_table(same)}, name="d", created="x")
+    q = rb201.Dataset(tmp_path / "d").query(1462, "mnist5k")
+    assert q.robust("pgd", eps=1) == q.robust("pgd", eps=1, semantics="cumulative")  # equal: no question
+    with pytest.raises(Rb201Error, match="holds both"):
+        q.robust("pgd", eps=8)  # they differ at eps 8
 
 
-def test_bad_names_list_the_allowed_values(tmp_path: Path) -> None:
-    with pytest.raises(InvalidChoiceError, match="cifar10"):
-        load_dataset("svhn", tmp_path)
-    with pytest.raises(InvalidChoiceError, match="'train'"):
-        load_dataset("cifar10", tmp_path, split="val")
+# ---- empty is said --------------------------------------------------------------------------------------------
+def test_a_cell_the_dataset_does_not_hold_is_an_error_naming_what_it_covers(sources):
+    out = run("query", "5", "--source", sources["smoke"], ok=False)
+    assert "cell 5" in out and "4 of 6466 classes of mnist5k" in out and "1462" in out
+    with pytest.raises(NoValuesError, match="4 of 6466 classes of mnist5k"):
+        rb201.query(5, source=sources["smoke"])
+    # a dataset left out of a query because it lacks the cell is said in the notes
+    q = rb201.query(SMOKE_CELLS[0], source=sources["smoke"])
+    assert q.datasets == ("mnist5k",)
+
+
+def test_table_shows_only_cells_with_values_unless_asked(sources):
+    out = run("table", "--source", sources["smoke"], "--limit", "0", "--format", "csv")
+    assert sorted(pd.read_csv(io.StringIO(out))["arch_index"]) == sorted(SMOKE_CELLS)
+    text = run("table", "--source", sources["smoke"])
+    assert "4 of 6466 classes of mnist5k have a value in these columns (6462 without one not shown)" in text
+    out = run("table", "--source", sources["smoke"], "--include-empty", "--limit", "0", "--format", "csv")
+    assert len(pd.read_csv(io.StringIO(out))) == 6466
+
+
+def test_sorting_by_a_calibration_error_puts_the_smallest_first(sources):
+    out = run("table", "--source", sources["smoke"], "-c", "clean,clean/ece", "--sort", "clean/ece", "--format", "csv")
+    ece = pd.read_csv(io.StringIO(out))["clean/ece"].tolist()
+    assert ece == sorted(ece) and len(ece) == len(SMOKE_CELLS)
+
+
+def test_analyses_count_their_classes_and_warn_below_the_minimum(sources):
+    doc = json.loads(run("analyze", "--source", sources["smoke"], "--format", "json"))
+    assert doc["heading"].startswith("mnist5k: 4 of 6466 isomorphism classes have values")
+    assert doc["classes_used"]["clean_vs_robust"] == 4 and doc["summary"]
+    assert any("fewer than 30" in w for w in doc["warnings"])
+    assert "params" in doc["skipped"]  # no cell with two 3x3 and no 1x1 convs: refused, with the reason
+    doc = json.loads(run("analyze", "--source", sources["jung2023"], "--format", "json"))
+    assert doc["classes"] == 40 and doc["classes_used"]["clean_vs_robust"] == 40
+    n = doc["equal_params"]["cells"]
+    assert 2 <= n < 30 and doc["warnings"] == [f"equal_params: computed over {n} classes, fewer than 30: indicative "
+                                               "only, not a finding"]  # fmt: skip
+    csv_out = run("analyze", "--source", sources["jung2023"], "--format", "csv")
+    long = pd.read_csv(io.StringIO(csv_out))
+    assert list(long.columns) == ["analysis", "x", "y", "statistic", "value", "classes"]
+    assert {"clean_vs_robust", "attacks_eps1", "corruptions", "equal_params", "surrogates"} <= set(long["analysis"])
+
+
+def test_compare_with_nothing_in_common_exits_non_zero(sources):
+    out = run("compare", sources["smoke"], "--to", "jung2023", ok=False)
+    assert "nothing to compare" in out and "mnist5k (4 of 6466 classes)" in out
+    out = run("compare", sources["smoke"], "--to", sources["smoke"])
+    assert "equal on every cell" in out and "most different" not in out  # no 'worst' cells when nothing differs
+
+
+def test_a_search_on_a_table_of_few_classes_searches_those_and_says_so(sources):
+    res = CliRunner().invoke(main, ["search", "table", "--source", sources["smoke"]])
+    assert res.exit_code == 0, res.output
+    assert "nan" not in res.output and "fgsm@1/cumulative" in res.output
+    assert "budget 300 cut to 4" in res.output
+
+
+def test_status_on_an_empty_folder_still_says_no_shards(tmp_path):
+    assert "no shards yet" in run("status", str(tmp_path))
+
+
+def test_writes_into_a_missing_folder_are_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    run("arch", "1462", "--draw", str(tmp_path / "missing" / "cell.png"), ok=False)
+    out = run("arch", "1462", "--draw", str(tmp_path / "file" / "cell.png"), ok=False)
+    assert "is not a folder" in out
+    run("arch", "1462", "--draw", str(tmp_path / "cell.txt"), ok=False)
+    out = run("search", "table", "--budget", "10", "--seeds", "2", "--plot", str(tmp_path / "no" / "r.png"), ok=False)
+    assert "does not exist" in out
+    out = run("analyze", "kendall", "--out", str(tmp_path / "file" / "figs"), ok=False)
+    assert "cannot create the folder" in out
+    out = run("arch", "1462", "--draw", str(tmp_path / "cell.png"))
+    assert (tmp_path / "cell.png").read_bytes()[:4] == b"\x89PNG"
+    assert Path(tmp_path / "cell.png").stat().st_size > 1000

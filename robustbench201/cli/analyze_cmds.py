@@ -6,59 +6,77 @@ import json
 
 import click
 
-from ..tables.formats import FORMATS
 from . import run_library
+from .reader_options import reader_options
 
 
 @click.command("analyze")
 @click.argument("which", type=click.Choice(["kendall", "params", "surrogates", "all"]), default="all")
-@click.option("--dataset", default="cifar10", show_default=True)
-@click.option("--source", type=click.Path(), default=None, help="Dataset directory or wide .parquet/.csv table.")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Folder for the figures and the full tables (CSV).")  # fmt: skip
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="Tables as aligned text, Markdown, CSV, or everything as JSON.")  # fmt: skip
+@reader_options("dataset", "source", "out", "fmt", source="A wide .parquet/.csv table is read too.",
+                out="Figures and the full tables (CSV) go there.")  # fmt: skip
 @click.option("--figure-format", type=click.Choice(["png", "pdf", "svg"]), default="png", show_default=True)
-def analyze(which: str, dataset: str, source: str | None, out: str | None, fmt: str, figure_format: str) -> None:
-    """Reproduce the analyses of Jung et al. (ICLR 2023) from a results table, one row per isomorphism class.
+def analyze(which: str, dataset: str | None, source: str | None, out: str | None, fmt: str, figure_format: str) -> None:
+    """Reproduce the analyses of Jung et al. (ICLR 2023) from a results table, one row per isomorphism class with
+    values (attack columns: per-epsilon values where the dataset holds them, else the cumulative worst case).
 
     WHICH: kendall (clean vs robust, attacks, corruptions), params (equal parameter count study), surrogates
-    (Kendall tau of zero-cost proxies / Jacobian / Hessian with robustness), or all. A summary of the headline
-    numbers comes first, then the tables; --out also writes the figures and the full tables.
+    (Kendall tau of zero-cost proxies / Jacobian / Hessian with robustness), or all. A heading says how many classes
+    have values, the summary of the headline numbers follows (each with the classes it used, and a warning below 30),
+    then the tables; --out also writes the figures and the full tables. CSV is one long table of every number.
 
     \b
     Examples:
       rb201 analyze all --dataset cifar10 --out figures/
       rb201 analyze kendall --format markdown
       rb201 analyze params --format json
+      rb201 analyze --source ~/.cache/rb201/demo/dataset
     """
-    from ..data.info import canonical_dataset
     from ..search.nas import load_table
+    from ..search.report import LONG_HEADERS, heading, long_rows
     from ..search.report import analyze as run_analyze
     from ..tables.formats import render
+    from .reader_options import open_source, pick_dataset
 
-    name = run_library(canonical_dataset, dataset)
+    if source is None or not source.lower().endswith((".parquet", ".csv")):
+        name = pick_dataset(open_source(source), dataset)
+    else:
+        from ..data.info import canonical_dataset
+
+        name = run_library(canonical_dataset, dataset or "cifar10")
     df = run_library(load_table, name, source)
     rep = run_library(run_analyze, df, out, which, name, figure_format)
-    if fmt == "json":
-        click.echo(json.dumps(rep.results, indent=2, default=float))
-        return
     res = rep.results
+    if fmt == "json":
+        doc = {"heading": heading(res), "summary": rep.summary, **res,
+               "sections": [{"title": s.title, "note": s.note, "headers": list(s.headers),
+                             "rows": [list(r) for r in s.rows]} for s in rep.sections]}  # fmt: skip
+        click.echo(json.dumps(doc, indent=1, default=_plain))
+        return
+    if fmt == "csv":
+        click.echo(render(LONG_HEADERS, long_rows(res), "csv"))
+        return
     if fmt == "text":
-        click.echo(f"{name}: {res['rows']} isomorphism classes (one row each)")
+        click.echo(heading(res))
         click.echo("\nsummary")
         for line in rep.summary:
             click.echo(f"  {line}")
-    elif fmt == "markdown":
-        click.echo(f"## {name}: {res['rows']} isomorphism classes\n")
+    else:
+        click.echo(f"## {heading(res)}\n")
         click.echo("\n".join(f"- {line}" for line in rep.summary))
     for sec in rep.sections:
-        if fmt == "csv":
-            click.echo(f"\n# {sec.title}: {sec.note}")
-        elif fmt == "markdown":
+        if fmt == "markdown":
             click.echo(f"\n### {sec.title}\n\n{sec.note}\n")
         else:
             click.echo(f"\n{sec.note}")
-        click.echo(render(sec.headers, sec.rows, fmt, digits=3))
-    if rep.files and fmt != "csv":
+        click.echo(render(sec.headers, sec.rows, fmt, kinds=sec.kinds))
+    if rep.files:
         click.echo("\nwritten:\n  " + "\n  ".join(rep.files))
+
+
+def _plain(value: object) -> object:
+    """JSON for numpy scalars and NaN (as null)."""
+    if hasattr(value, "item"):
+        value = value.item()  # type: ignore[union-attr]
+    if isinstance(value, float) and value != value:
+        return None
+    return value

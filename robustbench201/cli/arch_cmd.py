@@ -6,14 +6,18 @@ import json
 
 import click
 
+from ..tables.formats import render
 from . import run_library
+from .reader_options import reader_options
 
 
 @click.command("arch")
 @click.argument("arch")
-@click.option("--draw", "draw_path", type=click.Path(dir_okay=False), help="Write a PNG picture of the cell.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def arch(arch: str, draw_path: str | None, as_json: bool) -> None:
+@click.option("--draw", "draw_path", type=click.Path(dir_okay=False),
+              help="Write a picture of the cell (PNG, PDF or SVG by the suffix) into an existing folder.")  # fmt: skip
+@reader_options("status_fmt")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="The same as --format json.")
+def arch(arch: str, draw_path: str | None, fmt: str, as_json: bool) -> None:
     """Describe ARCH: an NB201 string, an index 0..15624, or six op indices like 3,3,0,1,2,3.
 
     \b
@@ -43,7 +47,7 @@ def arch(arch: str, draw_path: str | None, as_json: bool) -> None:
 
         run_library(draw_cell, a, draw_path)
         info["drawing"] = draw_path
-    if as_json:
+    if as_json or fmt == "json":
         click.echo(json.dumps(info, indent=2))
         return
     click.echo(f"index           {a.index}")
@@ -52,8 +56,7 @@ def arch(arch: str, draw_path: str | None, as_json: bool) -> None:
     same = " (this cell)" if info["is_representative"] else f" (isomorphic to {rep.string})"
     click.echo(f"representative  {rep.index}{same}")
     click.echo(f"dead            {'yes: no path from input to output' if a.is_dead else 'no'}")
-    click.echo(f"{'dataset':<16}{'params (M)':>12}{'FLOPs (M)':>12}")
-    for ds, v in info["per_dataset"].items():
-        click.echo(f"{ds:<16}{v['params_m']:>12.6f}{v['flops_m']:>12.5f}")
+    rows = [(ds, v["params_m"], v["flops_m"]) for ds, v in info["per_dataset"].items()]
+    click.echo(render(("dataset", "params", "flops"), rows))
     if draw_path:
         click.echo(f"drawing         {draw_path}")

@@ -59,7 +59,7 @@ def evaluate(**params: Any) -> None:
 
 @click.command("merge")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", required=True, type=click.Path(), help="Dataset directory to create.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Dataset directory to create.")
 @click.option("--allow-mixed-specs", is_flag=True, help="Allow several evaluation specs per dataset.")
 @click.option("--on-conflict", type=click.Choice(["error", "first"]), default="error", show_default=True,
               help="Same key, different value: refuse, or keep the first input's value.")  # fmt: skip

@@ -7,6 +7,7 @@ import json
 import click
 
 from . import run_library
+from .reader_options import reader_options, split_columns
 
 
 @click.command("compare")
@@ -19,8 +20,7 @@ from . import run_library
     metavar="jung2023|DIR",
     help="jung2023 (the published results inside the embedded table) or another dataset directory.",
 )
-@click.option("--dataset", "-d", "datasets", multiple=True, help="Only these datasets (default: all common ones).")
-@click.option("--columns", "-c", default=None, help="Comma-separated wide names (default: every common column).")
+@reader_options("datasets", "columns")
 @click.option(
     "--worst",
     type=click.IntRange(min=0),
@@ -28,10 +28,11 @@ from . import run_library
     show_default=True,
     help="Cells listed per column where the two differ most.",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@reader_options("fmt")
 def compare(dataset_dir: str, to: str, datasets: tuple[str, ...], columns: str | None, worst: int, fmt: str) -> None:
-    """Compare DATASET_DIR with the published table: Kendall tau, mean |a-b|, mean a-b and the worst cells per
-    column (key and epsilon in 1/255 units, or severity), on the isomorphism-class representatives both hold.
+    """Compare DATASET_DIR with the published table: Kendall tau, mean |a-b|, mean a-b and the cells that differ most
+    per column (key and epsilon in 1/255 units, or severity), on the isomorphism-class representatives both hold.
+    Nothing in common (no dataset or no column with values in both) is an error.
 
     \b
     Examples:
@@ -40,21 +41,23 @@ def compare(dataset_dir: str, to: str, datasets: tuple[str, ...], columns: str |
       rb201 compare rebuild-a/ --to rebuild-b/ --format json
     """
     from .._query import Dataset, default_dataset
-    from ..tables.compare import PUBLISHED
+    from ..tables.compare import PUBLISHED, ROW_HEADERS
     from ..tables.compare import compare as run_compare
+    from ..tables.formats import render
 
     a = run_library(Dataset, dataset_dir)
     if to == PUBLISHED:
         b, b_sources, b_label = run_library(default_dataset), (PUBLISHED,), "jung2023 (published, embedded table)"
     else:
         b, b_sources, b_label = run_library(Dataset, to), None, to
-    cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     rep = run_library(
-        run_compare, a, b, datasets=list(datasets) or None, columns=cols, b_sources=b_sources,
+        run_compare, a, b, datasets=list(datasets) or None, columns=split_columns(columns), b_sources=b_sources,
         worst=max(worst, 1), a_label=dataset_dir, b_label=b_label,
     )  # fmt: skip
     if fmt == "json":
-        click.echo(json.dumps(rep.to_dict(), indent=1))
+        click.echo(json.dumps({**rep.to_dict(), "summary": rep.lines(worst)}, indent=1))
+    elif fmt in ("csv", "markdown"):
+        click.echo(render(ROW_HEADERS, rep.rows(), fmt))
     else:
         for line in rep.lines(worst):
             click.echo(line)

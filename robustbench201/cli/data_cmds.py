@@ -3,10 +3,13 @@ or NAS-RobBench-201 adversarial training; no torch import at module level)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from . import run_library
 from .options import recipe_options
+from .train_lever_opts import lever_options, levers_of, train_in_workers
 
 ROOT_HELP = "Data root (default: $RB201_DATA or ~/.cache/rb201/data)."
 
@@ -50,7 +53,7 @@ def _check_device(device: str) -> str:
 
 @click.command("train")
 @click.option("--arch", "archs", multiple=True, required=True, help="NB201 string, index or op tuple (repeatable).")
-@click.option("--dataset", required=True, help="cifar10, cifar100, ImageNet16-120 or mnist5k.")
+@click.option("--dataset", "-d", required=True, help="cifar10, cifar100, ImageNet16-120 or mnist5k.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Epochs [default: the recipe's: nb201 200 (12 short), wu2024 50].")  # fmt: skip
 @click.option("--seed", "seeds", type=click.IntRange(min=0), multiple=True, default=(777,), show_default=True,
@@ -66,6 +69,7 @@ def _check_device(device: str) -> str:
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (1 is fastest on a busy machine).")
 @click.option("--root", type=click.Path(file_okay=False), help=ROOT_HELP)
 @recipe_options
+@lever_options
 def train(
     archs: tuple[str, ...],
     dataset: str,
@@ -87,6 +91,7 @@ def train(
     adv_step: float | None,
     adv_steps: int | None,
     holdout: str | None,
+    **lever_opts: Any,
 ) -> None:
     """Train NB201 networks with a recipe into OUT/{dataset}/: {index:05d}-seed{S}-ep{E}.pt for the NB201 protocol,
     {index:05d}-seed{S}-{recipe}-{E}ep-{hash8}.pt for any other recipe (every hyper-parameter is in the hash).
@@ -100,6 +105,7 @@ def train(
       rb201 train --arch 1462 --dataset cifar10 --recipe wu2024 --seed 0 --out weights/ --device cuda:0
       rb201 train --arch 1462 --arch 0 --dataset mnist5k --epochs 3 --channels 8 --cells 1 --out demo/
       rb201 train --arch 1462 --dataset mnist5k --epochs 3 --adversarial pgd --adv-eps 32 --adv-step 8 --out adv/
+      rb201 train --arch 0 --arch 7 --arch 1462 --dataset cifar10 --out weights/ --device cuda:0 --workers-per-gpu 3
     """
     from ..data.info import canonical_dataset
     from ..data.readers import load_dataset
@@ -121,6 +127,10 @@ def train(
         holdout=holdout,
     )
     dev = _check_device(device)
+    levers = run_library(levers_of, lever_opts)
+    if lever_opts["workers_per_gpu"] > 1:
+        train_in_workers([str(a.index) for a in parsed], list(seeds), lever_opts["workers_per_gpu"])
+        return
     if threads is not None:
         import torch
 
@@ -142,7 +152,7 @@ def train(
 
             net = run_library(
                 ensure_trained, out, a, ds, train_set, seed=seed, recipe=r, channels=channels, n_cells=n_cells,
-                device=dev, test_set=test_set, on_epoch_end=report,
+                device=dev, test_set=test_set, on_epoch_end=report, levers=levers,
                 on_resume=lambda partial, label=label: click.echo(f"{label}: resuming from {partial}"),
             )  # fmt: skip
             if net.result is None:

@@ -23,7 +23,8 @@ def demo(out: str | None, epochs: int, n_test: int, table_only: bool, no_progres
 
     The build trains four small NB201 cells on MNIST-5k, evaluates them with the 'smoke' preset (attacks,
     generated corruptions, surrogates, certified bounds), merges the shards into a dataset, validates it and
-    queries it with the same API as the shipped table.
+    queries it with the same API as the shipped table. Last, it writes the HTML reports (rb201 report) of the
+    shipped table, of the build (while it ran and after) and of the built dataset, and prints their paths.
 
     \b
     Examples:
@@ -32,6 +33,7 @@ def demo(out: str | None, epochs: int, n_test: int, table_only: bool, no_progres
       rb201 demo --table-only
     """
     from ..demo import default_out, run_demo
+    from .report_cmd import retry_commands
 
     out = out or str(default_out())
 
@@ -42,6 +44,7 @@ def demo(out: str | None, epochs: int, n_test: int, table_only: bool, no_progres
         click.echo()
 
     report = run_library(
-        run_demo, out, epochs=epochs, n_test=n_test, build=not table_only, progress=not no_progress, on_step=show
-    )
+        run_demo, out, epochs=epochs, n_test=n_test, build=not table_only, progress=not no_progress, on_step=show,
+        report_commands=retry_commands,
+    )  # fmt: skip
     click.echo(f"done in {report.seconds:.1f} s; outputs in {report.out}")

@@ -9,9 +9,8 @@ from typing import Any
 
 import click
 
-from ..search.dsrna_compare import CompareConfig
-from ..search.dsrna_config import DSRNAConfig
-from ..vocab import CERTIFIED_METHODS, DSRNA_GAMMA_MODES, DSRNA_METRICS
+from ..search.dsrna.config import CompareConfig, DSRNAConfig
+from ..vocab import CERTIFIED_METHODS, DSRNA_CHANCE_MODES, DSRNA_GAMMA_MODES, DSRNA_METRICS
 from . import run_library
 
 _D = DSRNAConfig()
@@ -51,13 +50,16 @@ def _csv(values: tuple[Any, ...]) -> str:
 
 
 @click.command("dsrna")
-@click.option("--dataset", default=_D.dataset, show_default=True, help="mnist5k, cifar10, cifar100, ImageNet16-120.")
+@click.option(
+    "--dataset", "-d", default=_D.dataset, show_default=True, help="mnist5k, cifar10, cifar100, ImageNet16-120."
+)
 @click.option(
     "--metric",
     type=click.Choice(DSRNA_METRICS),
     default=_D.metric,
     show_default=True,
-    help="Robustness regulariser R (none: plain DARTS).",
+    help="Robustness regulariser R (none: plain DARTS; table: the results table's expectation, table-st: its argmax "
+    "cell with a straight-through gradient).",
 )
 @click.option("--epochs", type=int, default=_D.epochs, show_default=True, help="Search epochs (DARTS/NB201: 50).")
 @click.option("--channels", type=int, default=_D.channels, show_default=True, help="Supernet width C (NB201: 16).")
@@ -70,6 +72,12 @@ def _csv(values: tuple[Any, ...]) -> str:
 @click.option("--gamma", type=float, help="Gamma of every regulariser [default: 0.01 absolute, 0.5 relative].")
 @click.option("--gamma-jacobian", type=float, help="Gamma of R_Jac (overrides --gamma).")
 @click.option("--gamma-certified", type=float, help="Gamma of R_CB (overrides --gamma).")
+@click.option("--gamma-table", type=float, help="Gamma of R_table (overrides --gamma; absolute mode default: 1).")
+@click.option("--surrogate-column", default=_D.surrogate_column, show_default=True,
+              help="R_table: table column or expression, e.g. pgd@1, mean_adv, '0.5*clean + 0.5*fgsm@1'.")  # fmt: skip
+@click.option("--surrogate-dataset", help="R_table: the table's dataset [default: the search's, else cifar10].")
+@click.option("--surrogate-chance", type=click.Choice(DSRNA_CHANCE_MODES), default=_D.surrogate_chance,
+              show_default=True, help="R_table: how chance accuracy (dead cells) is kept from counting.")  # fmt: skip
 @click.option("--calib-batches", type=int, default=_D.calib_batches, show_default=True,
               help="Validation batches that measure L_val/|R| at the start (relative mode).")  # fmt: skip
 @click.option("--eps", type=float, default=_D.eps, show_default=True, help="L-inf radius in pixel units of 1/255.")
@@ -92,7 +100,8 @@ def _csv(values: tuple[Any, ...]) -> str:
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, results and figures.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out (a search).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Where the CIFAR / ImageNet16 pickles are.")
-@click.option("--table-source", type=click.Path(file_okay=False), help="Results table folder (default: embedded).")
+@click.option("--table-source", type=click.Path(file_okay=False),
+              help="Results dataset folder that scores the cells and guides R_table [default: embedded].")  # fmt: skip
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch intra-op threads (a search).")
 @click.option("--plot/--no-plot", default=True, show_default=True, help="Write figures (needs rb201[plot]).")
@@ -125,13 +134,19 @@ def dsrna(**kw: Any) -> None:
     --gamma-mode absolute). The text output shows each edge's top op, its softmax weight and lead over the second,
     the regularisers per epoch, and warnings when the cell is an argmax over noise, the identity, or has no
     convolution on an input-output path. On a dataset with a results table the cell is scored there; otherwise
-    it is scored on CIFAR-10's table as a labelled transfer estimate.
+    it is scored on CIFAR-10's table as a labelled transfer estimate. R_table (--metric table, table-st,
+    table+jacobian, table+certified) is the exact expectation of a table column over the 15625 cells under the
+    architecture weights, with chance accuracy gated by clean accuracy (--surrogate-chance); the output names the
+    column and table that guided the search, the cell's percentile in it, and for a transfer (MNIST-5k under
+    CIFAR-10's table) the Kendall tau of the column between the published tables.
 
     \b
     Examples:
       rb201 search dsrna --metric jacobian --out runs/jac
       rb201 search dsrna --metric certified --gamma-mode absolute --epochs 20 --out runs/cb
+      rb201 search dsrna --metric table --surrogate-column pgd@1 --out runs/table
       rb201 search dsrna --compare --seeds 0,1,2 --workers 2 --out runs/compare
+      rb201 search dsrna --compare --metrics none,jacobian,certified,table --out runs/compare-table
       rb201 search dsrna --dataset cifar10 --data-root ~/data --metric none --n-train 50000 --epochs 50 \\
           --channels 16 --cells 5 --device cuda --out runs/darts
     """
@@ -160,6 +175,11 @@ def _config(kw: dict[str, Any]) -> DSRNAConfig:
         gamma_mode=kw["gamma_mode"],
         gamma_jacobian=kw["gamma_jacobian"] if kw["gamma_jacobian"] is not None else gamma,
         gamma_certified=kw["gamma_certified"] if kw["gamma_certified"] is not None else gamma,
+        gamma_table=kw["gamma_table"] if kw["gamma_table"] is not None else gamma,
+        surrogate_column=kw["surrogate_column"],
+        surrogate_dataset=kw["surrogate_dataset"],
+        surrogate_source=kw["table_source"],
+        surrogate_chance=kw["surrogate_chance"],
         calib_batches=kw["calib_batches"],
         eps=kw["eps"],
         q=kw["q"],
@@ -181,8 +201,8 @@ def _config(kw: dict[str, Any]) -> DSRNAConfig:
 
 
 def _single(cfg: DSRNAConfig, kw: dict[str, Any]) -> None:
-    from ..search.dsrna import search
-    from ..search.dsrna_summary import summarize
+    from ..search.dsrna.bilevel import search
+    from ..search.dsrna.summary import summarize
     from ._dsrna_text import epoch_line, summary_lines
 
     out, as_json = kw["out"], kw["as_json"]
@@ -214,8 +234,8 @@ def _single(cfg: DSRNAConfig, kw: dict[str, Any]) -> None:
 
 
 def _compare(cfg: DSRNAConfig, kw: dict[str, Any]) -> None:
-    from ..search.dsrna_compare import compare
-    from ..search.dsrna_compare_report import render
+    from ..search.dsrna.comparison import compare
+    from ..search.dsrna.comparison_report import render
 
     if kw["out"] is None:
         raise click.UsageError("--compare needs --out (the folder for the searches, the trained cells and the report)")

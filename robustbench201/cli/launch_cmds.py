@@ -4,8 +4,10 @@ No torch or pandas import at module level; ``status`` never imports torch."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -15,6 +17,7 @@ from ..runner.request import LaunchRequest
 from . import library_errors, render, run_library
 from .build_cmds import FAILED_EXIT
 from .options import request_argv, request_from_params, request_options
+from .reader_options import reader_options
 
 
 @click.command("launch")
@@ -96,9 +99,10 @@ def _wait(launched: Any) -> None:
 
 @click.command("status")
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@reader_options("status_fmt")
 def status(out: str, fmt: str) -> None:
-    """Per-shard progress under OUT: cells done, failed and left, the job writing each shard now.
+    """Per-shard progress under OUT: cells done, failed and left, the job writing each shard now; or, when OUT is
+    a merged dataset directory, what it holds (classes with values per dataset, columns, semantics, specs).
 
     Reads the shard manifests and files without locking them, so it is safe while tasks run; shards of a launch
     whose task has not started are listed too. Counts are not verified (rb201 merge verifies every file). A launch
@@ -108,10 +112,14 @@ def status(out: str, fmt: str) -> None:
     Examples:
       rb201 status shards/
       rb201 status shards/ --format json
+      rb201 status nb201rob-v1
     """
     from ..runner.status import progress_json, progress_lines, shard_progress, unfinished_launches
 
     rows = run_library(shard_progress, out)
+    if not rows and (Path(out) / "manifest.json").is_file():
+        _describe(out, fmt)
+        return
     if fmt == "json":
         click.echo(progress_json(rows))
         return
@@ -124,3 +132,16 @@ def status(out: str, fmt: str) -> None:
             click.echo(f"launch {job_id}: its request cannot be read back ({exc})")
             continue
         click.echo(f"to finish launch {job_id}: {shlex.join(['rb201', 'launch', *request_argv(request, launch)])}")
+
+
+def _describe(path: str, fmt: str) -> None:
+    """``rb201 status`` of a dataset directory: what it holds."""
+    from .._query import Dataset
+    from ..tables.describe import describe, describe_lines
+
+    d = run_library(describe, run_library(Dataset, path))
+    if fmt == "json":
+        click.echo(json.dumps(d, indent=1))
+        return
+    for line in describe_lines(d):
+        click.echo(line)

@@ -1,7 +1,9 @@
-"""The options of the request commands (``rb201 evaluate``, ``rb201 launch``): one per field of their request
-(:mod:`robustbench201.runner.request`), named and defaulted by the field; this module adds the flag, type and help.
-Also the way back: a request as a command line (:func:`request_argv`), and a field's flag (:func:`flag_names`).
-No torch import.
+"""The options of the command line, defined once. Here: the request commands (``rb201 evaluate``, ``rb201
+launch``), one option per field of their request (:mod:`robustbench201.runner.request`), named and defaulted by the
+field; this module adds the flag, type and help. Also the way back: a request as a command line
+(:func:`request_argv`), and a field's flag (:func:`flag_names`). The reader commands' options (``-d/--dataset``,
+``-c/--columns``, ``--source``, ``--format``, ``--out`` of ``query``, ``table``, ``analyze``, ...) live in the
+sibling :mod:`.reader_options` (re-exported here), which those commands import without the runner. No torch import.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import click
 
 from ..runner.request import RECIPE_FIELDS, EvalRequest
 from ..vocab import ADVERSARIAL, EXECUTORS, HOLDOUTS, PRESETS, RECIPE_NAMES
+from .reader_options import READER_OPTIONS, reader_options
+
+__all__ = ["OPTIONS", "READER_OPTIONS", "SHOWN", "options", "reader_options", "request_options", "recipe_options",
+           "request_from_params", "flag_names", "request_argv"]  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R", bound=EvalRequest)
@@ -28,7 +34,7 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "missing_from": (("--missing-from",), dict(type=click.Path(exists=True, file_okay=False), metavar="DATASET",
                      help="Only the cells (of the ranges given, else of the whole space) that the merged DATASET "
                           "lacks for this job's dataset, weights, seed and spec.")),
-    "dataset": (("--dataset",), dict(show_default=True, help="cifar10, cifar100, ImageNet16-120 or mnist5k.")),
+    "dataset": (("--dataset", "-d"), dict(show_default=True, help="cifar10, cifar100, ImageNet16-120 or mnist5k.")),
     "preset": (("--preset",), dict(type=click.Choice(PRESETS), show_default=True,
                help="Evaluation preset (see docs/EVALUATION.md).")),
     "spec_file": (("--spec",), dict(type=click.Path(exists=True), metavar="FILE|DATASET",
@@ -63,7 +69,7 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                    help="Also store each image's predicted class and the probabilities of the predicted and true "
                         "class (float16) per key and epsilon/severity (6 bytes per image each), e.g. "
                         "--preset wu2024 --per-sample.")),
-    "out": (("--out",), dict(type=click.Path(), help="Output directory of the shards.")),
+    "out": (("--out",), dict(type=click.Path(file_okay=False), help="Output directory of the shards.")),
     "force_new_spec": (("--force-new-spec",), dict(is_flag=True,
                        help="Allow shards of another spec in the same --out.")),
     "retries": (("--retries",), dict(type=click.IntRange(min=0), show_default=True,

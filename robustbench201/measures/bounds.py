@@ -28,7 +28,7 @@ Hence two paths:
   float64 bounds by at most 3e-7, where float32 rounding moved them by up to 0.1.
 * :func:`margin_bounds`, :func:`margin_lower_bound` and :func:`interval_bounds` compute in the dtype of the model
   and the box, are differentiable, and are exact only up to that amplified rounding: they are the training signal
-  of DSRNA's certified-bound regulariser (``search/regularizers.py``, float32 on the supernet), not certificates.
+  of DSRNA's certified-bound regulariser (``search/dsrna/regularizers.py``, float32 on the supernet), not certificates.
 
 Cost. IBP is two forward passes' worth of convolutions (three with the rounding allowance). The backward pass
 carries ``A`` of shape ``(N, K-1, C, H, W)`` (``K`` classes) through transposed convolutions and the ReLU

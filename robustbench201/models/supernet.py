@@ -22,7 +22,7 @@ computes exactly the discrete network of :meth:`derive`'s cell (ops with weight 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -144,9 +144,6 @@ class SearchSupernet(nn.Module):
     def weight_parameters(self) -> list[nn.Parameter]:
         """Every parameter except the alphas (conv, BN, linear)."""
         return [p for name, p in self.named_parameters() if name != "alphas"]
-
-    def named_weight_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        return ((n, p) for n, p in self.named_parameters() if n != "alphas")
 
     # ---- architecture -------------------------------------------------------------------------------------
     def edge_weights(self) -> torch.Tensor:

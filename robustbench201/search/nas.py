@@ -1,4 +1,5 @@
-"""Classic NAS baselines with the results table as the surrogate: random search, regularized evolution, local search.
+"""NAS baselines with the results table as the surrogate: random search, regularized evolution, local search, and
+gradient ascent of the expected objective over DARTS' architecture weights (:mod:`.table_ascent`).
 
 The search space is the 15625 NB201 cells; a cell is looked up through its isomorphism representative
 (:attr:`robustbench201.space.Arch.representative`), the network the published dataset trained and evaluated.
@@ -35,11 +36,12 @@ from .objective import (
     parse_objective,
     split_selection_warning,
 )
+from .table_ascent import exact_ascent, run_sampled
 
 log = logging.getLogger(__name__)
 
-#: Algorithm names: random search, regularized evolution, local search.
-ALGORITHMS: tuple[str, ...] = ("rs", "re", "ls")
+#: Algorithm names: random search, regularized evolution, local search, gradient ascent over the alphas (sampled).
+ALGORITHMS: tuple[str, ...] = ("rs", "re", "ls", "ga")
 
 
 class InfeasibleError(Rb201Error):
@@ -116,6 +118,8 @@ class TableSurrogate:
         sign = 1.0 if self.objective.maximize else -1.0
         self.score = np.where(ok, sign * np.nan_to_num(value, nan=0.0), -np.inf)
         self.n_classes = int(np.unique(reps).size)
+        #: classes (representatives) with a value of the objective: a search cannot ask for more
+        self.covered = np.unique(reps[~np.isnan(value)])
         if not ok.any():
             detail = "; ".join(f"{c.text}: {int(c.satisfied(df).sum())} of {len(df)} rows" for c in self.constraints)
             raise InfeasibleError(
@@ -341,6 +345,9 @@ def run_search(
     sample_size: int = 10,
     n_init: int = 10,
     max_steps: int | None = None,
+    ga_batch: int = 10,
+    ga_lr: float = 0.2,
+    only_covered: bool = False,
 ) -> SearchResult:
     """Run ``n_runs`` searches of ``algo`` with ``budget`` distinct-class queries each (see the module docstring).
 
@@ -348,7 +355,15 @@ def run_search(
     from the isomorphism ``"classes"`` (uniform over representatives). Regularized evolution (Real et al. 2019) uses
     ``population`` and ``sample_size`` (tournament with replacement, mutation = one edge gets another op, the oldest
     member dies); local search starts from the best of ``n_init`` random cells, scans the 24 one-edge neighbours in
-    random order, moves to the best one if it improves, and restarts when stuck.
+    random order, moves to the best one if it improves, and restarts when stuck. Gradient ascent (``ga``,
+    :func:`.table_ascent.run_sampled`) draws ``ga_batch`` cells per step from DARTS' architecture distribution
+    (``sample`` does not apply: it starts uniform over the cells) and reads them and its argmax cell, each read
+    counted like the others' (a new class costs one query), and takes an Adam step of rate ``ga_lr`` along the
+    score-function gradient; ``params["exact"]`` adds the exact gradient's end point (:func:`.table_ascent.
+    exact_ascent`), which reads every class at its first step; ``only_covered``
+    does not apply to it (it draws from its distribution; a read without a value scores as the worst of its step).
+    ``only_covered`` (the others): draw random cells only from the classes with a value of the objective
+    (:attr:`TableSurrogate.covered`, for a table covering few).
     """
     check_choice("search algorithm", algo, ALGORITHMS)
     check_choice("random sampling domain", sample, ("cells", "classes"))
@@ -364,8 +379,14 @@ def run_search(
         raise Rb201Error(f"sample_size must be in 1..population ({population}), got {sample_size}")
     if n_init < 1:
         raise Rb201Error(f"n_init must be >= 1, got {n_init}")
+    if isinstance(ga_batch, bool) or not isinstance(ga_batch, int | np.integer) or ga_batch < 2:
+        raise Rb201Error(f"ga_batch must be an integer >= 2 (the baseline is the batch mean), got {ga_batch!r}")
+    if not (isinstance(ga_lr, int | float) and 0 < ga_lr < float("inf")):
+        raise Rb201Error(f"ga_lr must be a finite number > 0, got {ga_lr!r}")
     rng = np.random.default_rng(seed)
     pool = np.arange(NUM_ARCHS) if sample == "cells" else np.unique(_space_tables()[1])
+    if only_covered:
+        pool = pool[np.isin(_space_tables()[1][pool], surrogate.covered)]
     tr = _Tracker(surrogate, int(n_runs), int(budget))
     limit = max_steps if max_steps is not None else 200 * budget + 10_000
     params: dict[str, Any] = {"sample": sample}
@@ -374,9 +395,12 @@ def run_search(
     elif algo == "re":
         params.update(population=population, sample_size=sample_size)
         _run_re(tr, rng, pool, limit, population, sample_size)
-    else:
+    elif algo == "ls":
         params.update(n_init=n_init)
         _run_ls(tr, rng, pool, limit, n_init)
+    else:
+        params = {"batch": int(ga_batch), "lr": float(ga_lr), "exact": _exact(surrogate, float(ga_lr))}
+        run_sampled(tr, rng, limit, int(ga_batch), float(ga_lr))
     if not tr.done:
         log.warning("%s stopped after %d steps with %s queries (budget %d)", algo, limit, tr.count.min(), budget)
         for r in np.flatnonzero(tr.count < budget):  # pad: the best found stays the best
@@ -397,6 +421,18 @@ def run_search(
         optimum_index=surrogate.optimum_index,
         params=params,
     )
+
+
+def _exact(sur: TableSurrogate, lr: float) -> dict[str, Any]:
+    """Where the exact gradient of the expected objective leads from uniform weights: the derived cell (its
+    representative), its raw value and regret, the steps, and its cost in queries (every class: the expectation reads
+    all of them at the first step)."""
+    res = exact_ascent(sur.score, lr=lr)
+    rep = int(_space_tables()[1][res["index"]])
+    value = float(sur.value[res["index"]]) if sur.feasible[res["index"]] else float("nan")
+    sign = 1.0 if sur.maximize else -1.0
+    return {"index": rep, "value": value, "regret": sign * (sur.optimum - value), "steps": res["steps"],
+            "settled": res["settled"], "queries": sur.n_classes}  # fmt: skip
 
 
 def search_table(

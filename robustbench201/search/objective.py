@@ -32,6 +32,8 @@ import numpy as np
 
 from ..errors import Rb201Error
 from ..store.schema import WideName, parse_wide_name, qualified_key, split_key
+from ..tables.index import resolve_in_names
+from ..vocab import CERTIFIED_METHODS
 
 _GROUPS_HELP = "mean(KEY), mean(corruption), mean(corruption:SEV), mean(adversarial), mean(adversarial@EPS)"
 _NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
@@ -71,14 +73,19 @@ def resolve_group(name: str, columns: Sequence[str]) -> tuple[str, ...]:
     name = name.strip()
     if name in columns:
         return (name,)
+    found = resolve_in_names(name, columns)
+    if found is not None:
+        return (found[0],)
     split, name = split_key(name)  # a group of another split than test starts with it: valid/adversarial
     parsed = {c: _parse_name(c) for c in columns}
-    # groups hold per-epsilon accuracies (the published protocol) of one split; cumulative columns are named one by
-    # one
+    # groups hold per-epsilon accuracies (the published protocol) of one split, or the cumulative worst case where
+    # the table holds no per-epsilon attack value (a smoke or full build)
+    of_split = {c: p for c, p in parsed.items() if p is not None and p.measure is None and split_key(p.key)[0] == split}
+    per = any(not p.semantics and not math.isnan(p.epsilon) for p in of_split.values())
     plain = {
         c: p._replace(key=split_key(p.key)[1])
-        for c, p in parsed.items()
-        if p is not None and p.measure is None and not p.semantics and split_key(p.key)[0] == split
+        for c, p in of_split.items()
+        if not p.semantics or (not per and p.semantics == "cumulative")
     }
     m = re.fullmatch(r"(corruption)(?::(\d))?|(adversarial)(?:@([0-9.]+))?", name)
     if m and m.group(1):
@@ -139,7 +146,10 @@ def _parse_atom(text: str, columns: Sequence[str]) -> tuple[str, ...]:
                 cols.setdefault(c, None)
         return tuple(cols)
     if text not in columns:
-        raise _unknown(text, columns)
+        found = resolve_in_names(text, columns)  # a bare attack@eps: the semantics the table holds
+        if found is None:
+            raise _unknown(text, columns)
+        return (found[0],)
     return (text,)
 
 
@@ -195,6 +205,20 @@ class Objective:
         """Values oriented for maximisation (negated when minimising); NaN stays NaN."""
         v = self.expression.evaluate(df)
         return v if self.maximize else -v
+
+
+def default_objective(columns: Iterable[str]) -> str:
+    """The objective a search uses when none is given, from the table's columns: ``fgsm@1`` (per-epsilon, else the
+    cumulative worst case), else the first attack column at the epsilon nearest 1/255, else ``clean``."""
+    cols = [str(c) for c in columns]
+    for name in ("fgsm@1", "fgsm@1/per-epsilon", "fgsm@1/cumulative"):
+        if name in cols:
+            return name
+    attacks = [(c, p) for c in cols if (p := _parse_name(c)) is not None and p.measure is None
+               and not math.isnan(p.epsilon) and "/" not in p.key and p.key not in CERTIFIED_METHODS]  # fmt: skip
+    if attacks:
+        return min(attacks, key=lambda cp: (abs(math.log(cp[1].epsilon)), cp[1].semantics != ""))[0]
+    return "clean"
 
 
 def parse_objective(text: str, columns: Iterable[str]) -> Objective:

@@ -1,13 +1,19 @@
-"""Figures of the analyses, the NAS baselines and DSRNA, in one style (matplotlib, Agg backend; the ``plot`` extra).
+"""Figures of the analyses and the NAS baselines, in one style (matplotlib, Agg backend; the ``plot`` extra).
 
-Every figure names its dataset and metric, gives units on its axes (epsilon in units of 1/255, parameters in
-millions, latency in ms), explains every highlighted element in its legend, and writes PNG, PDF or SVG (by the
-path's suffix or ``fmt``). Figures draw what the analyses computed; they compute nothing themselves.
+Every figure is drawn from a small JSON-ready dict of what it plots (``*_data`` functions: the series, the labels,
+the title), so a figure is reproducible: :func:`data_hash` of that dict is stored in every PNG written (text chunk
+``rb201-data-sha256``), and ``scripts/make_figures.py`` with ``tests/test_figures.py`` check that the committed
+figures in ``docs/img`` are what the shipped data gives. Every figure names its dataset, the cells it used and its
+metric in words on every axis (``PGD, eps 8/255``; epsilon in units of 1/255, parameters in millions, latency in
+ms), keeps its legend outside the data, draws each algorithm and method in a fixed colour, and no two of its texts
+overlap. Figures draw what the analyses computed; they compute nothing themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,17 +23,15 @@ import numpy as np
 
 from ..errors import Rb201Error, check_choice
 from ..store.schema import format_eps, parse_wide_name
+from ..tables.formats import axis_label, column_title, dataset_title, key_title
 
 FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
-_ATTACK_NAMES = {
-    "fgsm": "FGSM",
-    "pgd": "PGD",
-    "aa_apgd-ce": "APGD-CE",
-    "aa_apgd-dlr": "APGD-DLR",
-    "aa_square": "Square",
-}
+#: PNG text chunk holding :func:`data_hash` of the data a figure plots.
+HASH_KEY = "rb201-data-sha256"
 _EPS_TICKS = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 255.0)  # labelled; other epsilons still plotted
-_UNITS = {"params": "parameters (millions)", "flops": "FLOPs (millions of multiply-adds)"}
+#: Fixed colours: the same algorithm or attack has the same colour in every figure, whatever the order asked.
+ALGO_COLORS = {"rs": "#7f7f7f", "re": "#1f77b4", "ls": "#d62728", "ga": "#2ca02c"}
+ALGO_NAMES = {"rs": "random search", "re": "regularized evolution", "ls": "local search", "ga": "gradient ascent"}
 _STYLE = {
     "font.size": 9,
     "axes.titlesize": 10,
@@ -71,44 +75,55 @@ def figure_path(path: str | Path, fmt: str | None = None) -> Path:
     return p.with_suffix("." + fmt)
 
 
-def _save(fig: Any, path: str | Path, fmt: str | None = None) -> Path:
+def _rounded(value: Any) -> Any:
+    """``value`` with floats rounded to 6 decimals (NaN as None): the form that is hashed and stored."""
+    if isinstance(value, dict):
+        return {str(k): _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _rounded(value.tolist())
+    if isinstance(value, np.generic):
+        return _rounded(value.item())
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6) + 0.0
+    return value
+
+
+def data_hash(data: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a figure's data (floats to 6 decimals): equal data, equal hash."""
+    text = json.dumps(_rounded(data), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _save(fig: Any, path: str | Path, data: dict[str, Any], fmt: str | None = None) -> Path:
+    """Write ``fig`` atomically into an existing folder (a missing one is a one-line error), the PNG stamped with
+    :func:`data_hash` of ``data``."""
     from ..atomic import atomic_path
 
     plt = _plt()
     out = figure_path(path, fmt)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=out.suffix.lstrip("."))
-    plt.close(fig)
+    kind = out.suffix.lstrip(".")
+    meta = {HASH_KEY: data_hash(data)} if kind == "png" else None
+    try:
+        with atomic_path(out, make_parents=False) as tmp:
+            fig.savefig(tmp, format=kind, metadata=meta)
+    finally:
+        plt.close(fig)
     return out
 
 
-def dataset_label(dataset: str) -> str:
-    return {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "mnist5k": "MNIST-5k"}.get(dataset, dataset)
+#: A dataset's name in figures (:func:`robustbench201.tables.formats.dataset_title`).
+dataset_label = dataset_title
+#: A column as an axis label (:func:`robustbench201.tables.formats.axis_label`).
+metric_label = axis_label
 
 
-def metric_label(column: str) -> str:
-    """A readable label of a wide column: ``'fgsm@1'`` -> ``'FGSM accuracy, eps = 1/255'``, ``'params'`` ->
-    ``'parameters (millions)'``, ``'edgegpu_latency'`` -> ``'edgegpu latency (ms)'``."""
-    if column in _UNITS:
-        return _UNITS[column]
-    if column.endswith("_latency"):
-        return f"{column.removesuffix('_latency')} latency (ms)"
-    if column.endswith("_energy"):
-        return f"{column.removesuffix('_energy')} energy (mJ)"
-    try:
-        w = parse_wide_name(column)
-    except Rb201Error:
-        return column
-    name = _ATTACK_NAMES.get(w.key, w.key.replace("_", " "))
-    what = "accuracy" if w.measure is None else w.measure.replace("_", " ")
-    if w.key == "clean":
-        return "clean accuracy"
-    if not math.isnan(w.epsilon):
-        sem = ", cumulative" if w.semantics else ""
-        return f"{name} {what}, eps = {format_eps(w.epsilon)}/255{sem}"
-    if w.severity:
-        return f"{name} {what}, severity {w.severity}"
-    return f"{name} {what}" if w.measure else name
+def _semantics_phrase(semantics: str | None) -> str:
+    return {
+        "per-epsilon": "each epsilon attacked on its own",
+        "cumulative": "cumulative: a point broken at a smaller epsilon counts as broken",
+    }.get(semantics or "", "")
 
 
 def _eps_axis(ax: Any, eps: Sequence[float]) -> None:
@@ -123,6 +138,67 @@ def _eps_axis(ax: Any, eps: Sequence[float]) -> None:
     ax.set_xlabel("L-inf epsilon (units of 1/255)")
 
 
+# ---- robust accuracy against epsilon --------------------------------------------------------------------------
+def eps_curves_data(
+    df: Any,
+    columns: dict[str, list[str]],
+    archs: dict[int, str] | None = None,
+    dataset: str = "",
+    semantics: str | None = "per-epsilon",
+) -> dict[str, Any]:
+    """What :func:`eps_curves` draws: per attack (``columns``: attack -> its ``attack@eps`` columns, ascending) the
+    epsilons, the 10/50/90% quantiles over the rows with values and the curves of ``archs`` (index -> why it is
+    highlighted; default: the cells of highest and of median clean accuracy, ties broken by the lower index)."""
+    attacks = [a for a, cols in columns.items() if cols]
+    if not attacks:
+        raise Rb201Error("the table has no attack columns to plot")
+    used = [c for a in attacks for c in columns[a]]
+    rows = df[df[used].notna().any(axis=1)]
+    if archs is None and "clean" in rows.columns:
+        clean = rows["clean"].dropna().sort_index().sort_values(kind="stable")
+        archs = {
+            int(clean.index[-1]): "highest clean accuracy",
+            int(clean.index[len(clean) // 2]): "median clean accuracy",
+        }
+    panels = []
+    for a in attacks:
+        cols = columns[a]
+        v = rows[cols].to_numpy(dtype=np.float64)
+        with np.errstate(all="ignore"):
+            q10, q50, q90 = np.nanpercentile(v, [10, 50, 90], axis=0)
+        curves = [
+            {"index": i, "why": why, "values": rows.loc[i, cols].to_numpy(dtype=float).tolist()}
+            for i, why in (archs or {}).items()
+            if i in rows.index
+        ]
+        panels.append({"attack": key_title(a), "eps": [parse_wide_name(c).epsilon for c in cols], "q10": q10.tolist(),
+                       "q50": q50.tolist(), "q90": q90.tolist(), "curves": curves})  # fmt: skip
+    phrase = _semantics_phrase(semantics)
+    title = f"{dataset_label(dataset)}: robust accuracy of {len(rows)} isomorphism classes against epsilon"
+    return {"kind": "eps_curves", "title": title + (f"\n({phrase})" if phrase else ""), "panels": panels}
+
+
+def _render_eps_curves(data: dict[str, Any], plt: Any) -> Any:
+    panels = data["panels"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 3.4), sharey=True, squeeze=False)
+    colors = ("tab:red", "tab:green", "tab:purple")
+    for ax, p in zip(axes[0], panels, strict=True):
+        eps = np.asarray(p["eps"])
+        ax.fill_between(eps, p["q10"], p["q90"], alpha=0.25, color="tab:blue", lw=0, label="10-90% of classes")
+        ax.plot(eps, p["q50"], "k-", lw=1.5, label="median over classes")
+        for c, color in zip(p["curves"], colors, strict=False):
+            ax.plot(eps, c["values"], "o-", ms=3, color=color, label=f"#{c['index']} ({c['why']})")
+        ax.set_title(p["attack"])
+        _eps_axis(ax, list(eps))
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("robust accuracy (fraction)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.suptitle(data["title"])
+    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False)
+    return fig
+
+
 def eps_curves(
     df: Any,
     path: str | Path,
@@ -130,68 +206,71 @@ def eps_curves(
     archs: dict[int, str] | None = None,
     dataset: str = "",
     fmt: str | None = None,
+    semantics: str | None = "per-epsilon",
 ) -> Path:
-    """Robust accuracy against epsilon, one panel per attack (``columns``: attack -> its ``attack@eps`` columns,
-    ascending): the median and the 10-90% band over the rows, and the curves of ``archs`` (index -> why it is
-    highlighted; default: the cells of highest and of median clean accuracy)."""
-    attacks = [a for a, cols in columns.items() if cols]
-    if not attacks:
-        raise Rb201Error("the table has no attack columns to plot")
-    if archs is None and "clean" in df.columns:
-        clean = df["clean"].dropna().sort_values()
-        archs = {
-            int(clean.index[-1]): "highest clean accuracy",
-            int(clean.index[len(clean) // 2]): "median clean accuracy",
-        }
-    with _style() as plt:
-        fig, axes = plt.subplots(1, len(attacks), figsize=(3.1 * len(attacks), 3.2), sharey=True, squeeze=False)
-        for ax, a in zip(axes[0], attacks, strict=True):
-            cols = columns[a]
-            eps = np.array([parse_wide_name(c).epsilon for c in cols])
-            v = df[cols].to_numpy(dtype=np.float64)
-            q10, q50, q90 = np.nanpercentile(v, [10, 50, 90], axis=0)
-            ax.fill_between(eps, q10, q90, alpha=0.25, color="tab:blue", lw=0, label="10-90% of cells")
-            ax.plot(eps, q50, "k-", lw=1.5, label="median cell")
-            for (i, why), color in zip((archs or {}).items(), ("tab:red", "tab:green", "tab:purple")):
-                if i in df.index:
-                    ax.plot(eps, df.loc[i, cols].to_numpy(dtype=float), "o-", ms=3, color=color, label=f"#{i} ({why})")
-            ax.set_title(_ATTACK_NAMES.get(a, a))
-            _eps_axis(ax, eps)
-            ax.set_ylim(0, 1)
-        axes[0][0].set_ylabel("accuracy (fraction)")
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.tight_layout(rect=(0, 0.06, 1, 0.93))
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
-        n = len(df)
-        fig.suptitle(
-            f"{dataset_label(dataset)}: robust accuracy of {n} cells against epsilon (each epsilon attacked on its own)"
-        )
-        return _save(fig, path, fmt)
+    """Robust accuracy against epsilon, one panel per attack (:func:`eps_curves_data`), written to ``path``."""
+    return draw(eps_curves_data(df, columns, archs, dataset, semantics), path, fmt)
+
+
+# ---- correlation matrix -----------------------------------------------------------------------------------------
+def heatmap_data(matrix: Any, title: str, labels: Sequence[str] | None = None) -> dict[str, Any]:
+    """What :func:`heatmap` draws: a square matrix of Kendall tau (a DataFrame, values in [-1, 1]), its row and column
+    labels in words (default: :func:`column_title` of each name) and the title."""
+    names = [str(c) for c in matrix.columns]
+    return {"kind": "heatmap", "title": title, "labels": list(labels or [column_title(n) for n in names]),
+            "values": matrix.to_numpy(dtype=float).tolist()}  # fmt: skip
+
+
+def _render_heatmap(data: dict[str, Any], plt: Any) -> Any:
+    values = np.asarray(data["values"], dtype=float)
+    labels = data["labels"]
+    n = len(labels)
+    size = 2.2 + 0.5 * n
+    fig, ax = plt.subplots(figsize=(size + 1.6, size + 0.6))
+    cmap = plt.get_cmap("RdBu_r")
+    im = ax.imshow(values, vmin=-1, vmax=1, cmap=cmap)
+    ax.set_xticks(range(n), labels=labels, rotation=90)
+    ax.set_yticks(range(n), labels=labels)
+    ax.grid(False)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                r, g, b, _ = cmap((values[i, j] + 1) / 2)
+                light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="black" if light else "white")  # fmt: skip
+    fig.colorbar(im, ax=ax, shrink=0.8, label="Kendall tau")
+    ax.set_title(data["title"])
+    return fig
 
 
 def heatmap(matrix: Any, path: str | Path, title: str, fmt: str | None = None) -> Path:
-    """A square correlation matrix (DataFrame, values in [-1, 1]) as an annotated heatmap; each annotation is
-    black or white, whichever reads better on its cell's colour."""
-    with _style() as plt:
-        n = len(matrix)
-        size = 1.6 + 0.5 * n
-        fig, ax = plt.subplots(figsize=(size + 1.2, size))
-        cmap = plt.get_cmap("RdBu_r")
-        values = matrix.to_numpy(dtype=float)
-        im = ax.imshow(values, vmin=-1, vmax=1, cmap=cmap)
-        ax.set_xticks(range(n), labels=list(matrix.columns), rotation=45, ha="right")
-        ax.set_yticks(range(n), labels=list(matrix.index))
-        ax.grid(False)
-        if n <= 20:
-            for i in range(n):
-                for j in range(n):
-                    r, g, b, _ = cmap((values[i, j] + 1) / 2)
-                    light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
-                    ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="black" if light else "white")  # fmt: skip
-        fig.colorbar(im, ax=ax, shrink=0.8, label="Kendall tau")
-        ax.set_title(title)
-        return _save(fig, path, fmt)
+    """A square correlation matrix as an annotated heatmap (each annotation black or white, whichever reads
+    better on its cell's colour; labels in words), written to ``path``."""
+    return draw(heatmap_data(matrix, title), path, fmt)
+
+
+# ---- Pareto front -----------------------------------------------------------------------------------------------
+def pareto_data(df: Any, objective: str, cost: str, front: Sequence[int], dataset: str = "") -> dict[str, Any]:
+    """What :func:`pareto` draws: ``objective`` against ``cost`` over the rows with both, and the Pareto ``front``
+    (row labels; maximum objective at minimum cost)."""
+    rows = df[[cost, objective]].dropna()
+    title = (f"{dataset_label(dataset)}: {column_title(objective)} against {column_title(cost)}\n"
+             f"({len(rows)} isomorphism classes, {len(front)} on the Pareto front)")  # fmt: skip
+    return {"kind": "pareto", "title": title, "x_label": metric_label(cost), "y_label": metric_label(objective),
+            "x": rows[cost].tolist(), "y": rows[objective].tolist(), "front_x": df.loc[list(front), cost].tolist(),
+            "front_y": df.loc[list(front), objective].tolist()}  # fmt: skip
+
+
+def _render_pareto(data: dict[str, Any], plt: Any) -> Any:
+    fig, ax = plt.subplots(figsize=(5.5, 4.4))
+    ax.scatter(data["x"], data["y"], s=3, alpha=0.3, color="gray", lw=0, label=f"classes ({len(data['x'])})")
+    ax.step(data["front_x"], data["front_y"], "r.-", where="post", label=f"Pareto front ({len(data['front_x'])})")
+    ax.set_xlabel(data["x_label"])
+    ax.set_ylabel(data["y_label"])
+    ax.set_title(data["title"])
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    return fig
 
 
 def pareto(
@@ -203,100 +282,117 @@ def pareto(
     dataset: str = "",
     fmt: str | None = None,
 ) -> Path:
-    """Scatter of ``objective`` against ``cost`` over the rows, with the Pareto ``front`` (row labels; maximum
-    objective at minimum cost)."""
-    with _style() as plt:
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-        ax.scatter(df[cost], df[objective], s=3, alpha=0.3, color="gray", lw=0, label=f"cells ({len(df)})")
-        ax.step(
-            df.loc[front, cost],
-            df.loc[front, objective],
-            "r.-",
-            where="post",
-            label=f"Pareto front ({len(front)} cells)",
-        )
-        ax.set_xlabel(metric_label(cost))
-        ax.set_ylabel(metric_label(objective))
-        ax.set_title(f"{dataset_label(dataset)}: {metric_label(objective)} against {metric_label(cost).split(' (')[0]}")
-        ax.legend(loc="lower right")
-        return _save(fig, path, fmt)
+    """Scatter of ``objective`` against ``cost`` with the Pareto ``front`` (:func:`pareto_data`), written to
+    ``path``."""
+    return draw(pareto_data(df, objective, cost, front, dataset), path, fmt)
+
+
+# ---- regret of the NAS baselines --------------------------------------------------------------------------------
+def regret_data(results: Sequence[Any], dataset: str = "") -> dict[str, Any]:
+    """What :func:`regret` draws: per :class:`~.nas.SearchResult` (in the fixed order rs, re, ls) the median and the
+    25-75% band over its runs of the regret (table optimum minus best found) after each query."""
+    order = {a: k for k, a in enumerate(ALGO_COLORS)}
+    lines = []
+    for r in sorted(results, key=lambda r: order.get(r.algo, len(order))):
+        reg = r.regret
+        with np.errstate(all="ignore"):
+            q25, q50, q75 = np.nanpercentile(reg, [25, 50, 75], axis=0)
+        lines.append({"algo": r.algo, "runs": r.n_runs, "median": q50.tolist(), "q25": q25.tolist(),
+                      "q75": q75.tolist(), "final": float(np.nanmedian(reg[:, -1]))})  # fmt: skip
+    first = results[0]
+    cons = f" subject to {' and '.join(first.constraints)}" if first.constraints else ""
+    goal = f"{'max' if first.maximize else 'min'} {column_title(first.objective)}{cons}"
+    title = (f"{dataset_label(dataset)}: search for {goal}\n"
+             f"(table optimum {first.optimum:.4f} at #{first.optimum_index}; budget {first.budget})")  # fmt: skip
+    return {"kind": "regret", "title": title, "lines": lines}
+
+
+def _render_regret(data: dict[str, Any], plt: Any) -> Any:
+    fig, ax = plt.subplots(figsize=(7.2, 4))
+    for ln in data["lines"]:
+        a = ln["algo"]
+        color = ALGO_COLORS.get(a, "k")
+        x = np.arange(1, len(ln["median"]) + 1)
+        name = ALGO_NAMES.get(a, a)
+        ax.plot(x, ln["median"], color=color, label=f"{name}: median of {ln['runs']} runs (final {ln['final']:.4f})")
+        ax.fill_between(x, ln["q25"], ln["q75"], alpha=0.2, color=color, lw=0, label=f"{name}: 25-75% of runs")
+    ax.set_yscale("symlog", linthresh=1e-3, linscale=0.5)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("queries (distinct isomorphism classes)")
+    ax.set_ylabel("regret: table optimum - best found")
+    ax.set_title(data["title"])
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    return fig
 
 
 def regret(results: Sequence[Any], path: str | Path, dataset: str = "", fmt: str | None = None) -> Path:
-    """Regret (table optimum minus best found) against queries, one line per :class:`~.nas.SearchResult`: the
-    median over runs and the band of the middle half of the runs (25-75%). The y axis is logarithmic above 1e-3
-    and linear below, so runs that reached the optimum (regret 0) show at 0 instead of vanishing."""
-    with _style() as plt:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for r in results:
-            reg = r.regret
-            x = np.arange(1, reg.shape[1] + 1)
-            with np.errstate(all="ignore"):
-                q25, q50, q75 = np.nanpercentile(reg, [25, 50, 75], axis=0)
-            (line,) = ax.plot(
-                x, q50, label=f"{r.algo}: median of {r.n_runs} runs (final {np.nanmedian(reg[:, -1]):.4f})"
-            )
-            ax.fill_between(x, q25, q75, alpha=0.2, color=line.get_color(), lw=0, label=f"{r.algo}: 25-75% of runs")
-        ax.set_yscale("symlog", linthresh=1e-3, linscale=0.5)
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("queries (distinct isomorphism classes)")
-        first = results[0]
-        ax.set_ylabel("regret: table optimum - best found")
-        what = metric_label(first.objective)
-        ax.set_title(f"{dataset_label(dataset)}: search for {what} (optimum {first.optimum:.4f})")
-        ax.legend()
-        return _save(fig, path, fmt)
+    """Regret against queries (:func:`regret_data`): the y axis is logarithmic above 1e-3 and linear below, so runs
+    that reached the optimum (regret 0) show at 0 instead of vanishing. Written to ``path``."""
+    return draw(regret_data(results, dataset), path, fmt)
 
 
+# ---- architecture weights of a DSRNA search ---------------------------------------------------------------------
 def alphas(alpha_history: Sequence[Any], path: str | Path, title: str = "", fmt: str | None = None) -> Path:
     """Softmax architecture weights over epochs (epochs+1 x 6 edges x 5 ops), one panel per edge, with the
     uniform weight 1/5 marked."""
+    a = np.asarray(alpha_history, dtype=float)
+    return draw({"kind": "alphas", "title": title or "architecture weights over the search", "alphas": a.tolist()},
+                path, fmt)  # fmt: skip
+
+
+def _render_alphas(data: dict[str, Any], plt: Any) -> Any:
     from matplotlib.ticker import MaxNLocator
 
     from ..space import EDGES, OPS
 
-    a = np.asarray(alpha_history)
+    a = np.asarray(data["alphas"], dtype=float)
+    fig, axes = plt.subplots(2, 3, figsize=(11, 5.5), sharex=True, sharey=True)
+    for k, ax in enumerate(axes.flat):
+        for o, name in enumerate(OPS):
+            ax.plot(range(len(a)), a[:, k, o], label=name)
+        ax.axhline(1 / len(OPS), color="gray", ls=":", lw=1, label="uniform (1/5)")
+        ax.set_title(f"edge {EDGES[k][0]} -> {EDGES[k][1]}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("softmax(alpha)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.05), frameon=False)
+    fig.suptitle(data["title"])
+    return fig
+
+
+# ---- a cell ---------------------------------------------------------------------------------------------------
+def _render_cell(data: dict[str, Any], plt: Any) -> Any:
+    """``{"kind": "cell", "index": NB201 index, "title": ...}``: the cell as a DAG (:func:`robustbench201.draw`)."""
+    from ..draw import draw_cell
+
+    return draw_cell(data["index"], title=data["title"])
+
+
+# ---- one entry for all ------------------------------------------------------------------------------------------
+def render(data: dict[str, Any]) -> Any:
+    """The matplotlib Figure of a figure's data (any ``*_data`` dict); the caller closes it."""
+    from .plots_dsrna import render_dsrna_compare
+
+    renderers = {"eps_curves": _render_eps_curves, "heatmap": _render_heatmap, "pareto": _render_pareto,
+                 "regret": _render_regret, "alphas": _render_alphas, "dsrna_compare": render_dsrna_compare,
+                 "cell": _render_cell}  # fmt: skip
+    kind = data.get("kind")
+    if kind not in renderers:
+        raise Rb201Error(f"unknown figure kind {kind!r}; allowed: {', '.join(renderers)}")
     with _style() as plt:
-        fig, axes = plt.subplots(2, 3, figsize=(11, 5.5), sharex=True, sharey=True)
-        for k, ax in enumerate(axes.flat):
-            for o, name in enumerate(OPS):
-                ax.plot(range(len(a)), a[:, k, o], label=name)
-            ax.axhline(1 / len(OPS), color="gray", ls=":", lw=1, label="uniform (1/5)")
-            ax.set_title(f"edge {EDGES[k][0]} -> {EDGES[k][1]}")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        for ax in axes[1]:
-            ax.set_xlabel("epoch")
-        for ax in axes[:, 0]:
-            ax.set_ylabel("softmax(alpha)")
-        handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.05), frameon=False)
-        fig.suptitle(title or "architecture weights over the search")
-        return _save(fig, path, fmt)
+        fig = renderers[kind](data, plt)
+        fig.canvas.draw()  # lay out now, so the file and a check of the text boxes see the same figure
+        return fig
 
 
-# ---- DSRNA comparison (rb201 search dsrna --compare) ---------------------------------------------------------------
-_DSRNA_STYLES = {  # group key -> (colour, marker)
-    "none": ("tab:blue", "o"),
-    "jacobian": ("tab:orange", "s"),
-    "certified": ("tab:green", "^"),
-    "combined": ("tab:purple", "D"),
-    "random": ("0.45", "x"),
-}
-
-
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}" + ("" if n == 1 else "s")
-
-
-def _compare_label(column: str, pgd_steps: int | None = None) -> str:
-    """:func:`metric_label` with the unit, and PGD's step count when known: ``'pgd@8'`` -> ``'PGD-10 accuracy,
-    eps = 8/255 (fraction)'``."""
-    if column == "mean_adv":
-        return "mean adversarial accuracy (fraction)"
-    label = metric_label(column)
-    if pgd_steps and column.startswith("pgd@"):
-        label = label.replace("PGD", f"PGD-{pgd_steps}", 1)
-    return f"{label} (fraction)"
+def draw(data: dict[str, Any], path: str | Path, fmt: str | None = None) -> Path:
+    """Render a figure's data and write it to ``path`` (png, pdf or svg by ``fmt`` or the suffix)."""
+    figure_path(path, fmt)  # refuse a bad format before drawing
+    with _style():
+        return _save(render(data), path, data, fmt)
 
 
 def dsrna_compare(
@@ -306,93 +402,8 @@ def dsrna_compare(
     background: tuple[np.ndarray, np.ndarray] | None = None,
     fmt: str | None = None,
 ) -> Path:
-    """Clean against robust accuracy of every cell of a DSRNA comparison (:mod:`.dsrna_compare`): one marker per
-    search (colour and shape by method; error bars: std over the training seeds in trained mode), random cells, and
-    the ceiling (the table optimum, or the CIFAR-10 table's optimum cell trained like the others). ``robust``: the
-    y column (default ``fgsm@1`` on a table, the largest-epsilon PGD column when trained); ``background``: (clean,
-    robust) of every isomorphism class of the table, drawn in light grey. Cells at the same point share one
-    annotation."""
-    from .dsrna_config import METHOD_LABELS
+    """Clean against robust accuracy of every cell of a DSRNA comparison (:func:`.plots_dsrna.dsrna_compare_data`),
+    written to ``path``."""
+    from .plots_dsrna import dsrna_compare_data
 
-    cols = report["columns"]
-    trained = report["mode"] == "trained"
-    if robust is None:
-        robust = "fgsm@1" if "fgsm@1" in cols else [c for c in cols if c.startswith("pgd@")][-1]
-    if robust not in cols:
-        raise Rb201Error(f"column {robust!r} not in the comparison; allowed: {', '.join(cols[1:])}")
-    cfg = report["config"]
-    with _style() as plt:
-        fig, ax = plt.subplots(figsize=(7.0, 5.4))
-        if background is not None:
-            ax.scatter(
-                *background, s=2, color="0.82", lw=0, label=f"all {len(background[0])} isomorphism classes of the table"
-            )
-        runs = [*report["runs"], *report["random"]]
-        seen: dict[tuple[str, int], int] = {}
-        for r in runs:
-            seen[(r["group"], r["index"])] = seen.get((r["group"], r["index"]), 0) + 1
-        labelled: set[str] = set()
-        notes: dict[tuple[float, float], list[str]] = {}  # one annotation per position: cells that coincide share it
-        for (group, index), count in seen.items():
-            r = next(x for x in runs if x["group"] == group and x["index"] == index)
-            label = METHOD_LABELS.get(group, "random live cells" if group == "random" else group)
-            colour, marker = _DSRNA_STYLES.get(group, ("k", "o"))
-            x, y = r["values"]["clean"], r["values"][robust]
-            err = (r["spread"]["clean"], r["spread"][robust]) if trained else (None, None)
-            face = "none" if group == "random" else colour
-            ax.errorbar(x, y, xerr=err[0], yerr=err[1], fmt=marker, color=colour, ms=7, mfc=face, capsize=2, lw=0.8,
-                        label=None if label in labelled else label, alpha=0.85)  # fmt: skip
-            labelled.add(label)
-            text = f"#{index}" + (f" x{count}" if count > 1 else "")
-            if text not in notes.setdefault((round(x, 6), round(y, 6)), []):
-                notes[(round(x, 6), round(y, 6))].append(text)
-        if trained and "reference" in report:
-            ref = report["reference"]
-            x, y = ref["values"]["clean"], ref["values"][robust]
-            ax.errorbar(x, y, xerr=ref["spread"]["clean"], yerr=ref["spread"][robust], fmt="*", color="tab:red",
-                        ms=12, capsize=2, lw=0.8, label=ref["label"])  # fmt: skip
-            notes.setdefault((round(x, 6), round(y, 6)), []).append(f"#{ref['index']}")
-        elif not trained:
-            exp = report["random_expectation"]
-            ax.plot(exp["clean"]["mean"], exp[robust]["mean"], "P", color="k", ms=9, label="random live cell (mean)")
-            best = report["optimum"][robust]
-            ax.axhline(best["value"], color="tab:red", ls="--", lw=1, label=f"table optimum #{best['index']}")
-        ax.set_xlabel(_compare_label("clean"))
-        ax.set_ylabel(_compare_label(robust, cfg.get("pgd_steps") if trained else None))
-        ds = dataset_label(cfg["search"]["dataset"])
-        how = (
-            f"cells trained {_count(cfg['train_epochs'], 'epoch')} x {_count(len(cfg['train_seeds']), 'seed')}, "
-            "bars: std"
-            if trained
-            else "scored on the results table"
-        )
-        ax.set_title(f"{ds}: DSRNA vs DARTS vs random cells\n({_count(len(cfg['seeds']), 'search seed')}; {how})")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
-        fig.canvas.draw()  # fixes the axis limits the labels are placed in
-        _place_labels(ax, {xy: ", ".join(t) for xy, t in notes.items()}, fontsize=6.5)
-        return _save(fig, path, fmt)
-
-
-def _place_labels(ax: Any, labels: dict[tuple[float, float], str], fontsize: float) -> None:
-    """Annotate each data point with its text where the text overlaps no marker and no earlier label: the first
-    free place among a few offsets around the point, joined to it by a thin leader line."""
-    scale = 72.0 / ax.figure.dpi  # pixels -> points
-    pts = {xy: ax.transData.transform(xy) * scale for xy in labels}
-    boxes = [(px - 6, py - 6, px + 6, py + 6) for px, py in pts.values()]  # the markers (the star is 12 points)
-    h = 1.25 * fontsize
-    for xy, text in sorted(labels.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
-        px, py = pts[xy]
-        w = 0.58 * fontsize * len(text)
-        offsets = [(7, 3), (7, -3 - h), (-7 - w, 3), (-7 - w, -3 - h)]
-        offsets += [(dx, dy + sign * k * h) for k in (1, 2, 3) for sign in (1, -1) for dx, dy in offsets[:4:2]]
-        chosen = offsets[0]
-        for dx, dy in offsets:
-            box = (px + dx, py + dy, px + dx + w, py + dy + h)
-            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes):
-                chosen = (dx, dy)
-                break
-        dx, dy = chosen
-        boxes.append((px + dx, py + dy, px + dx + w, py + dy + h))
-        leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.35", "shrinkA": 0, "shrinkB": 3}
-        ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, ha="left",
-                    va="bottom", arrowprops=leader)  # fmt: skip
+    return draw(dsrna_compare_data(report, robust, background), path, fmt)

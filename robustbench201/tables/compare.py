@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidChoiceError
+from ..errors import InvalidChoiceError, NoValuesError
 from .index import IndexedSource
 
 PUBLISHED = "jung2023"
@@ -88,11 +88,15 @@ class CompareReport:
             width = max(len(c.column) for c in cols)
             out.append(f"  {'column':<{width}} {'cells':>6} {'tau':>7} {'mean|a-b|':>10} {'mean a-b':>9} {'max':>7}")
             for c in cols:
-                cells = ", ".join(f"{i} ({_fmt(a)} vs {_fmt(b)})" for i, a, b in c.worst[:worst])
+                cells = ", ".join(f"{i} ({_fmt(a)} vs {_fmt(b)})" for i, a, b in c.worst[:worst] if a != b)
                 out.append(
                     f"  {c.column:<{width}} {c.n:>6} {_fmt(c.kendall_tau):>7} {_fmt(c.mean_abs_diff):>10} "
-                    f"{_fmt(c.mean_diff):>9} {_fmt(c.max_abs_diff):>7}  worst: {cells}"
+                    f"{_fmt(c.mean_diff):>9} {_fmt(c.max_abs_diff):>7}"
+                    + (f"  most different: {cells}" if cells else "")
                 )
+            same = sum(1 for c in cols if c.max_abs_diff == 0)
+            if same:
+                out.append(f"  ({same} of {len(cols)} columns equal on every cell)")
         for label, side in (("a", self.only_a), ("b", self.only_b)):
             for ds, names in sorted(side.items()):
                 if names:
@@ -101,9 +105,40 @@ class CompareReport:
         for label, dss in (("a", self.datasets_only_a), ("b", self.datasets_only_b)):
             if dss:
                 out.append(f"datasets only in {label}: {', '.join(dss)}")
-        if not self.columns:
-            out.append("no common columns with values in both: nothing to compare")
         return out
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """One row per compared column (:data:`ROW_HEADERS`): the tidy table of ``--format csv`` and ``markdown``."""
+        return [
+            (
+                c.dataset,
+                c.column,
+                c.family,
+                c.key,
+                c.epsilon,
+                c.severity or None,
+                c.n,
+                c.kendall_tau,
+                c.mean_abs_diff,
+                c.mean_diff,
+                c.max_abs_diff,
+            )  # fmt: skip
+            for c in self.columns
+        ]
+
+
+#: Columns of :meth:`CompareReport.rows`.
+ROW_HEADERS: tuple[str, ...] = ("dataset", "column", "family", "key", "epsilon", "severity", "cells", "tau",
+                                "mean_abs_diff", "mean_diff", "max_abs_diff")  # fmt: skip
+
+
+def _covers(src: IndexedSource) -> str:
+    """What a source holds, in one phrase: ``'mnist5k (4 of 6466 classes)'``."""
+    parts = []
+    for ds in src.datasets:
+        idx = src.index(ds)
+        parts.append(f"{ds} ({len(idx.covered_classes())} of {idx.n_classes} classes)")
+    return ", ".join(parts) or "no datasets"
 
 
 def _fmt(v: float) -> str:
@@ -180,12 +215,14 @@ def compare(
         cb = _columns(b, ds, families, b_sources)
         names = [n for n in ca if n in cb]
         if columns:
-            unknown = [c for c in columns if c not in names]
+            ia = a.index(ds)
+            stored = {c: ia.names[ia.column(c)] for c in columns}  # bare names read as the semantics a holds
+            unknown = [c for c, n in stored.items() if n not in names]
             if unknown:
                 raise InvalidChoiceError(
                     f"column(s) {unknown} are not in both sources on {ds}; common: {', '.join(names[:20]) or '(none)'}"
                 )
-            names = [n for n in names if n in columns]
+            names = [n for n in names if n in stored.values()]
         rep.only_a[ds] = [n for n in ca if n not in cb]
         rep.only_b[ds] = [n for n in cb if n not in ca]
         ia, ib = a.index(ds), b.index(ds)
@@ -198,4 +235,12 @@ def compare(
             rep.columns.append(
                 ColumnComparison(ds, name, info["family"], info["key"], info["epsilon"], info["severity"], **stats)
             )
+    if not rep.columns:
+        why = (
+            f"no common dataset: {rep.a} holds {_covers(a)}; {rep.b} holds {_covers(b)}"
+            if not common
+            else f"no common column with values in both on {', '.join(common)}"
+            + "".join(f"; only in a on {ds}: {', '.join(v[:6])}" for ds, v in rep.only_a.items() if v)
+        )
+        raise NoValuesError(f"nothing to compare: {why}")
     return rep

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from ..space import Arch
 from ..store.schema import format_eps
+from .formats import format_value
 
 
 class ResultView(Protocol):
@@ -28,10 +29,9 @@ class ResultView(Protocol):
     def notes(self) -> list[str]: ...
 
 
-def _num(v: float) -> str:
-    if math.isnan(v):
-        return "-"
-    return f"{v:.3f}" if abs(v) < 10 else f"{v:.4g}"
+def _num(v: float, name: str = "clean") -> str:
+    """``v`` as column ``name`` is displayed (:func:`.formats.column_display`); ``-`` for NaN."""
+    return "-" if math.isnan(v) else format_value(name, v)
 
 
 def _wrap(pairs: list[str], width: int, indent: str = "  ") -> list[str]:
@@ -72,9 +72,9 @@ def format_result(r: ResultView, width: int = 100) -> str:
             elif fam == "corruption" and plain:
                 corr.setdefault(info["key"], {})[info["severity"]] = v
             elif fam in ("clean", "nb201-training", "cost"):
-                scalars.append(f"{info['name']} {_num(v)}")
+                scalars.append(f"{info['name']} {_num(v, info['name'])}")
             else:
-                other.setdefault(fam, []).append(f"{info['name']} {_num(v)}")
+                other.setdefault(fam, []).append(f"{info['name']} {_num(v, info['name'])}")
         out += _wrap(scalars, width)
         if attacks:
             heads = sorted({e for row in attacks.values() for e in row})

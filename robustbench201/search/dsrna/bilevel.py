@@ -1,4 +1,5 @@
-"""DSRNA: differentiable search of robust NB201 cells (Hosseini, Yang & Xie, CVPR 2021; PROTOCOL.md section 7).
+"""The DSRNA search: differentiable search of robust NB201 cells (Hosseini, Yang & Xie, CVPR 2021; PROTOCOL.md
+section 7).
 
 Bilevel DARTS search on :class:`~robustbench201.models.supernet.SearchSupernet`: ``min_alpha L_val(w*, alpha) -
 sum_m gamma_m s_m R_m(w*, alpha)`` with ``w* = argmin_w L_train(w, alpha)`` approximated by alternating steps. Each
@@ -7,7 +8,7 @@ step first updates alpha on a validation batch, then w on a training batch (the 
 differences). ``s_m`` is 1 in ``absolute`` gamma mode (the paper's objective); in ``relative`` mode it is the
 validation loss over |R_m| at the start (:func:`calibrate`), fixed for the whole search, so the objective keeps the
 paper's form with a gamma that means the same for every metric. Settings and the sources of their defaults:
-:mod:`.dsrna_config`. ``eps`` is in pixel units of 1/255.
+:mod:`.config`. ``eps`` is in pixel units of 1/255.
 
 Every epoch records, per regulariser, the mean raw R, the mean term ``gamma s R`` and that term as a fraction of the
 validation loss (``ratio_<term>``), beside the losses and accuracies.
@@ -33,93 +34,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.base import ImageSet
-from ..errors import CheckpointError, Rb201Error
-from ..models.supernet import SearchSupernet, create_supernet
-from ..space import OPS, Arch
-from ..store.atomic import atomic_path, write_text_atomic
-from .dsrna_config import DSRNAConfig
-from .regularizers import certified_regularizer, jacobian_regularizer
+from ...atomic import atomic_path, write_text_atomic
+from ...data.base import ImageSet
+from ...errors import CheckpointError, Rb201Error
+from ...models.supernet import SearchSupernet, create_supernet
+from .config import DSRNAConfig
+from .regularizers import certified_regularizer, jacobian_regularizer, table_regularizer
+from .result import CHECKPOINT, RESULT, DSRNAResult
+from .table_prior import TablePrior, dead_mass, load_prior
 
-__all__ = ["DSRNAConfig", "DSRNAResult", "arch_objective", "calibrate", "load_search_data", "search"]
+__all__ = ["arch_objective", "calibrate", "load_search_data", "search", "table_prior"]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
-RESULT = "dsrna_result.json"
-
-
-@dataclass(frozen=True)
-class DSRNAResult:
-    """What a search found: the derived cell, the softmax alphas after each epoch (entry 0: at initialisation;
-    each 6 x 5 in NB201 edge and op order), per-epoch statistics and timings (seconds); ``a_lr`` the architecture
-    learning rate used, ``steps_per_epoch`` the alpha (and weight) steps per epoch, ``reg_scale`` the ``s`` of each
-    regulariser (1 in absolute gamma mode)."""
-
-    config: DSRNAConfig
-    arch: Arch
-    alpha_history: list[list[list[float]]]
-    history: list[dict[str, float]]
-    total_seconds: float
-    a_lr: float = math.nan
-    steps_per_epoch: int = 0
-    reg_scale: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def arch_string(self) -> str:
-        return self.arch.string
-
-    @property
-    def index(self) -> int:
-        return self.arch.index
-
-    @property
-    def representative(self) -> int:
-        """Index of the isomorphism-class representative (the id the table holds)."""
-        return self.arch.representative.index
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": "rb201-dsrna",
-            "config": self.config.to_json(),
-            "arch": self.arch_string,
-            "index": self.index,
-            "representative": self.representative,
-            "is_dead": self.arch.is_dead,
-            "ops": list(OPS),
-            "a_lr": self.a_lr,
-            "steps_per_epoch": self.steps_per_epoch,
-            "reg_scale": self.reg_scale,
-            "alpha_history": self.alpha_history,
-            "history": self.history,
-            "total_seconds": self.total_seconds,
-            **self.extra,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> DSRNAResult:
-        """Read back what :meth:`to_json` wrote (a ``dsrna_result.json``)."""
-        if d.get("format") != "rb201-dsrna":
-            raise Rb201Error(f"not a DSRNA result (format {d.get('format')!r}, expected 'rb201-dsrna')")
-        known = {"format", "config", "arch", "index", "representative", "is_dead", "ops", "a_lr", "steps_per_epoch"}
-        known |= {"reg_scale", "alpha_history", "history", "total_seconds"}
-        return cls(
-            DSRNAConfig.from_json(d["config"]),
-            Arch.parse(d["arch"]),
-            d["alpha_history"],
-            d["history"],
-            float(d["total_seconds"]),
-            float(d.get("a_lr", math.nan)),
-            int(d.get("steps_per_epoch", 0)),
-            dict(d.get("reg_scale", {})),
-            {k: v for k, v in d.items() if k not in known},
-        )
 
 
 def load_search_data(dataset: str, n_train: int, seed: int, root: str | Path | None = None) -> ImageSet:
     """``n_train`` training images of ``dataset`` chosen with ``seed`` (via ``data.readers.load_dataset``)."""
-    from ..data.readers import load_dataset
+    from ...data.readers import load_dataset
 
     return load_dataset(dataset, root, "train", n=n_train, seed=seed)
 
@@ -133,11 +64,22 @@ def _w_lr(cfg: DSRNAConfig, epoch: int) -> float:
     return cfg.w_lr_min + 0.5 * (cfg.w_lr - cfg.w_lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs))
 
 
+def table_prior(cfg: DSRNAConfig) -> TablePrior:
+    """The results-table prior of ``cfg`` (its surrogate column, dataset, source and chance handling), read once per
+    process."""
+    assert cfg.surrogate_dataset is not None  # resolved by DSRNAConfig
+    return load_prior(cfg.surrogate_dataset, cfg.surrogate_column, cfg.surrogate_source, cfg.surrogate_chance)
+
+
 def regularizers(model: SearchSupernet, x: torch.Tensor, y: torch.Tensor, cfg: DSRNAConfig) -> dict[str, torch.Tensor]:
     """The raw regularisers of ``cfg.metric`` on the first ``cfg.reg_batch`` images of a batch (differentiable in
-    the alphas and weights): ``{"jacobian": R_Jac, "certified": R_CB}`` as the metric uses them."""
+    the alphas and weights): ``{"jacobian": R_Jac, "certified": R_CB, "table": R_table}`` as the metric uses them
+    (R_table reads the alphas only)."""
     xr, yr = x[: cfg.reg_batch], y[: cfg.reg_batch]
     out: dict[str, torch.Tensor] = {}
+    if "table" in cfg.terms:
+        estimator = cfg.table_estimator or "expectation"
+        out["table"] = table_regularizer(model.alphas, table_prior(cfg), estimator, cfg.exclude_none)
     if "jacobian" in cfg.terms:
         xg = xr.detach().clone().requires_grad_(True)
         out["jacobian"] = jacobian_regularizer(model(xg), xg, cfg.eps, cfg.q)
@@ -150,11 +92,13 @@ def arch_objective(
     model: SearchSupernet, x: torch.Tensor, y: torch.Tensor, cfg: DSRNAConfig, scale: dict[str, float] | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``L_val - sum_m gamma_m s_m R_m`` on a validation batch, and its parts as floats: ``val_loss``,
-    ``val_acc``, and per regulariser ``R_<m>`` (raw) and ``term_<m>`` (``gamma_m s_m R_m``). ``scale``: the ``s_m``
-    (default 1, absolute mode)."""
+    ``val_acc``, ``dead_mass`` (the probability of the dead cells under the architecture distribution), and per
+    regulariser ``R_<m>`` (raw) and ``term_<m>`` (``gamma_m s_m R_m``). ``scale``: the ``s_m`` (default 1, absolute
+    mode)."""
     logits = model(x)
     loss = F.cross_entropy(logits, y)
     parts = {"val_loss": float(loss.detach()), "val_acc": float((logits.detach().argmax(1) == y).float().mean())}
+    parts["dead_mass"] = dead_mass(model.alphas_softmax().double().numpy())
     obj = loss
     for name, r in regularizers(model, x, y, cfg).items():
         weight = cfg.gamma(name) * (scale or {}).get(name, 1.0)
@@ -249,10 +193,11 @@ def _load_checkpoint(path: Path, cfg: DSRNAConfig) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file: say which, never guess
         raise CheckpointError(f"cannot read DSRNA checkpoint {path}: {exc}") from None
-    old = dict(state.get("config", {}))
-    new = cfg.to_json()
-    old.pop("epochs", None)
-    new.pop("epochs", None)
+    try:
+        old = DSRNAConfig.from_json(state.get("config", {})).identity()
+    except Rb201Error as exc:
+        raise CheckpointError(f"checkpoint {path} holds settings this version cannot read: {exc}") from None
+    new = cfg.identity()
     if old != new:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise CheckpointError(
@@ -295,6 +240,114 @@ def search(
         torch.set_num_threads(before)
 
 
+@dataclass
+class _Run:
+    """The state of a running search: supernet, optimisers, data order, and what was recorded so far."""
+
+    model: SearchSupernet
+    w_opt: torch.optim.SGD
+    a_opt: torch.optim.Adam
+    gen: torch.Generator
+    alpha_history: list[list[list[float]]]
+    history: list[dict[str, float]] = field(default_factory=list)
+    epoch: int = 0
+    scale: dict[str, float] | None = None
+
+    def state(self, cfg: DSRNAConfig) -> dict[str, Any]:
+        """What the checkpoint holds after :attr:`epoch` epochs."""
+        return {
+            "config": cfg.to_json(),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "w_opt": self.w_opt.state_dict(),
+            "a_opt": self.a_opt.state_dict(),
+            "generator": self.gen.get_state(),
+            "alpha_history": self.alpha_history,
+            "history": self.history,
+            "reg_scale": self.scale,
+        }
+
+    def restore(self, state: dict[str, Any], a_lr: float) -> None:
+        """Continue from a checkpoint's ``state``; the architecture lr is ``a_lr`` (the automatic rate follows the
+        possibly extended epoch count)."""
+        self.model.load_state_dict(state["model"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        for g in self.a_opt.param_groups:
+            g["lr"] = a_lr
+        self.gen.set_state(state["generator"])
+        self.alpha_history, self.history, self.epoch = state["alpha_history"], state["history"], state["epoch"]
+        self.scale = {k: float(v) for k, v in state["reg_scale"].items()}
+
+
+def _new_run(cfg: DSRNAConfig, data: ImageSet, a_lr: float, device: torch.device) -> _Run:
+    """The seeded supernet for ``data``'s image shape and DARTS' two optimisers."""
+    c, h, _ = data.shape
+    model = create_supernet(
+        cfg.dataset, channels=cfg.channels, n_cells=cfg.n_cells, in_channels=c, resolution=h, seed=cfg.seed
+    )
+    model.to(device).train()
+    w_opt = torch.optim.SGD(
+        model.weight_parameters(),
+        lr=cfg.w_lr,
+        momentum=cfg.w_momentum,
+        nesterov=cfg.w_nesterov,
+        weight_decay=cfg.w_weight_decay,
+    )
+    a_opt = torch.optim.Adam(model.arch_parameters(), lr=a_lr, betas=cfg.a_betas, weight_decay=cfg.a_weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return _Run(model, w_opt, a_opt, gen, [model.alphas_softmax().tolist()])
+
+
+def _run_epoch(run: _Run, cfg: DSRNAConfig, data: ImageSet, labels: torch.Tensor, n_w: int, a_lr: float) -> None:
+    """One epoch of alternating steps (alpha on a validation batch, then w on a training batch); appends the epoch's
+    mean statistics and softmax alphas to the run and advances its epoch."""
+    t0 = time.perf_counter()
+    n, steps, device = len(data), cfg.steps_per_epoch(len(data)), labels.device
+    model, scale = run.model, run.scale or {}
+    bs_w, bs_v = min(cfg.batch_size, n_w), min(cfg.batch_size, n - n_w)
+    lr = _w_lr(cfg, run.epoch)
+    for g in run.w_opt.param_groups:
+        g["lr"] = lr
+    order_w = torch.randperm(n_w, generator=run.gen)
+    order_v = torch.randperm(n - n_w, generator=run.gen) + n_w
+    sums: dict[str, float] = {"train_loss": 0.0, "train_acc": 0.0}
+    for s in range(steps):
+        it = order_w[s * bs_w : (s + 1) * bs_w]
+        iv = order_v.roll(-((s * bs_v) % (n - n_w)))[:bs_v]
+        xt, yt = _to_float(data.images, it).to(device), labels[it.to(device)]
+        xv, yv = _to_float(data.images, iv).to(device), labels[iv.to(device)]
+        # architecture step (validation batch)
+        run.a_opt.zero_grad(set_to_none=True)
+        if cfg.second_order:
+            parts = _unrolled_arch_grad(model, run.w_opt, xt, yt, xv, yv, cfg, lr, scale)
+        else:
+            obj, parts = arch_objective(model, xv, yv, cfg, scale)
+            (model.alphas.grad,) = torch.autograd.grad(obj, [model.alphas])
+        run.a_opt.step()
+        # weight step (training batch)
+        run.w_opt.zero_grad(set_to_none=True)
+        logits = model(xt)
+        loss = F.cross_entropy(logits, yt)
+        loss.backward()
+        model.alphas.grad = None
+        torch.nn.utils.clip_grad_norm_(model.weight_parameters(), cfg.grad_clip)
+        run.w_opt.step()
+        sums["train_loss"] += float(loss.detach())
+        sums["train_acc"] += float((logits.argmax(1) == yt).float().mean())
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v
+    stats = {k: v / steps for k, v in sums.items()}
+    for name in cfg.terms:
+        stats[f"ratio_{name}"] = abs(stats[f"term_{name}"]) / max(stats["val_loss"], 1e-12)
+    stats |= {"epoch": float(run.epoch), "w_lr": lr, "a_lr": a_lr, "seconds": time.perf_counter() - t0}
+    stats["steps"] = float(steps)
+    run.history.append(stats)
+    run.alpha_history.append(model.alphas_softmax().tolist())
+    run.epoch += 1
+    log.info("epoch %d: %s; derived %s", run.epoch - 1, stats, model.derive(cfg.exclude_none).string)
+
+
 def _search(
     cfg: DSRNAConfig,
     out: str | Path | None,
@@ -313,119 +366,37 @@ def _search(
     n_w = int(n * cfg.split)
     if n_w < 2 or n - n_w < 2:
         raise Rb201Error(f"the search needs >= 2 weight and >= 2 validation images; {n} images at split {cfg.split}")
-    c, h, w = data.shape
-    model = create_supernet(
-        cfg.dataset, channels=cfg.channels, n_cells=cfg.n_cells, in_channels=c, resolution=h, seed=cfg.seed
-    )
-    model.to(device).train()
-    w_opt = torch.optim.SGD(
-        model.weight_parameters(),
-        lr=cfg.w_lr,
-        momentum=cfg.w_momentum,
-        nesterov=cfg.w_nesterov,
-        weight_decay=cfg.w_weight_decay,
-    )
     steps = cfg.steps_per_epoch(n)
     a_lr = cfg.resolved_a_lr(steps)
-    a_opt = torch.optim.Adam(model.arch_parameters(), lr=a_lr, betas=cfg.a_betas, weight_decay=cfg.a_weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    alpha_history = [model.alphas_softmax().tolist()]
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    images = data.images
+    run = _new_run(cfg, data, a_lr, device)
     labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64)).to(device)
-    scale: dict[str, float] | None = None
     ckpt = out_dir / CHECKPOINT if out_dir is not None else None
     if resume and ckpt is not None and ckpt.is_file():
-        state = _load_checkpoint(ckpt, cfg)
-        model.load_state_dict(state["model"])
-        w_opt.load_state_dict(state["w_opt"])
-        a_opt.load_state_dict(state["a_opt"])
-        for g in a_opt.param_groups:  # the automatic rate follows the (possibly extended) epoch count
-            g["lr"] = a_lr
-        gen.set_state(state["generator"])
-        alpha_history, history, start_epoch = state["alpha_history"], state["history"], state["epoch"]
-        scale = {k: float(v) for k, v in state["reg_scale"].items()}
-        log.info("resumed DSRNA search from %s after epoch %d", ckpt, start_epoch)
+        run.restore(_load_checkpoint(ckpt, cfg), a_lr)
+        log.info("resumed DSRNA search from %s after epoch %d", ckpt, run.epoch)
     elif resume:
         log.info("no checkpoint in %s: starting a fresh search", out_dir)
     elif ckpt is not None and ckpt.is_file():
         log.warning("%s exists and resume=False: a fresh search will replace it", ckpt)
-    if scale is None:
-        scale = calibrate(model, images, labels, torch.arange(n_w, n), cfg)
-    if start_epoch >= cfg.epochs:
-        log.info("checkpoint already holds %d epochs (asked %d)", start_epoch, cfg.epochs)
-    bs_w = min(cfg.batch_size, n_w)
-    bs_v = min(cfg.batch_size, n - n_w)
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        lr = _w_lr(cfg, epoch)
-        for g in w_opt.param_groups:
-            g["lr"] = lr
-        order_w = torch.randperm(n_w, generator=gen)
-        order_v = torch.randperm(n - n_w, generator=gen) + n_w
-        sums: dict[str, float] = {"train_loss": 0.0, "train_acc": 0.0}
-        for s in range(steps):
-            it = order_w[s * bs_w : (s + 1) * bs_w]
-            vs = (s * bs_v) % (n - n_w)
-            iv = order_v.roll(-vs)[:bs_v]
-            xt, yt = _to_float(images, it).to(device), labels[it.to(device)]
-            xv, yv = _to_float(images, iv).to(device), labels[iv.to(device)]
-            # architecture step (validation batch)
-            a_opt.zero_grad(set_to_none=True)
-            if cfg.second_order:
-                parts = _unrolled_arch_grad(model, w_opt, xt, yt, xv, yv, cfg, lr, scale)
-            else:
-                obj, parts = arch_objective(model, xv, yv, cfg, scale)
-                (model.alphas.grad,) = torch.autograd.grad(obj, [model.alphas])
-            a_opt.step()
-            # weight step (training batch)
-            w_opt.zero_grad(set_to_none=True)
-            logits = model(xt)
-            loss = F.cross_entropy(logits, yt)
-            loss.backward()
-            model.alphas.grad = None
-            torch.nn.utils.clip_grad_norm_(model.weight_parameters(), cfg.grad_clip)
-            w_opt.step()
-            sums["train_loss"] += float(loss.detach())
-            sums["train_acc"] += float((logits.argmax(1) == yt).float().mean())
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-        stats = {k: v / steps for k, v in sums.items()}
-        for name in cfg.terms:
-            stats[f"ratio_{name}"] = abs(stats[f"term_{name}"]) / max(stats["val_loss"], 1e-12)
-        stats |= {"epoch": float(epoch), "w_lr": lr, "a_lr": a_lr, "seconds": time.perf_counter() - t0}
-        stats["steps"] = float(steps)
-        history.append(stats)
-        alpha_history.append(model.alphas_softmax().tolist())
-        log.info("epoch %d: %s; derived %s", epoch, stats, model.derive(cfg.exclude_none).string)
+    if run.scale is None:
+        run.scale = calibrate(run.model, data.images, labels, torch.arange(n_w, n), cfg)
+    if run.epoch >= cfg.epochs:
+        log.info("checkpoint already holds %d epochs (asked %d)", run.epoch, cfg.epochs)
+    while run.epoch < cfg.epochs:
+        _run_epoch(run, cfg, data, labels, n_w, a_lr)
         if ckpt is not None:
-            _save_checkpoint(
-                ckpt,
-                {
-                    "config": cfg.to_json(),
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "w_opt": w_opt.state_dict(),
-                    "a_opt": a_opt.state_dict(),
-                    "generator": gen.get_state(),
-                    "alpha_history": alpha_history,
-                    "history": history,
-                    "reg_scale": scale,
-                },
-            )
+            _save_checkpoint(ckpt, run.state(cfg))
         if on_epoch is not None:
-            on_epoch(epoch, stats)
-    arch = model.derive(cfg.exclude_none)
+            on_epoch(run.epoch - 1, run.history[-1])
     result = DSRNAResult(
         cfg,
-        arch,
-        alpha_history,
-        history,
-        float(sum(h["seconds"] for h in history)),
+        run.model.derive(cfg.exclude_none),
+        run.alpha_history,
+        run.history,
+        float(sum(h["seconds"] for h in run.history)),
         a_lr,
         steps,
-        dict(scale),
+        dict(run.scale),
         {"data_indices": None if data.indices is None else [int(i) for i in data.indices]},
     )
     if out_dir is not None:

@@ -1,4 +1,4 @@
-"""The report of a DSRNA comparison (:mod:`.dsrna_compare`): per-run scores, one row per method, text and markdown
+"""The report of a DSRNA comparison (:mod:`.comparison`): per-run scores, one row per method, text and markdown
 tables. Pure functions of the searches' results and the trained scores (the table is read for table scoring).
 
 Groups: ``DARTS`` (metric ``none``), ``DSRNA (R_Jac)``, ``DSRNA (R_CB)``, ``DSRNA (R_Jac + R_CB)``, random live
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ..space import Arch
-from ..store.schema import format_eps
-from .dsrna_config import METHOD_LABELS
-from .dsrna_diagnostics import cell_findings, edge_decisions, movement
-
-if TYPE_CHECKING:
-    from .dsrna_compare import CompareConfig
+from ...data.info import dataset_info
+from ...space import Arch
+from ...store.schema import format_eps
+from .config import METHOD_LABELS, METRIC_TERMS, CompareConfig
+from .diagnostics import cell_findings, edge_decisions, movement
+from .table_prior import at_chance, column_kendall, guided_columns, load_prior
 
 #: Columns of table scoring (accuracies; ``mean_adv``: flat mean over the four attacks, eps 255 excluded).
 TABLE_COLUMNS: tuple[str, ...] = ("clean", "fgsm@1", "pgd@1", "mean_adv")
@@ -76,7 +75,7 @@ def build_report(
     """The comparison's report: ``config``, ``mode``, ``columns``, ``runs`` (one per search), ``random`` (the drawn
     cells), ``groups`` (one row per method), and per mode ``optimum`` + ``random_expectation`` (table) or
     ``reference`` (trained)."""
-    from .dsrna_summary import TRANSFER_DATASET, TRANSFER_LABEL, TableScorer
+    from .summary import TRANSFER_DATASET, TRANSFER_LABEL, TableScorer
 
     mode = cfg.mode
     runs = [_run_record(s) for s in searches]
@@ -115,8 +114,37 @@ def build_report(
                 "label": f"{TRANSFER_LABEL} table optimum for fgsm@1 (#{reference}), trained here",
             } | _trained_values(scores, reference, columns)
     report |= {"columns": columns, "runs": runs, "random": rand}
+    surrogate = _surrogate(cfg, [*runs, *rand], columns)
+    if surrogate is not None:
+        report["surrogate"] = surrogate
     report["groups"] = _groups(report)
     return report
+
+
+def _surrogate(cfg: CompareConfig, cells: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, Any] | None:
+    """When some metric is guided by the table: which table and column guided it, whether it is a transfer (with the
+    Kendall tau of the column between the published tables), the report columns it reads (``guided``: not held out
+    in table mode), and every cell's value and percentile in that column (``cells``, in place)."""
+    metrics = [m for m in cfg.metrics if "table" in METRIC_TERMS[m]]
+    s = cfg.search
+    if not metrics or s.surrogate_dataset is None:
+        return None
+    prior = load_prior(s.surrogate_dataset, s.surrogate_column, s.surrogate_source, s.surrogate_chance)
+    for c in cells:
+        c["surrogate"] = {"value": float(prior.raw[c["index"]]), "percentile": prior.percentile(c["index"])}
+    out: dict[str, Any] = {
+        "metrics": metrics,
+        "dataset": prior.dataset,
+        "column": prior.column,
+        "source": prior.source or "embedded",
+        "chance": prior.chance_mode,
+        "missing_cells": prior.n_missing_cells,
+        "transfer": s.dataset != prior.dataset,
+        "guided": guided_columns(prior, columns) if cfg.mode == "table" else [],
+    }
+    if out["transfer"]:
+        out["kendall"] = column_kendall(prior.column, prior.source)
+    return out
 
 
 def _group_row(label: str, key: str, members: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, Any]:
@@ -166,7 +194,9 @@ def group_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of the per-method table (means, with [min, max] over runs)."""
     cols = report["columns"]
     pct = [c for c in TABLE_PERCENTILES if c in cols] if report["mode"] == "table" else []
-    headers = ["method", "runs", "cells", *cols, *(f"pct {c}" for c in pct)]
+    guided = set(report.get("surrogate", {}).get("guided", ()))
+    shown = [f"{c}*" if c in guided else c for c in cols]
+    headers = ["method", "runs", "cells", *shown, *(f"pct {c}*" if c in guided else f"pct {c}" for c in pct)]
     rows = []
     for g in report["groups"]:
         cells = ", ".join(f"#{i}" for i in dict.fromkeys(g["cells"]))
@@ -177,16 +207,36 @@ def group_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def _chance(report: dict[str, Any]) -> tuple[float, int]:
+    """Chance accuracy and the number of test images behind a value of the report."""
+    ds = report["config"]["search"]["dataset"]
+    info = dataset_info(ds)
+    n = info.n_test if report["mode"] == "table" else min(report["config"]["n_test"], info.n_test)
+    return 1.0 / info.num_classes, n
+
+
+def _value(r: dict[str, Any], c: str, chance: tuple[float, int]) -> str:
+    v = r["values"][c]
+    text = f"{v:.3f} +- {r['spread'][c]:.3f}" if "spread" in r else f"{v:.3f}"
+    return text + (" (chance)" if c != "clean" and at_chance(v, *chance) else "")
+
+
 def run_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of the per-run table: each search's cell, how far its alphas moved, its warnings and
-    values (trained mode: mean +- std over the training seeds)."""
+    values (trained mode: mean +- std over the training seeds; ``(chance)``: a robust accuracy within three binomial
+    standard deviations of chance), and with a table-guided search, every cell's percentile in the guiding column."""
     cols = report["columns"]
-    headers = ["method", "seed", "cell", "max weight", "warnings", *cols]
+    sur = report.get("surrogate")
+    guided = set(sur["guided"]) if sur else set()
+    headers = ["method", "seed", "cell", "max weight", "warnings", *(f"{c}*" if c in guided else c for c in cols)]
+    if sur:
+        headers.append(f"pct {sur['column']} ({sur['dataset']})")
+    chance = _chance(report)
     rows = []
     for r in report["runs"]:
-        vals = [
-            f"{r['values'][c]:.3f} +- {r['spread'][c]:.3f}" if "spread" in r else f"{r['values'][c]:.3f}" for c in cols
-        ]
+        vals = [_value(r, c, chance) for c in cols]
+        if sur:
+            vals.append(f"{r['surrogate']['percentile']:.1f}")
         rows.append(
             [
                 METHOD_LABELS.get(r["group"], r["group"]),
@@ -236,4 +286,31 @@ def render(report: dict[str, Any], fmt: str = "text") -> str:
     g_head, g_rows = group_table(report)
     r_head, r_rows = run_table(report)
     parts = [table(g_head, g_rows), "", table(r_head, r_rows), "", note]
+    if "surrogate" in report:
+        parts.append(surrogate_note(report))
     return "\n".join(parts)
+
+
+def surrogate_note(report: dict[str, Any]) -> str:
+    """What guided the table-regularised searches and how far their scores are held out from it."""
+    sur = report["surrogate"]
+    ds = report["config"]["search"]["dataset"]
+    labels = ", ".join(METHOD_LABELS.get(m, m) for m in sur["metrics"])
+    text = (
+        f"{labels}: guided by {sur['column']} of the {sur['dataset']} table ({sur['source']}; chance handling "
+        f"{sur['chance']}); pct column: each cell's percentile in it among the isomorphism classes."
+    )
+    if sur["transfer"]:
+        taus = ", ".join(f"{k.replace('~', ' vs ')} {v:.3f}" for k, v in sur.get("kendall", {}).items())
+        text += (
+            f" A transfer: the searches saw {ds} images under the {sur['dataset']} table's prior; Kendall tau of "
+            f"{sur['column']} between the published tables: {taus or 'unavailable'}."
+        )
+    if sur["guided"]:
+        text += (
+            f" Columns marked * ({', '.join(sur['guided'])}) read the guiding column: for the table-guided searches "
+            "they are not held-out scores."
+        )
+    elif report["mode"] == "table":
+        text += " No reported column reads the guiding column: every score is held out from the prior."
+    return text

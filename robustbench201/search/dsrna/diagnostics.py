@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Rb201Error
-from ..space import EDGES, OPS, Arch
-from .dsrna_config import A_LR_MAX, A_STEP_BUDGET, epochs_for_budget
+from ...errors import Rb201Error
+from ...space import EDGES, OPS, Arch
+from .config import A_LR_MAX, A_STEP_BUDGET, epochs_for_budget
 
 #: Below this lead of the top op's softmax weight over the second, an edge is undecided.
 UNDECIDED_MARGIN = 0.02
@@ -33,7 +33,7 @@ UNDECIDED_MARGIN = 0.02
 RATIO_LOW, RATIO_HIGH = 0.01, 100.0
 _CONVS = frozenset({OPS.index("nor_conv_1x1"), OPS.index("nor_conv_3x3")})
 _SKIP = OPS.index("skip_connect")
-_TERM_NAMES = {"jacobian": "R_Jac", "certified": "R_CB"}
+_TERM_NAMES = {"jacobian": "R_Jac", "certified": "R_CB", "table": "R_table"}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """What a finished DSRNA search reports: the derived cell with per-edge decisions and warnings
-(:mod:`.dsrna_diagnostics`), the regularisers per epoch, and the cell's values on a results table.
+(:mod:`.diagnostics`), the regularisers per epoch, and the cell's values on a results table.
 
 On a dataset with a table (CIFAR-10, CIFAR-100, ImageNet16-120) the cell is scored there. On one without (MNIST-5k)
 the summary says so and scores the cell on CIFAR-10's table as a transfer estimate, labelled as such: those are the
@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from ..data.info import PUBLISHED_DATASETS, canonical_dataset
-from ..errors import Rb201Error
-from ..space import Arch
-from ..store.atomic import write_text_atomic
-from .dsrna import DSRNAResult
-from .dsrna_config import METHOD_LABELS
-from .dsrna_diagnostics import cell_findings, edge_decisions, movement, regularizer_findings, regularizer_table
+from ...atomic import write_text_atomic
+from ...data.info import PUBLISHED_DATASETS, canonical_dataset, dataset_info
+from ...errors import Rb201Error
+from ...space import Arch
+from .config import METHOD_LABELS
+from .diagnostics import cell_findings, edge_decisions, movement, regularizer_findings, regularizer_table
+from .result import DSRNAResult
+from .table_prior import at_chance, describe, load_prior
 
 ALPHA_PNG = "alphas.png"
 TABLE_JSON = "table_score.json"
@@ -34,15 +35,15 @@ TRANSFER_DATASET = "cifar10"
 TRANSFER_LABEL = "CIFAR-10"
 #: The mean adversarial accuracy column a score adds: flat mean over the attacks' per-epsilon accuracies, 255 excluded.
 MEAN_ADV = "mean_adv"
-#: Columns a text report shows first.
-HEADLINE = ("clean", "nb201_test_accuracy", "fgsm@1", "pgd@1", MEAN_ADV, "fgsm@8", "pgd@8", "aa_apgd-ce@1")
 
 
 @dataclass(frozen=True)
 class TableScore:
     """Table values of a cell on one dataset (accuracies as fractions; column names are the wide names, epsilons in
     1/255 units; ``mean_adv`` the mean adversarial accuracy) and, per column, its percentile among the isomorphism
-    classes with a value (the share of classes it matches or beats, 0..100)."""
+    classes with a value (the share of classes it matches or beats, 0..100). ``at_chance``: the columns whose value is
+    chance accuracy (1/K within three binomial standard deviations on the table's test set, :func:`.table_prior.
+    at_chance`), where a high percentile says the attack broke the other cells, not that this one is robust."""
 
     dataset: str
     index: int
@@ -50,6 +51,7 @@ class TableScore:
     values: dict[str, float]
     percentiles: dict[str, float]
     n_classes: int
+    at_chance: tuple[str, ...] = ()
 
     @property
     def clean(self) -> float:
@@ -63,6 +65,7 @@ class TableScore:
             "values": self.values,
             "percentiles": self.percentiles,
             "n_classes": self.n_classes,
+            "at_chance": list(self.at_chance),
         }
 
 
@@ -77,7 +80,7 @@ class TableScorer:
     """Scores cells on one dataset's table: reads the wide table once, one row per isomorphism class."""
 
     def __init__(self, dataset: str, source: object | None = None) -> None:
-        from .. import _query as q
+        from ... import _query as q
 
         self.dataset = canonical_dataset(dataset)
         try:
@@ -96,7 +99,7 @@ class TableScorer:
     def mean_adv(self) -> Any:
         """Mean adversarial accuracy per class (flat mean over the attacks' per-epsilon columns, eps 255 excluded,
         as :func:`.analysis.mean_adversarial`), or None without attack columns."""
-        from .analysis import mean_adversarial
+        from ..analysis import mean_adversarial
 
         try:
             return mean_adversarial(self.reps)
@@ -136,6 +139,8 @@ class TableScorer:
         pos = int(self.reps.index.get_loc(rep))
         values: dict[str, float] = {}
         percentiles: dict[str, float] = {}
+        info = dataset_info(self.dataset)
+        chance: list[str] = []
         for col in self.columns:
             column = self.column(col)
             v = float(column[pos])
@@ -144,7 +149,9 @@ class TableScorer:
             values[col] = v
             column = column[np.isfinite(column)]
             percentiles[col] = float(100.0 * np.mean(column <= v))
-        return TableScore(self.dataset, a.index, rep, values, percentiles, int(len(self.reps)))
+            if at_chance(v, 1.0 / info.num_classes, info.n_test):
+                chance.append(col)
+        return TableScore(self.dataset, a.index, rep, values, percentiles, int(len(self.reps)), tuple(chance))
 
 
 def score_on_table(result: DSRNAResult | object, dataset: str, source: object | None = None) -> TableScore:
@@ -184,8 +191,12 @@ def summarize(
     """What a finished search reports: the derived cell, per-epoch times, the final softmax alphas, per-edge
     decisions and warnings (:func:`diagnose`), and its values and percentiles in the results table of the search
     dataset; for a dataset without a table, ``table_note`` says so and (``transfer``) ``transfer`` holds the
-    CIFAR-10 table's values as a labelled transfer estimate. With ``out``, the score is written to
-    ``table_score.json`` (or ``transfer_score.json``) and (``plot``) the alphas' trajectories to ``alphas.png``."""
+    CIFAR-10 table's values as a labelled transfer estimate. ``dead_mass``: the probability of the dead cells under
+    the final architecture weights (mean over the last epoch's steps). A search guided by the table adds
+    ``surrogate`` (:func:`.table_prior.describe`: the column and table that guided it, the derived cell's value and
+    percentile in that column, a transfer's Kendall tau between the published tables). With ``out``, the score is
+    written to ``table_score.json`` (or ``transfer_score.json``) and (``plot``) the alphas' trajectories to
+    ``alphas.png``."""
     ds = result.config.dataset
     info: dict[str, Any] = {
         "arch": result.arch_string,
@@ -223,6 +234,12 @@ def summarize(
                 info["transfer"] = score.to_json() | {"label": f"transfer estimate ({TRANSFER_DATASET} table)"}
             except Rb201Error as exc:
                 info["table_error"] = str(exc)
+    if result.history and "dead_mass" in result.history[-1]:
+        info["dead_mass"] = result.history[-1]["dead_mass"]
+    cfg = result.config
+    if cfg.table_estimator is not None and cfg.surrogate_dataset is not None:
+        prior = load_prior(cfg.surrogate_dataset, cfg.surrogate_column, cfg.surrogate_source, cfg.surrogate_chance)
+        info["surrogate"] = describe(prior, result.arch, ds, cfg.table_estimator)
     if out is not None:
         out_dir = Path(out)
         if "table" in info:
@@ -230,9 +247,8 @@ def summarize(
         if "transfer" in info:
             write_text_atomic(out_dir / TRANSFER_JSON, json.dumps(info["transfer"], indent=1))
         if plot:
-            from . import plots
+            from .. import plots
 
-            cfg = result.config
             what = METHOD_LABELS[cfg.metric]
             title = (
                 f"{plots.dataset_label(ds)}: architecture weights of {what}, seed {cfg.seed} "

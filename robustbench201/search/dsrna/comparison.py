@@ -16,29 +16,28 @@ settings derives a cell. The cells are then scored:
 
 Every search and every trained score is written under ``out`` as it finishes (``searches/<metric>-seed<s>/``,
 ``cells/<index>-seed<s>.json``), so an interrupted comparison resumes where it stopped. ``workers`` runs the jobs
-in that many processes (one torch thread each). Aggregation and rendering: :mod:`.dsrna_compare_report`.
+in that many processes (one torch thread each). Aggregation and rendering: :mod:`.comparison_report`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..data.base import ImageSet
-from ..data.info import PUBLISHED_DATASETS, canonical_dataset, dataset_info
-from ..errors import Rb201Error
-from ..space import NUM_ARCHS, Arch
-from ..store.atomic import write_text_atomic
-from .dsrna_compare_report import build_report, render
-from .dsrna_config import DSRNAConfig
+from ...atomic import write_text_atomic
+from ...data.base import ImageSet
+from ...data.info import canonical_dataset, dataset_info
+from ...errors import Rb201Error
+from ...space import NUM_ARCHS, Arch
+from .comparison_report import build_report, render
+from .config import METRIC_TERMS, CompareConfig, DSRNAConfig
+from .table_prior import load_prior
 
 log = logging.getLogger(__name__)
 
@@ -46,71 +45,6 @@ COMPARE_JSON = "compare.json"
 COMPARE_MD = "compare.md"
 COMPARE_PNG = "compare.png"
 SCORE_FORMAT = "rb201-dsrna-cell-score"
-#: NB201's training seeds (PROTOCOL.md section 3).
-TRAIN_SEEDS: tuple[int, ...] = (777, 888, 999)
-MODES: tuple[str, ...] = ("table", "trained")
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    """A comparison: the shared search settings ``search`` (its ``metric`` and ``seed`` are replaced per run), the
-    ``metrics`` and ``seeds`` to run, ``n_random`` random live cells drawn with ``random_seed``; for trained
-    scoring, ``train_epochs`` and ``train_seeds`` of the project's trainer on ``n_score_train`` training images
-    (None: all) at the search's width and depth, attacks at ``score_eps`` (1/255 units, PGD with ``pgd_steps``) on
-    ``n_test`` test images, and ``reference`` (train the CIFAR-10 table's fgsm@1 optimum too)."""
-
-    search: DSRNAConfig = dataclasses.field(default_factory=DSRNAConfig)
-    metrics: tuple[str, ...] = ("none", "jacobian", "certified")
-    seeds: tuple[int, ...] = (0, 1, 2)
-    n_random: int = 5
-    random_seed: int = 0
-    train_epochs: int = 10
-    train_seeds: tuple[int, ...] = TRAIN_SEEDS
-    n_score_train: int | None = None
-    n_test: int = 500
-    score_eps: tuple[float, ...] = (2.0, 8.0)
-    pgd_steps: int = 10
-    reference: bool = True
-
-    def __post_init__(self) -> None:
-        from .dsrna_config import METRICS
-
-        for name in ("metrics", "seeds", "train_seeds", "score_eps"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        if not self.metrics or not self.seeds:
-            raise Rb201Error(f"a comparison needs >= 1 metric and >= 1 seed, got {self.metrics} and {self.seeds}")
-        for m in self.metrics:
-            if m not in METRICS:
-                raise Rb201Error(f"unknown metric {m!r} in metrics; allowed: {', '.join(METRICS)}")
-        for what, values in (("metrics", self.metrics), ("seeds", self.seeds), ("train seeds", self.train_seeds)):
-            if len(set(values)) != len(values):
-                raise Rb201Error(f"{what} {values} repeat a value")
-        for s in (*self.seeds, *self.train_seeds):
-            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-                raise Rb201Error(f"seeds must be integers >= 0, got {s!r}")
-        if not self.train_seeds:
-            raise Rb201Error("train_seeds must name >= 1 training seed (NB201 uses 777, 888, 999)")
-        for name, low in (("n_random", 0), ("train_epochs", 1), ("n_test", 1), ("pgd_steps", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise Rb201Error(f"{name} must be an integer >= {low}, got {v!r}")
-        if self.n_score_train is not None and (not isinstance(self.n_score_train, int) or self.n_score_train < 2):
-            raise Rb201Error(f"n_score_train must be an integer >= 2 or None (all), got {self.n_score_train!r}")
-        if not self.score_eps or not all(0 < e <= 255 for e in self.score_eps):
-            raise Rb201Error(f"score_eps must be epsilons in (0, 255] (units of 1/255), got {self.score_eps}")
-
-    @property
-    def mode(self) -> str:
-        """``table`` for a dataset with a results table, else ``trained``."""
-        return "table" if self.search.dataset in PUBLISHED_DATASETS else "trained"
-
-    def run_config(self, metric: str, seed: int) -> DSRNAConfig:
-        return dataclasses.replace(self.search, metric=metric, seed=seed)
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["search"] = self.search.to_json()
-        return d | {k: list(getattr(self, k)) for k in ("metrics", "seeds", "train_seeds", "score_eps")}
 
 
 def random_cells(n: int, seed: int) -> list[int]:
@@ -123,12 +57,14 @@ def random_cells(n: int, seed: int) -> list[int]:
 def search_job(cfg: DSRNAConfig, out: str, data: ImageSet | None, data_root: str | None, device: str) -> dict:
     """One search into ``out`` (resumed from its checkpoint, or read back when finished with the same settings);
     returns its result JSON."""
-    from .dsrna import RESULT, search
+    from .bilevel import search
+    from .result import RESULT
 
     path = Path(out) / RESULT
     if path.is_file():
         saved = json.loads(path.read_text())
-        if saved.get("config") == cfg.to_json():
+        config = DSRNAConfig.from_json(saved.get("config", {}))
+        if config.identity() == cfg.identity() and config.epochs == cfg.epochs:
             return saved
     search(cfg, out, resume=True, data=data, data_root=data_root, threads=1, device=device)
     return json.loads(path.read_text())
@@ -136,7 +72,7 @@ def search_job(cfg: DSRNAConfig, out: str, data: ImageSet | None, data_root: str
 
 def score_spec(cfg: CompareConfig):  # type: ignore[no-untyped-def]
     """The attacks of trained scoring: FGSM and PGD (``pgd_steps``) at ``score_eps``, each epsilon on its own."""
-    from ..spec import EvalSpec, attack
+    from ...spec import EvalSpec, attack
 
     eps = cfg.score_eps
     return EvalSpec(
@@ -153,10 +89,10 @@ def train_score_job(
     """Train one cell with one seed and attack it; cached in ``out`` (a file per cell and seed)."""
     import torch
 
-    from ..data.readers import load_dataset
-    from ..evaluation import evaluate
-    from ..store.schema import format_eps
-    from ..train import train_model
+    from ...data.readers import load_dataset
+    from ...evaluation import evaluate
+    from ...store.schema import format_eps
+    from ...train import train_model
 
     path = Path(out) / f"{arch_index:05d}-seed{seed}.json"
     settings = _score_settings(cfg)
@@ -247,7 +183,7 @@ def compare(
     plot: bool = True,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the comparison into ``out`` and return its report (see :func:`.dsrna_compare_report.build_report` for
+    """Run the comparison into ``out`` and return its report (see :func:`.comparison_report.build_report` for
     its fields), written to ``out/compare.json`` with its tables in ``out/compare.md`` and (``plot``) the figure
     in ``out/compare.png``. ``data`` overrides the search images (every run uses them); ``on_progress(line)``
     hears about every finished job."""
@@ -255,6 +191,9 @@ def compare(
         raise Rb201Error(f"workers must be an integer >= 1, got {workers!r}")
     if data is not None and canonical_dataset(data.name) != cfg.search.dataset:
         raise Rb201Error(f"data holds {data.name} images but the search is on {cfg.search.dataset}")
+    s = cfg.search
+    if any("table" in METRIC_TERMS[m] for m in cfg.metrics) and s.surrogate_dataset is not None:
+        load_prior(s.surrogate_dataset, s.surrogate_column, s.surrogate_source, s.surrogate_chance)  # fail early
     out = Path(out)
     root = None if data_root is None else str(data_root)
     t0 = time.perf_counter()
@@ -270,7 +209,7 @@ def compare(
     scores: list[dict[str, Any]] = []
     reference: int | None = None
     if cfg.mode == "trained":
-        from .dsrna_summary import TRANSFER_DATASET, TableScorer
+        from .summary import TRANSFER_DATASET, TableScorer
 
         if cfg.reference:
             reference = TableScorer(TRANSFER_DATASET, table_source).optimum("fgsm@1")[0]
@@ -293,11 +232,11 @@ def compare(
 
 
 def _figure(report: dict[str, Any], path: Path, table_source: object | None) -> Path:
-    from . import plots
+    from .. import plots
 
     background = None
     if report["mode"] == "table":
-        from .dsrna_summary import TableScorer
+        from .summary import TableScorer
 
         scorer = TableScorer(report["config"]["search"]["dataset"], table_source)
         background = (scorer.column("clean"), scorer.column("fgsm@1"))

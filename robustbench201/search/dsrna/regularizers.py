@@ -14,22 +14,37 @@ The architecture objective is ``L_val - gamma * R``: a larger R means a more rob
   units; propagated through the alpha-mixed edges by :mod:`robustbench201.measures.bounds` (the bound of a mixed
   edge is the alpha-weighted combination of its ops' bounds). A point is certified when its smallest bound is > 0.
 
-The two differ in scale by orders of magnitude (on MNIST-5k at eps 2/255 at the start of a search: R_Jac about
--0.03, R_CB about -700 with IBP): ``gamma_mode="relative"`` in :class:`~.dsrna_config.DSRNAConfig` makes one gamma
+* ``table``: ``R_table = E_{a ~ p_alpha}[v(a)]``, the exact expectation of a results-table column over the 15625
+  cells under the architecture distribution (softmax per edge), in the column's units (an accuracy as a fraction);
+  no images. :mod:`.table_prior` builds ``v`` (cells without a value left out and counted, chance handled);
+  :func:`table_regularizer` also offers the value of the current argmax cell with a straight-through gradient.
+
+The first two differ in scale by orders of magnitude (on MNIST-5k at eps 2/255 at the start of a search: R_Jac about
+-0.03, R_CB about -700 with IBP): ``gamma_mode="relative"`` in :class:`~.config.DSRNAConfig` makes one gamma
 mean the same for both. Epsilons are in pixel units of 1/255 throughout and divided by 255 here (inputs are in
 [0, 1]).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 import torch
 from torch import nn
 
-from ..errors import Rb201Error, check_choice
-from ..vocab import CERTIFIED_METHODS, DSRNA_METRICS
+from ...errors import Rb201Error, check_choice
+from ...vocab import CERTIFIED_METHODS, DSRNA_METRICS
+from ..cell_distribution import index_of_ops
+
+if TYPE_CHECKING:
+    from .table_prior import TablePrior
 
 METRICS: tuple[str, ...] = DSRNA_METRICS
 BOUND_METHODS: tuple[str, ...] = CERTIFIED_METHODS
+#: How R_table enters the objective: the smooth expectation, or the argmax cell's value with a straight-through
+#: gradient.
+TABLE_ESTIMATORS: tuple[str, ...] = ("expectation", "argmax-st")
 
 
 def _check_eps(eps: float) -> float:
@@ -71,7 +86,49 @@ def certified_regularizer(
     batch statistics of the interval midpoints (the clean batch). Larger is more robust."""
     check_choice("bound method", method, BOUND_METHODS)
     _check_eps(eps)
-    from ..measures.bounds import ball_box, margin_bounds
+    from ...measures.bounds import ball_box, margin_bounds
 
     lo, hi = ball_box(x, eps)
     return margin_bounds(model, lo, hi, y.long(), method).mean()
+
+
+class _TableExpectation(torch.autograd.Function):
+    """``E[v | known]`` of a :class:`~.table_prior.TablePrior` at the edge probabilities ``point`` (float64 numpy),
+    with its gradient in the probabilities routed to ``probs``. ``point`` is ``probs`` itself for the smooth
+    expectation, or the one-hot of the argmax cell for the straight-through estimator."""
+
+    @staticmethod
+    def forward(ctx: Any, probs: torch.Tensor, prior: TablePrior, point: np.ndarray) -> torch.Tensor:
+        value, grad = prior.value_and_gradient(point)
+        ctx.save_for_backward(torch.from_numpy(grad).to(device=probs.device, dtype=probs.dtype))
+        return torch.tensor(value, dtype=probs.dtype, device=probs.device)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (grad,) = ctx.saved_tensors
+        return grad_out * grad, None, None
+
+
+def table_regularizer(
+    alphas: torch.Tensor, prior: TablePrior, estimator: str = "expectation", exclude_none: bool = False
+) -> torch.Tensor:
+    """R_table from the architecture parameters ``alphas`` (6 x 5), a float64 scalar differentiable in them.
+
+    ``expectation``: ``E_{a ~ p_alpha}[v(a) | v(a) known]`` over the 15625 cells, exact (the 5^6 value tensor
+    contracted with the six softmax rows, float64). ``argmax-st``: the value of the current argmax cell (the cell the
+    search would derive, ``exclude_none`` as the derivation), with the straight-through gradient: the gradient of the
+    expectation evaluated at that cell's one-hot weights, i.e. ``dR/dP[e, o]`` is how much better the cell's
+    one-edge neighbour with op ``o`` on edge ``e`` is (0 for a neighbour without a value), chained through the
+    softmax. When the argmax cell has no value, the smooth expectation is used for that step."""
+    check_choice("table estimator", estimator, TABLE_ESTIMATORS)
+    probs = torch.softmax(alphas.to(torch.float64), dim=-1)
+    p = probs.detach().cpu().numpy()
+    point = p
+    if estimator == "argmax-st":
+        first = 1 if exclude_none else 0
+        top = p[:, first:].argmax(axis=1) + first
+        onehot = np.zeros_like(p)
+        onehot[np.arange(p.shape[0]), top] = 1.0
+        if prior.known[int(index_of_ops(top))]:
+            point = onehot
+    return _TableExpectation.apply(probs, prior, point)
