@@ -62,6 +62,7 @@ class Dataset:
         self._wide_files = {f.dataset: f for f in wide if f.dataset}
         self._datasets: tuple[str, ...] | None = _ordered(self._wide_files) if self._wide_files else None
         self.notes: dict[str, str] = dict(self.manifest.extra.get("column_notes", {}))
+        self._arrays: dict[str, Any] = {}  # arrays file name -> its open store.arrays.ArraysFile
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.path)!r}, name={self.manifest.name!r}, datasets={list(self.datasets)})"
@@ -141,6 +142,26 @@ class Dataset:
         if columns:
             t = t.filter(_columns_filter(t, columns))
         return t
+
+    def arrays(self, arch: object, dataset: str | None = None) -> dict[str, np.ndarray]:
+        """Every array stored for one cell (confusion matrices, per-sample flags, ...), on ``dataset`` or on every
+        dataset when None, keyed by its :func:`robustbench201.store.schema.array_path`, as it was evaluated: the
+        arrays of this very cell ({} when it has none; isomorphs evaluated once per class have them at their
+        representative, ``rb201.query(arch).representative``). The same from every dataset layout."""
+        from .store.arrays import ArraysFile
+
+        i = _arch_index(arch)
+        want = self._dataset(dataset) if dataset is not None else None
+        out: dict[str, np.ndarray] = {}
+        for f in self.manifest.of_kind("arrays"):
+            if want is not None and f.dataset and f.dataset != want:
+                continue
+            reader = self._arrays.get(f.path)
+            if reader is None:
+                reader = self._arrays[f.path] = ArraysFile(self._dir.file(f))
+            for ds in [want] if want is not None else reader.datasets():
+                out.update(reader.cell(ds, i))
+        return out
 
     # ---- queries ----------------------------------------------------------------------------------------------
     def query(self, arch: object, dataset: str | Sequence[str] | None = None) -> QueryResult:

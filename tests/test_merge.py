@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import robustbench201 as rb201
 from robustbench201.atomic import WriteError
 from robustbench201.errors import DataIntegrityError
 from robustbench201.store.merge import MergeConflictError, merge_datasets
@@ -71,14 +71,14 @@ def test_overlapping_shards_merge_into_sorted_deduplicated_valid_dataset(tmp_pat
     assert "split" not in df.columns
     key = df[[c for c in SORT_COLUMNS if c != "split"]].fillna(-1).to_records(index=False).tolist()
     assert key == sorted(key)
-    assert m["format"] == "rb201-dataset" and m["schema_version"] == "1" and list(m["specs"]) == [SPEC_A[0]]
+    # a dataset with arrays is version 3 (packed arrays); its rows stay schema v1
+    assert m["format"] == "rb201-dataset" and m["schema_version"] == "3" and list(m["specs"]) == [SPEC_A[0]]
     results = [f for f in m["files"] if f["kind"] == "results"]
     assert len(results) == 4 and {f["dataset"] for f in results} == {"cifar10", "cifar100"}  # 16 + 4 rows, 6 max
     assert np.isnan(df.loc[df.family == "clean", "epsilon"]).all()
-    arrays = next(f for f in m["files"] if f["kind"] == "arrays" and f["dataset"] == "cifar10")
-    with h5py.File(tmp_path / "ds" / arrays["path"]) as fh:
-        k = array_path("cifar10", 9, "clean", "clean", "confusion", seed=777, weights="nb201-200ep")
-        assert fh[k][()].tolist() == [[9] * 3] * 3
+    assert {f["dataset"]: f["arrays"] for f in m["files"] if f["kind"] == "arrays"} == {"cifar10": 4, "cifar100": 1}
+    k = array_path("cifar10", 9, "clean", "clean", "confusion", seed=777, weights="nb201-200ep")
+    assert rb201.Dataset(tmp_path / "ds").arrays(9, "cifar10")[k].tolist() == [[9] * 3] * 3
     assert rep.arrays == 5  # 4 cifar10 archs + 1 cifar100
     v = validate_dataset(tmp_path / "ds")
     assert v.ok, v.problems
@@ -130,10 +130,9 @@ def test_a_dataset_directory_can_be_merged_again(tmp_path):
     assert validate_dataset(tmp_path / "ds2").ok
 
 
-def test_an_architecture_met_again_after_its_arrays_file_filled_up_is_compared_with_it(tmp_path):
-    """With tiny arrays files every architecture gets its own; architectures 3 and 5 come again in the second input
-    after their files are full: their arrays are compared with those files (a conflict is found, identical ones
-    are dropped), not written into a closed file."""
+def test_an_architecture_in_two_inputs_is_compared_and_written_once_whatever_the_file_size(tmp_path):
+    """With tiny arrays files every architecture gets its own; architectures 3 and 5 come in both inputs: their
+    arrays are compared (a conflict is found, identical ones are dropped) and written once, the first input's."""
     a = make_shard(tmp_path / "s1", [1, 3, 5])
     b = make_shard(tmp_path / "s2", [3, 5, 7])
     rep = merge_datasets([a, b], tmp_path / "ds", max_array_bytes=1)
@@ -144,14 +143,8 @@ def test_an_architecture_met_again_after_its_arrays_file_filled_up_is_compared_w
     c5 = array_path("cifar10", 5, "clean", "clean", "confusion", seed=777, weights="nb201-200ep")
     rep = merge_datasets([a, c], tmp_path / "ds3", max_array_bytes=1, on_conflict="first")
     assert rep.conflicts == 1 + 1  # the clean accuracy of 5 and its confusion matrix
-    _, m = read_all(tmp_path / "ds3")
-    held = [f["path"] for f in m["files"] if f["kind"] == "arrays"]
-    values = []
-    for name in held:
-        with h5py.File(tmp_path / "ds3" / name) as fh:
-            if c5 in fh:
-                values.append(fh[c5][()].tolist())
-    assert values == [[[5] * 3] * 3]  # the first input's matrix, once
+    got = rb201.Dataset(tmp_path / "ds3").arrays(5)
+    assert list(got) == [c5] and got[c5].tolist() == [[5] * 3] * 3  # the first input's matrix, once
 
 
 @pytest.mark.parametrize("damage", ["truncate", "modify", "unlisted", "missing", "manifest"])
@@ -193,3 +186,18 @@ def test_merge_refuses_a_shard_file_of_another_schema_version(tmp_path):
     pq.write_table(table.replace_schema_metadata(meta), p)
     with pytest.raises(DataIntegrityError, match="schema version '0'"):
         merge_datasets([d], tmp_path / "ds")
+
+
+def test_validate_counts_rows_repeated_across_files_and_reads_files_in_batches(tmp_path, monkeypatch):
+    from robustbench201.store import validate
+    from robustbench201.store.dataset import write_dataset_dir
+    from robustbench201.store.schema import rows_to_table
+
+    parts = {"a": rows_to_table(rows_for(1) + rows_for(3)), "b": rows_to_table(rows_for(3) + rows_for(5))}
+    write_dataset_dir(tmp_path / "d", parts, name="d", created="x", specs={SPEC_A[0]: {}})
+    real = validate._key_batches
+    monkeypatch.setattr(validate, "_key_batches", lambda p: real(p, rows=3))  # batches smaller than a cell's rows
+    rep = validate_dataset(tmp_path / "d")
+    assert rep.duplicates == 4 and rep.problems == ["4 duplicate rows (same key columns)"]
+    (cov,) = rep.coverage.datasets
+    assert (cov.dataset, cov.archs, cov.columns, cov.incomplete) == ("cifar10", 3, 4, [])

@@ -176,7 +176,7 @@ def test_damaged_directories_raise_data_integrity_errors(small_dir, tmp_path):
     with pytest.raises(DataIntegrityError, match="truncated"):
         rb201.Dataset(d)
     m = json.loads((small_dir / "manifest.json").read_text())
-    m["schema_version"] = "3"  # a version this rb201 does not know (it reads 1 and 2)
+    m["schema_version"] = "4"  # a version this rb201 does not know (it reads 1, 2 and 3)
     (d / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(DataIntegrityError, match="schema version"):
         rb201.Dataset(d)

@@ -136,7 +136,10 @@ def test_cli_evaluates_the_validation_split_of_adversarially_trained_weights(tmp
     assert (acc[acc.split == "valid"].n == 40).all() and (acc[acc.split == "test"].n == 40).all()
 
     assert _run("merge", str(shards), "--out", str(ds)).exit_code == 0
-    assert json.loads((ds / "manifest.json").read_text())["schema_version"] == "2"
+    manifest = json.loads((ds / "manifest.json").read_text())
+    assert manifest["schema_version"] == "3"  # it holds arrays (packed); its rows with a split are schema v2
+    assert {pq.read_schema(ds / f["path"]).metadata[b"rb201.schema_version"] for f in manifest["files"]
+            if f["kind"] == "results"} == {b"1", b"2"}  # test-split and validation-split rows  # fmt: skip
     cols = rb201.Dataset(ds).columns("mnist5k")
     assert {"clean", "pgd@8", "valid/clean", "valid/pgd@8", "valid/fgsm@3"} <= set(cols)
 

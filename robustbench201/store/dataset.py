@@ -4,12 +4,39 @@ file names: merge, the importer of the published dataset, the embedded-table bui
 Layout::
 
     DATASET/
-      manifest.json       {"format": "rb201-dataset", "schema_version": "1", "name", "created", "code_version",
+      manifest.json       {"format": "rb201-dataset", "schema_version": "3", "name", "created", "code_version",
                            "specs": {spec_hash: spec}, "files": [{"path", "kind", "sha256", "bytes",
                            "rows"?, "dataset"?, "arrays"?}, ...], ...extra keys kept as they are}
       results-*.parquet   tidy rows, schema v1 or v2 (kind ``results``; :mod:`robustbench201.store.schema`)
-      arrays-*.h5         arrays at ``store.schema.array_path`` keys (kind ``arrays``)
+      arrays-NNN.h5       arrays of one dataset, packed (kind ``arrays``; below)
       wide-<ds>.parquet   a derived per-dataset matrix for fast lookups (kind ``wide``, :mod:`.wide`)
+
+``schema_version``: 3 when the dataset holds arrays (in the packed layout), else the highest version of its results
+files (1: every row on the test split; 2: rows of other splits too). rb201 reads versions 1, 2 and 3. ``rows``
+(results files) and ``arrays`` (arrays files) count what the writer wrote.
+
+Arrays files (version 3; root attributes ``rb201.arrays_layout`` = 2 and ``rb201.dataset``). Every array has a
+``store.schema.array_path`` (``cifar10/arch_00042/nb201-200ep/seed_777/adversarial/pgd/eps_1/per-epsilon/correct``);
+the path without its ``arch_NNNNN`` segment is its *kind*, and all arrays of one kind (the same key in every cell)
+are the rows of one 2-D HDF5 dataset::
+
+    /<kind>/data      cells x (array shape): row i is the array of cell cells[i]; chunked (about 16 KiB of rows
+                      per chunk), gzip, byte shuffle for multi-byte types, resizable
+    /<kind>/cells     int32, the NB201 index of each row, increasing (identical indexes of several kinds are one
+                      HDF5 dataset, hard-linked from each kind)
+    /<kind>/data.1,   further rows of the kind whose dtype or shape differs from the first (e.g. cells evaluated
+    /<kind>/cells.1   on another number of images); .2, ... likewise
+
+``data`` attributes: ``encoding`` "" (stored as they are), "packbits" (boolean per-sample flags packed 8 to a byte
+along the last axis, ``numpy.packbits`` bit order; ``length`` their count), "narrow" (integers wider than 16 bits in
+the narrowest of uint16, int16, uint32, int32 that holds them, e.g. confusion matrices; ``dtype`` their own type),
+"bool" (a 0-d boolean as uint8) or "empty" (an array without elements: one zero byte per cell, its ``shape`` and
+``dtype`` in attributes). Reading a
+cell reads one row, hence one chunk, of each kind; an analysis of one kind over all cells reads one dataset. Cells go
+into a file in increasing index order; a dataset's arrays continue in a new file after about 1 GiB.
+
+Versions 1 and 2 stored every array at its ``array_path`` (a group per cell); :mod:`.arrays` reads both layouts and
+``rb201.Dataset.arrays`` returns the same arrays, keyed by ``array_path``, from either.
 
 Writers (:class:`DatasetWriter`) put every file in place atomically and write the manifest last, so a directory
 with a manifest is complete. Readers (:class:`DatasetDir`: ``rb201.Dataset``, ``rb201.query(source=...)``, merge,
@@ -24,14 +51,11 @@ as ``robustbench201._data``) is a dataset directory too. No torch import; pyarro
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +64,29 @@ import numpy as np
 from .._version import __version__
 from ..atomic import TMP_SUFFIX, WriteError, atomic_path, sha256_file, write_parquet_atomic, write_text_atomic
 from ..errors import DataIntegrityError, Rb201Error
+from .arrays import PackedWriter
 from .integrity import Verified, verify_file
+from .manifest import (
+    DATASET_VERSION,
+    FILE_KINDS,
+    FORMAT,
+    MANIFEST,
+    NOT_DATA,
+    READABLE_DATASET_VERSIONS,
+    FileEntry,
+    Manifest,
+    manifest_format,
+    parse_manifest,
+    read_manifest,
+)
 from .schema import (
+    ARRAY_PATH_DEPTH,
     COLUMNS,
     META_SCHEMA_VERSION,
     READABLE_SCHEMA_VERSIONS,
-    SCHEMA_VERSION,
     SORT_COLUMNS,
+    V1_COLUMNS,
+    array_kind,
     pa_schema,
     storage_table,
     table_metadata,
@@ -54,175 +94,11 @@ from .schema import (
 
 __all__ = ["FORMAT", "MANIFEST", "FILE_KINDS", "NOT_DATA", "FileEntry", "Manifest", "parse_manifest",
            "read_manifest", "manifest_format", "DatasetDir", "results_file", "arrays_file", "wide_file",
-           "file_entry", "DatasetWriter", "ArrayFiles", "check_new_dataset_dir", "new_dataset_dir",
-           "columns_table", "sort_rows", "write_dataset_dir", "READABLE_SCHEMA_VERSIONS"]  # fmt: skip
+           "file_entry", "DatasetWriter", "ResultsStream", "ArraysStream", "check_new_dataset_dir",
+           "new_dataset_dir", "no_wide_note", "columns_table", "sort_rows", "write_dataset_dir", "DATASET_VERSION",
+           "READABLE_DATASET_VERSIONS", "READABLE_SCHEMA_VERSIONS"]  # fmt: skip
 
 log = logging.getLogger(__name__)
-
-FORMAT = "rb201-dataset"
-MANIFEST = "manifest.json"
-FILE_KINDS: tuple[str, ...] = ("results", "arrays", "wide")
-#: Files that may sit in a dataset folder without being data: the registry ``rb201 publish`` writes there by
-#: default, and the package marker of the embedded table.
-NOT_DATA = frozenset({"registry.json", "__init__.py"})
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_KNOWN_KEYS = ("format", "schema_version", "name", "created", "code_version", "specs", "files")
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One listed file: ``bytes`` its size, ``rows`` its scalar rows (-1: none), ``arrays`` its arrays (-1: none),
-    ``dataset`` the one dataset it holds ("" if several or not applicable)."""
-
-    path: str
-    kind: str
-    sha256: str
-    bytes: int
-    rows: int = -1
-    dataset: str = ""
-    arrays: int = -1
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"path": self.path, "kind": self.kind, "sha256": self.sha256, "bytes": self.bytes}
-        if self.rows >= 0:
-            d["rows"] = self.rows
-        if self.dataset:
-            d["dataset"] = self.dataset
-        if self.arrays >= 0:
-            d["arrays"] = self.arrays
-        return d
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A parsed ``manifest.json``."""
-
-    name: str
-    created: str
-    code_version: str
-    files: tuple[FileEntry, ...]
-    specs: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    schema_version: str = SCHEMA_VERSION
-
-    def of_kind(self, kind: str) -> list[FileEntry]:
-        return [f for f in self.files if f.kind == kind]
-
-    def entry(self, path: str) -> FileEntry:
-        for f in self.files:
-            if f.path == path:
-                return f
-        raise DataIntegrityError(f"the manifest lists no file {path!r}; it lists {[f.path for f in self.files]}")
-
-    def to_json(self) -> str:
-        doc: dict[str, Any] = {
-            "format": FORMAT,
-            "schema_version": self.schema_version,
-            "name": self.name,
-            "created": self.created,
-            "code_version": self.code_version,
-            "specs": self.specs,
-            "files": [f.to_dict() for f in sorted(self.files, key=lambda f: f.path)],
-        }
-        doc.update(self.extra)
-        return json.dumps(doc, indent=1, sort_keys=True) + "\n"
-
-
-# ---- reading ---------------------------------------------------------------------------------------------------
-def _int_field(entry: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
-    v = entry.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or v < (0 if default is None else -1):
-        raise DataIntegrityError(f"{where}: {key!r} is {v!r}; allowed: a non-negative integer")
-    return v
-
-
-def _file_entry(raw: object, k: int, where: str) -> FileEntry:
-    at = f"{where}: files[{k}]"
-    if not isinstance(raw, dict):
-        raise DataIntegrityError(f"{at} is {raw!r}; allowed: an object with path, kind, sha256 and bytes")
-    path = raw.get("path")
-    if not isinstance(path, str) or not path or "/" in path or "\\" in path or path.startswith("."):
-        raise DataIntegrityError(f"{at}: path {path!r} is not allowed; allowed: a plain file name inside the directory")
-    kind = raw.get("kind")
-    if kind not in FILE_KINDS:
-        raise DataIntegrityError(f"{at} ({path}): kind {kind!r} is unknown; allowed: {', '.join(FILE_KINDS)}")
-    sha = raw.get("sha256")
-    if not isinstance(sha, str) or not _SHA256.match(sha):
-        raise DataIntegrityError(f"{at} ({path}): sha256 {sha!r} is not 64 lowercase hex digits")
-    dataset = raw.get("dataset", "")
-    if not isinstance(dataset, str):
-        raise DataIntegrityError(f"{at} ({path}): dataset {dataset!r} is not a string")
-    return FileEntry(
-        path,
-        kind,
-        sha,
-        _int_field(raw, "bytes", f"{at} ({path})"),
-        _int_field(raw, "rows", f"{at} ({path})", -1),
-        dataset,
-        _int_field(raw, "arrays", f"{at} ({path})", -1),
-    )
-
-
-def parse_manifest(doc: object, where: str = MANIFEST) -> Manifest:
-    """Check a manifest's JSON document strictly; :class:`DataIntegrityError` naming the bad value otherwise."""
-    if not isinstance(doc, dict):
-        raise DataIntegrityError(f"{where} holds {type(doc).__name__} {doc!r:.60}; allowed: a JSON object")
-    if doc.get("format") != FORMAT:
-        raise DataIntegrityError(f"{where} has format {doc.get('format')!r}; an rb201 dataset has {FORMAT!r}")
-    version = str(doc.get("schema_version"))
-    if version not in READABLE_SCHEMA_VERSIONS:
-        raise DataIntegrityError(
-            f"{where} has schema version {doc.get('schema_version')!r}; this rb201 reads "
-            f"{', '.join(READABLE_SCHEMA_VERSIONS)}"
-        )
-    files = doc.get("files", [])
-    if not isinstance(files, list):
-        raise DataIntegrityError(f"{where}: 'files' is {type(files).__name__} {files!r:.60}; allowed: a list")
-    entries = tuple(_file_entry(f, k, where) for k, f in enumerate(files))
-    seen: set[str] = set()
-    for e in entries:
-        if e.path in seen:
-            raise DataIntegrityError(f"{where} lists {e.path!r} twice")
-        seen.add(e.path)
-    specs = doc.get("specs") or {}
-    if not isinstance(specs, dict):
-        raise DataIntegrityError(f"{where}: 'specs' is {type(specs).__name__}; allowed: an object spec_hash -> spec")
-    return Manifest(
-        name=str(doc.get("name", "")),
-        created=str(doc.get("created", "")),
-        code_version=str(doc.get("code_version", "")),
-        files=entries,
-        specs=dict(specs),
-        extra={k: v for k, v in doc.items() if k not in _KNOWN_KEYS},
-        schema_version=version,
-    )
-
-
-def read_manifest(directory: str | Path) -> Manifest:
-    """Read and check ``DIRECTORY/manifest.json`` (the files themselves are not looked at)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise Rb201Error(f"dataset directory {str(directory)!r} does not exist")
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise DataIntegrityError(f"{directory} is not an rb201 dataset directory: no {MANIFEST}")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataIntegrityError(f"{path} is not valid JSON: {exc}") from None
-    except OSError as exc:
-        raise DataIntegrityError(f"{path} cannot be read: {exc.strerror or exc}") from None
-    m = parse_manifest(doc, str(path))
-    return m if m.name else Manifest(**{**vars(m), "name": directory.name})
-
-
-def manifest_format(directory: str | Path) -> str | None:
-    """The ``format`` of ``DIRECTORY/manifest.json`` (dataset or shard), or None if there is none."""
-    try:
-        doc = json.loads((Path(directory) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc.get("format") if isinstance(doc, dict) else None
 
 
 class DatasetDir:
@@ -296,7 +172,7 @@ def file_entry(directory: Path, name: str, kind: str, rows: int = -1, dataset: s
 class DatasetWriter:
     """Writes the files of one dataset directory, each atomically and named here, then the manifest last (so a
     directory with a manifest is complete). Every producer of datasets writes through it: merge, the importer of
-    the published dataset, the embedded-table build."""
+    the published dataset, the embedded-table build. The counts the manifest records are those written here."""
 
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory)
@@ -304,6 +180,7 @@ class DatasetWriter:
         self.files: list[FileEntry] = []
         self._versions: list[str] = []
         self._arrays_files = 0
+        self._results_files = 0
 
     def _add(self, name: str, kind: str, **counts: Any) -> FileEntry:
         entry = file_entry(self.path, name, kind, **counts)
@@ -324,41 +201,76 @@ class DatasetWriter:
         log.info("wrote %s (%d rows)", name, t.num_rows)
         return self._add(name, "results", rows=t.num_rows, dataset=dataset)
 
-    def add_arrays(self, arrays: Mapping[str, np.ndarray]) -> FileEntry:
-        """Write ``arrays`` at their ``store.schema.array_path`` keys into one HDF5 file (no timestamps)."""
-        import h5py
+    @contextlib.contextmanager
+    def results_stream(self, dataset: str, split: str, spec_json: str, max_rows: int) -> Iterator[ResultsStream]:
+        """Results files ``results-NNN.parquet`` (numbered in the order they are started) of one dataset and split,
+        filled block by block (:meth:`ResultsStream.write`), a new file after ``max_rows`` rows; test-split files are
+        schema v1 (no ``split`` column, as :func:`storage_table` stores them), others v2. The file being filled is
+        put in place when it is full or the block ends; a block that raises leaves no partial file."""
+        stream = ResultsStream(self, dataset, split, spec_json, max_rows)
+        try:
+            yield stream
+        except BaseException:
+            stream.close(discard=True)
+            raise
+        stream.close()
 
-        name = self._next_arrays_file()
-        with atomic_path(self.path / name) as tmp, h5py.File(tmp, "w", track_order=False) as fh:
-            for key in sorted(arrays):
-                a = arrays[key]
-                # small arrays (confusion matrices) are stored contiguously: chunk + filter overhead would dominate
-                opts = {"compression": "gzip", "shuffle": True} if a.nbytes > 1 << 14 else {}
-                fh.create_dataset(key, data=a, track_times=False, **opts)
-        return self._add(name, "arrays", arrays=len(arrays))
+    def add_arrays(self, arrays: Mapping[str, np.ndarray]) -> list[FileEntry]:
+        """Write ``arrays`` (keyed by ``store.schema.array_path``) in the packed layout, one file per dataset."""
+        cells: dict[str, dict[int, dict[str, np.ndarray]]] = {}
+        for key, a in arrays.items():
+            ds, arch, _ = array_kind(key)
+            cells.setdefault(ds, {}).setdefault(arch, {})[key] = a
+        before = len(self.files)
+        for ds in sorted(cells):
+            with self.arrays_stream(ds) as stream:
+                for arch in sorted(cells[ds]):
+                    stream.add_cell(arch, cells[ds][arch])
+        return self.files[before:]
 
-    def array_files(self, max_bytes: int) -> ArrayFiles:
-        """HDF5 files to copy arrays into, one per dataset at a time, a new one after about ``max_bytes``."""
-        return ArrayFiles(self, max_bytes)
+    @contextlib.contextmanager
+    def arrays_stream(self, dataset: str, max_bytes: int = 1 << 30) -> Iterator[ArraysStream]:
+        """Arrays files of one dataset in the packed layout (:mod:`.arrays`), filled cell by cell in increasing
+        NB201 index (:meth:`ArraysStream.add_cell`), a new file after about ``max_bytes`` of packed data. Each file
+        is put in place when it is full or the block ends; a block that raises leaves no partial file."""
+        stream = ArraysStream(self, dataset, max_bytes)
+        try:
+            yield stream
+        except BaseException:
+            stream.close(discard=True)
+            raise
+        stream.close()
 
     def add_wide(self, table: Any, *, required: bool = True) -> str | None:
         """Per dataset of ``table`` (tidy rows), its wide matrix as ``wide-<dataset>.parquet`` (:mod:`.wide`).
         When rows of different kinds (e.g. two weight sources) would share a column name, raise
         :class:`DataIntegrityError`, or with ``required=False`` write none and return why (queries then pivot the
         tidy rows on opening)."""
-        from .wide import pivot, wide_table
+        from .wide import pivot
 
         try:
             wides = pivot(table)
         except DataIntegrityError as exc:
             if required:
                 raise
-            return f"no wide tables written (queries pivot the rows on opening instead): {exc}"
-        for ds, wide in wides.items():
-            name = wide_file(ds)
-            write_parquet_atomic(wide_table(wide), self.path / name)
-            self._add(name, "wide", dataset=ds)
+            return no_wide_note(exc)
+        for wide in wides.values():
+            self.add_wide_matrix(wide)
         return None
+
+    def add_wide_matrix(self, wide: Any) -> FileEntry:
+        """One dataset's wide matrix (a :class:`robustbench201.store.wide.Wide`) as ``wide-<dataset>.parquet``."""
+        from .wide import wide_table
+
+        name = wide_file(wide.dataset)
+        write_parquet_atomic(wide_table(wide), self.path / name)
+        return self._add(name, "wide", dataset=wide.dataset)
+
+    def discard(self, kind: str) -> None:
+        """Remove the files of ``kind`` written so far (merge drops every wide table when one dataset has none)."""
+        for f in [f for f in self.files if f.kind == kind]:
+            (self.path / f.path).unlink(missing_ok=True)
+            self.files.remove(f)
 
     def finish(
         self,
@@ -369,7 +281,9 @@ class DatasetWriter:
         extra: dict[str, Any] | None = None,
     ) -> Manifest:
         """Write ``manifest.json`` listing every file written (after all of them are in place); return it. Its
-        schema version is the highest of the results files' (version 1 when all are)."""
+        schema version is 3 when it holds arrays (the packed layout), else the highest of the results files' (1 when
+        all rows are on the test split)."""
+        version = max(self._versions, key=int) if self._versions else "1"
         manifest = Manifest(
             name,
             created,
@@ -377,92 +291,136 @@ class DatasetWriter:
             tuple(self.files),
             specs=dict(specs or {}),
             extra=dict(extra or {}),
-            schema_version=max(self._versions, key=int) if self._versions else "1",
+            schema_version=DATASET_VERSION if any(f.kind == "arrays" for f in self.files) else version,
         )
         write_text_atomic(self.path / MANIFEST, manifest.to_json())
         return manifest
 
 
-class ArrayFiles:
-    """``arrays-NNN.h5`` files filled by copying HDF5 groups and arrays (merge): per dataset one file receives new
-    groups, a new one after about ``max_bytes``. Files stay open until the end, so an array of a group met again in a
-    later input is compared with, or added to, the file holding that group; each file is put in place atomically
-    when the block ends (a context manager: the files of a block that raises are discarded)."""
-
-    def __init__(self, writer: DatasetWriter, max_bytes: int) -> None:
-        self._writer, self.max_bytes = writer, max_bytes
-        self._files: list[_OpenArrays] = []
-        self._current: dict[str, _OpenArrays] = {}  # dataset -> the file receiving its new groups
-        self._holder: dict[str, _OpenArrays] = {}  # group path ("dataset/arch_xxxxx") -> the file holding it
-        self.total = 0  # arrays copied
-
-    def __enter__(self) -> ArrayFiles:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for f in self._files:  # in name order
-            if not f.stack.__exit__(*exc) and exc[0] is None:
-                self._writer._add(f.name, "arrays", dataset=f.dataset, arrays=f.arrays)
-
-    def has_group(self, group: str) -> bool:
-        return group in self._holder
-
-    def copy_group(self, source: Any, group: str, size: int) -> None:
-        """Copy the HDF5 group ``source`` (every array of one architecture) to ``group``; ``size``: its share of
-        its file's bytes, counted towards ``max_bytes``."""
-        dataset = group.split("/", 1)[0]
-        f = self._current.get(dataset)
-        if f is None or f.bytes >= self.max_bytes:
-            f = _OpenArrays.create(self._writer.path, self._writer._next_arrays_file(), dataset)
-            self._current[dataset] = f
-            self._files.append(f)
-        f.bytes += size
-        f.fh.copy(source, group)
-        n = _count_arrays(source)
-        f.arrays += n
-        self.total += n
-        self._holder[group] = f
-
-    def get(self, group: str, key: str) -> Any:
-        """The copied array at ``key`` (below ``group``), or None."""
-        return self._holder[group].fh.get(key)
-
-    def copy_array(self, source: Any, group: str, key: str) -> None:
-        """Copy one array into the file that holds ``group``."""
-        f = self._holder[group]
-        f.fh.copy(source, key)
-        f.arrays += 1
-        self.total += 1
+def no_wide_note(exc: Exception) -> str:
+    """What a dataset without wide tables says about them."""
+    return f"no wide tables written (queries pivot the rows on opening instead): {exc}"
 
 
-@dataclass
-class _OpenArrays:
-    """One arrays file being filled under a temporary name (renamed into place when ``stack`` closes)."""
+class ResultsStream:
+    """The results files of one dataset and split being written (:meth:`DatasetWriter.results_stream`)."""
 
-    name: str
-    dataset: str
-    fh: Any
-    stack: contextlib.ExitStack
-    bytes: int = 0
-    arrays: int = 0
+    def __init__(self, writer: DatasetWriter, dataset: str, split: str, spec_json: str, max_rows: int) -> None:
+        import pyarrow as pa
 
-    @classmethod
-    def create(cls, directory: Path, name: str, dataset: str) -> _OpenArrays:
+        self._writer, self.dataset, self.max_rows = writer, dataset, max(1, max_rows)
+        version = "1" if split == "test" else "2"
+        schema = pa_schema()
+        if version == "1":
+            schema = pa.schema([schema.field(c) for c in V1_COLUMNS])
+        self._schema = schema.with_metadata(table_metadata(spec_json, version))
+        self._version = version
+        self._stack: contextlib.ExitStack | None = None
+        self._pw: Any = None
+        self._name = ""
+        self._rows = 0
+        self.rows = 0  # rows written by this stream
+
+    def write(self, table: Any) -> None:
+        """Append rows (version-2 columns in memory, all of this dataset and split), in the order given."""
+        lo = 0
+        while lo < table.num_rows:
+            if self._pw is None:
+                self._open()
+            take = min(table.num_rows - lo, self.max_rows - self._rows)
+            part = table.slice(lo, take).select(self._schema.names).cast(self._schema)
+            self._pw.write_table(part)
+            self._rows += take
+            self.rows += take
+            lo += take
+            if self._rows >= self.max_rows:
+                self._close_file()
+
+    def _open(self) -> None:
+        import pyarrow.parquet as pq
+
+        w = self._writer
+        self._name = results_file(f"{w._results_files:03d}")
+        w._results_files += 1
+        self._stack = contextlib.ExitStack()
+        tmp = self._stack.enter_context(atomic_path(w.path / self._name))
+        self._pw = pq.ParquetWriter(tmp, self._schema, compression="zstd")
+        self._stack.callback(self._pw.close)  # closed before the rename
+        self._rows = 0
+
+    def _close_file(self, discard: bool = False) -> None:
+        if self._stack is None:
+            return
+        stack, self._stack, self._pw = self._stack, None, None
+        if discard:
+            stack.__exit__(DataIntegrityError, DataIntegrityError("discarded"), None)
+            return
+        stack.close()
+        self._writer._versions.append(self._version)
+        self._writer._add(self._name, "results", rows=self._rows, dataset=self.dataset)
+        log.info("wrote %s (%d rows)", self._name, self._rows)
+
+    def close(self, discard: bool = False) -> None:
+        self._close_file(discard)
+
+
+class ArraysStream:
+    """The packed arrays files of one dataset being written (:meth:`DatasetWriter.arrays_stream`)."""
+
+    def __init__(self, writer: DatasetWriter, dataset: str, max_bytes: int) -> None:
+        self._writer, self.dataset, self.max_bytes = writer, dataset, max_bytes
+        self._stack: contextlib.ExitStack | None = None
+        self._packed: PackedWriter | None = None
+        self._name = ""
+        self.count = 0  # arrays written by this stream
+
+    def add_cell(self, arch: int, arrays: Mapping[str, np.ndarray]) -> int:
+        """Add every array of cell ``arch`` (keyed by ``store.schema.array_path``, all of this dataset and cell);
+        cells come in increasing index order. Returns the number of arrays added."""
+        kinds = {}
+        prefix = f"{self.dataset}/arch_{arch:05d}/"
+        for key, a in arrays.items():
+            if not (key.startswith(prefix) and key.count("/") == ARRAY_PATH_DEPTH - 1):
+                ds, idx, _ = array_kind(key)  # names a malformed path
+                raise DataIntegrityError(f"array {key!r} is not one of cell {arch} of dataset {self.dataset!r}")
+            kinds[f"{self.dataset}/{key[len(prefix) :]}"] = a
+        if not kinds:
+            return 0
+        if self._packed is None:
+            self._open()
+        n = self._packed.add(arch, kinds)  # type: ignore[union-attr]
+        self.count += n
+        if self._packed.nbytes >= self.max_bytes:  # type: ignore[union-attr]
+            self._close_file()
+        return n
+
+    def _open(self) -> None:
         import h5py
 
-        stack = contextlib.ExitStack()
-        tmp = stack.enter_context(atomic_path(directory / name))
-        fh = h5py.File(tmp, "w")
-        stack.callback(fh.close)  # closed before the rename
-        return cls(name, dataset, fh, stack)
+        w = self._writer
+        self._name = w._next_arrays_file()
+        self._stack = contextlib.ExitStack()
+        tmp = self._stack.enter_context(atomic_path(w.path / self._name))
+        # every chunk is written whole, once: the chunk cache would only hold memory
+        fh = h5py.File(tmp, "w", track_order=False, rdcc_nbytes=0)
+        self._stack.callback(fh.close)  # closed before the rename
+        self._packed = PackedWriter(fh, self.dataset)
 
+    def _close_file(self, discard: bool = False) -> None:
+        if self._stack is None:
+            return
+        stack, packed = self._stack, self._packed
+        self._stack, self._packed = None, None
+        if discard:
+            stack.__exit__(DataIntegrityError, DataIntegrityError("discarded"), None)
+            return
+        packed.finish()  # type: ignore[union-attr]
+        stack.close()
+        self._writer._add(self._name, "arrays", dataset=self.dataset, arrays=packed.count)  # type: ignore[union-attr]
+        log.info("wrote %s (%d arrays)", self._name, packed.count)  # type: ignore[union-attr]
 
-def _count_arrays(group: Any) -> int:
-    """Arrays below an architecture group: ``store.schema.array_path`` keys have a fixed depth (7 levels below
-    ``dataset/arch_xxxxx``), so counting names at that depth avoids opening every object."""
-    names: list[str] = []
-    group.visit(names.append)
-    return sum(1 for n in names if n.count("/") == 6)
+    def close(self, discard: bool = False) -> None:
+        self._close_file(discard)
 
 
 def check_new_dataset_dir(out: str | Path, *, overwrite: bool = False) -> None:

@@ -10,7 +10,8 @@ with ``measure`` in accuracy | confidence | cm and keys ``clean``, ``<attack>@<n
 aa_square) or a corruption name. Values: a scalar for clean, a list aligned with ``meta["epsilons"][key]`` for
 attacks, a list of 5 (severity 1..5) for corruptions; ``cm`` holds confusion matrices in the same shapes.
 
-Output: an rb201 dataset directory (schema v1 rows, confusion matrices in HDF5 at ``array_path`` keys). Rows carry
+Output: an rb201 dataset directory (schema v1 rows, confusion matrices keyed by ``array_path`` in the packed arrays
+files of :mod:`.dataset`). Rows carry
 ``arch_index`` = the published id (an isomorphism-class representative), seed -1, weights ``nb201-200ep``,
 source ``jung2023``, semantics ``per-epsilon`` for attacks (PROTOCOL.md section 6).
 """

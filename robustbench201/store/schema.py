@@ -9,8 +9,9 @@ written as v1, byte for byte what rb201 wrote before version 2 (so older readers
 
 Units: ``epsilon`` is in pixel units of 1/255 (so ``epsilon=1.0`` means an L-inf radius of 1/255 on [0, 1] images;
 ``255.0`` is the whole box); NaN where the row has no epsilon. ``severity`` is 1..5 for corruptions, 0 otherwise.
-Arrays (confusion matrices, per-sample flags) live in HDF5 files at the path :func:`array_path` builds from the same
-key columns.
+Arrays (confusion matrices, per-sample flags) are keyed by the path :func:`array_path` builds from the same key
+columns; :func:`array_kind` drops the cell from it (the kind of array; how files lay them out is their owners' matter:
+:mod:`.shardfile`, :mod:`.dataset`).
 
 Wide form: per dataset, one row per architecture and one column per (key, epsilon/severity, semantics, measure),
 named by :func:`wide_name`: ``clean``, ``fgsm@1``, ``pgd@0.5``, ``fog:3``, ``jacobian``, ``nb201_test_accuracy``;
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from ..errors import DataIntegrityError, Rb201Error, check_choice
@@ -36,7 +37,8 @@ __all__ = ["SCHEMA_VERSION", "READABLE_SCHEMA_VERSIONS", "META_SCHEMA_VERSION", 
            "FAMILIES", "NORMS", "SEMANTICS", "COLUMNS", "V1_COLUMNS", "KEY_COLUMNS", "SORT_COLUMNS", "Row",
            "pa_schema", "rows_to_table", "table_metadata", "storage_table", "check_table_schema",
            "conform_table", "read_results_columns", "CUMULATIVE_SEGMENT", "format_eps", "qualified_key",
-           "split_key", "wide_name", "WideName", "parse_wide_name", "array_path"]  # fmt: skip
+           "split_key", "wide_name", "WideName", "parse_wide_name", "array_path", "ARRAY_PATH_DEPTH", "array_kind",
+           "kind_array_path"]  # fmt: skip
 
 SCHEMA_VERSION = "2"
 #: Versions this rb201 reads (v1: the same columns without ``split``, all rows on the test split).
@@ -137,9 +139,11 @@ class Row:
             raise Rb201Error(f"epsilon {self.epsilon} out of range; allowed: 0..255 (units of 1/255) or NaN")
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("extra")
-        return d
+        """The schema columns (``dataclasses.asdict`` deep-copies every field: 50x slower for these scalars)."""
+        return {name: getattr(self, name) for name in _ROW_FIELDS}
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(Row) if f.name != "extra")
 
 
 def pa_schema():  # type: ignore[no-untyped-def]
@@ -341,3 +345,28 @@ def array_path(
     fam = family if split in ("", "test") else f"{split}-{family}"
     parts = [dataset, f"arch_{arch_index:05d}", weights, f"seed_{seed}", fam, key, where, sem, measure]
     return "/".join(p.replace("/", "-") for p in parts)
+
+
+#: Segments of an :func:`array_path` (dataset, ``arch_NNNNN``, weights, seed, family, key, epsilon/severity,
+#: semantics, measure).
+ARRAY_PATH_DEPTH = 9
+
+
+def array_kind(path: str) -> tuple[str, int, str]:
+    """``array_path`` -> (dataset, NB201 index, kind): the kind is the path without its ``arch_NNNNN`` segment, what
+    the arrays of one key share across cells (``cifar10/nb201-200ep/seed_-1/adversarial/pgd/eps_1/per-epsilon/
+    correct``). :class:`DataIntegrityError` for a path :func:`array_path` does not build."""
+    parts = path.split("/")
+    arch = parts[1] if len(parts) == ARRAY_PATH_DEPTH else ""
+    if not (arch.startswith("arch_") and arch[5:].isdigit() and all(parts)):
+        raise DataIntegrityError(
+            f"array key {path!r} is not an rb201 array path ({ARRAY_PATH_DEPTH} segments dataset/arch_NNNNN/weights/"
+            "seed_S/family/key/eps_E|sev_S|none/semantics/measure)"
+        )
+    return parts[0], int(arch[5:]), "/".join(parts[:1] + parts[2:])
+
+
+def kind_array_path(kind: str, arch_index: int) -> str:
+    """Inverse of :func:`array_kind`: the array path of ``kind`` for cell ``arch_index``."""
+    dataset, _, rest = kind.partition("/")
+    return f"{dataset}/arch_{arch_index:05d}/{rest}"

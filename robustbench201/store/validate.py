@@ -8,18 +8,22 @@ summarises coverage: which isomorphism representatives x datasets x result colum
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..atomic import TMP_SUFFIX
 from ..errors import DataIntegrityError, Rb201Error
-from ..space import NUM_UNIQUE, format_indices, representative_indices, unique_indices
+from ..space import NUM_ARCHS, NUM_UNIQUE, format_indices, representative_indices
 from .dataset import MANIFEST, NOT_DATA, read_manifest
 from .integrity import verify_file
-from .schema import KEY_COLUMNS, check_table_schema, read_results_columns
+from .schema import KEY_COLUMNS, check_table_schema
+from .wide import ColumnCodes
 
-__all__ = ["COLUMN_KEYS", "DatasetCoverage", "Coverage", "compute_coverage", "ValidationReport",
+__all__ = ["COLUMN_KEYS", "DatasetCoverage", "Coverage", "CoverageBuilder", "compute_coverage", "ValidationReport",
            "validate_dataset", "archs_present", "specs_of_dataset"]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -71,36 +75,80 @@ def _column_label(values: tuple[Any, ...]) -> str:
     return f"{d['weights']}/s{d['seed']}/{d['family']}/{split}{d['key']}{where}{sem}/{d['measure']}"
 
 
-def compute_coverage(df: Any) -> Coverage:
-    """Coverage of a DataFrame holding at least :data:`store.schema.KEY_COLUMNS`."""
-    reps = representative_indices()
-    unique = set(unique_indices())
-    cov = Coverage()
-    for dataset, part in df.groupby("dataset", sort=True):
-        archs = set(part["arch_index"].unique().tolist())
-        per_col = part.groupby(list(COLUMN_KEYS), dropna=False, sort=True)["arch_index"].unique()
-        incomplete = []
-        reps_here = archs & unique
-        for col_key, col_archs in per_col.items():
-            have = set(col_archs.tolist())
-            # a column held only for isomorphism representatives (one network per class, as the published
-            # robustness data) is complete when it covers the representatives; per-cell columns cover every cell
-            expected = reps_here if have <= unique else archs
-            missing = expected - have
-            if missing:
-                incomplete.append((_column_label(col_key), len(missing), format_indices(missing, 5)))
-        incomplete.sort(key=lambda t: (-t[1], t[0]))
-        cov.datasets.append(
-            DatasetCoverage(
-                dataset=str(dataset),
-                archs=len(archs),
-                representatives_missing=sorted(unique - archs),
-                non_representatives=sum(1 for a in archs if reps[a] != a),
-                columns=len(per_col),
-                incomplete=incomplete,
+class CoverageBuilder:
+    """Coverage of tidy rows fed in blocks of any order and size (:meth:`add`), and the rows whose key columns were
+    seen before: per dataset one bitmap of cells for each result column (:data:`COLUMN_KEYS`), so memory does not
+    grow with the rows."""
+
+    def __init__(self) -> None:
+        self._codes: dict[str, ColumnCodes] = {}
+        self._present: dict[str, np.ndarray] = {}  # dataset -> columns x NUM_ARCHS bool
+        self._archs: dict[str, np.ndarray] = {}  # dataset -> NUM_ARCHS bool
+
+    def add(self, table: Any) -> int:
+        """Add rows (a pyarrow Table with :data:`store.schema.KEY_COLUMNS`; without ``split`` all on the test
+        split); return how many of them repeat the key columns of a row added before (or earlier in ``table``)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if "split" not in table.column_names:
+            table = table.append_column("split", pa.array(["test"] * table.num_rows, type=pa.string()))
+        repeated = 0
+        for ds in pc.unique(table.column("dataset")).to_pylist():
+            t = table.filter(pc.equal(table.column("dataset"), ds))
+            codes = self._codes.setdefault(ds, ColumnCodes(COLUMN_KEYS))
+            ids = codes.encode(t)
+            present = self._present.get(ds, np.zeros((0, NUM_ARCHS), dtype=bool))
+            if len(codes) > len(present):
+                grow = max(len(codes), 2 * len(present), 16) - len(present)
+                present = np.concatenate([present, np.zeros((grow, NUM_ARCHS), dtype=bool)])
+            self._present[ds] = present
+            arch = t.column("arch_index").to_numpy().astype(np.int64)
+            flat = present.reshape(-1)
+            lin = np.unique(ids * NUM_ARCHS + arch)
+            repeated += len(ids) - int(np.count_nonzero(~flat[lin]))
+            flat[lin] = True
+            self._archs.setdefault(ds, np.zeros(NUM_ARCHS, dtype=bool))[arch] = True
+        return repeated
+
+    def finish(self) -> Coverage:
+        reps = np.asarray(representative_indices(), dtype=np.int64)
+        unique = reps == np.arange(NUM_ARCHS)
+        cov = Coverage()
+        for ds in sorted(self._codes):
+            codes, archs = self._codes[ds], self._archs[ds]
+            incomplete = []
+            for g in range(len(codes)):
+                have = self._present[ds][g]
+                # a column held only for isomorphism representatives (one network per class, as the published
+                # robustness data) is complete when it covers the representatives; per-cell columns cover every cell
+                expected = archs & unique if not (have & ~unique).any() else archs
+                missing = np.flatnonzero(expected & ~have)
+                if len(missing):
+                    label = _column_label(tuple(codes.values(g)[c] for c in COLUMN_KEYS))
+                    incomplete.append((label, len(missing), format_indices(missing.tolist(), 5)))
+            incomplete.sort(key=lambda t: (-t[1], t[0]))
+            cov.datasets.append(
+                DatasetCoverage(
+                    dataset=str(ds),
+                    archs=int(archs.sum()),
+                    representatives_missing=np.flatnonzero(unique & ~archs).tolist(),
+                    non_representatives=int((archs & ~unique).sum()),
+                    columns=len(codes),
+                    incomplete=incomplete,
+                )
             )
-        )
-    return cov
+        return cov
+
+
+def compute_coverage(rows: Any) -> Coverage:
+    """Coverage of tidy rows holding at least :data:`store.schema.KEY_COLUMNS` (a pyarrow Table or a DataFrame)."""
+    import pyarrow as pa
+
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+    builder = CoverageBuilder()
+    builder.add(table)
+    return builder.finish()
 
 
 # ---- validation ---------------------------------------------------------------------------------------------
@@ -131,9 +179,22 @@ class ValidationReport:
             raise DataIntegrityError(f"{self.path} failed validation: " + "; ".join(self.problems[:5]))
 
 
+def _key_batches(path: Path, rows: int = 1 << 18) -> Iterator[Any]:
+    """The key columns and ``spec_hash`` of a results file (v1 or v2) in tables of at most ``rows`` rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as pf:
+        have = set(pf.schema_arrow.names)
+        cols = [c for c in (*KEY_COLUMNS, "spec_hash") if c in have]
+        for batch in pf.iter_batches(batch_size=rows, columns=cols):
+            yield pa.Table.from_batches([batch])
+
+
 def validate_dataset(path: str | Path, coverage: bool = True) -> ValidationReport:
     """Check a dataset directory, re-hashing every file; never raises for a damaged dataset (problems are listed in
-    the report)."""
+    the report). Rows are read in blocks: memory does not grow with the dataset."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     root = Path(path)
@@ -181,19 +242,19 @@ def validate_dataset(path: str | Path, coverage: bool = True) -> ValidationRepor
             why = "a leftover temporary file" if rel.endswith(TMP_SUFFIX) else "not listed in the manifest"
             report.problems.append(f"{rel} is {why}")
     if good_results:
-        import pandas as pd
-
-        cols = list(KEY_COLUMNS) + ["spec_hash"]
-        df = pd.concat([read_results_columns(p, cols).to_pandas() for p in good_results])
-        dup = int(df.duplicated(subset=list(KEY_COLUMNS)).sum())
-        report.duplicates = dup
-        if dup:
-            report.problems.append(f"{dup} duplicate rows (same key columns)")
-        unknown = sorted(set(df["spec_hash"].unique()) - set(manifest.specs) - {""})
+        builder = CoverageBuilder()
+        specs: set[str] = set()
+        for p in good_results:
+            for t in _key_batches(p):
+                report.duplicates += builder.add(t)
+                specs.update(pc.unique(t.column("spec_hash")).to_pylist())
+        if report.duplicates:
+            report.problems.append(f"{report.duplicates} duplicate rows (same key columns)")
+        unknown = sorted(specs - set(manifest.specs) - {""})
         if unknown:
             report.problems.append(f"rows carry spec hashes not in the manifest: {unknown[:5]}")
         if coverage:
-            report.coverage = compute_coverage(df)
+            report.coverage = builder.finish()
     return report
 
 

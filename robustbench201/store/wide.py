@@ -1,11 +1,12 @@
 """The wide form of a results table: per dataset, a float64 matrix with one row per NB201 index (0..15624) and one
 column per metric, named by :func:`robustbench201.store.schema.wide_name`.
 
-Built from tidy rows (schema v1 or v2) by :func:`pivot` (rows differing only in their training seed are averaged, and
-the column says so); stored as ``wide-<dataset>.parquet`` beside the tidy files so a query reads one small file.
-Cells hold exactly the value of the row for that index (NaN where there is none). A column whose rows all belong to
-isomorphism-class representatives is *class-level*: readers fill the other members of each class from their
-representative (:func:`fill_isomorphs`), as the published robustness dataset evaluated one network per class.
+Built from tidy rows (schema v1 or v2) by :class:`WideBuilder`, block by block, or by :func:`pivot` from one table
+(rows differing only in their training seed are averaged, and the column says so); stored as
+``wide-<dataset>.parquet`` beside the tidy files so a query reads one small file. Cells hold exactly the value of the
+row for that index (NaN where there is none). A column whose rows all belong to isomorphism-class representatives is
+*class-level*: readers fill the other members of each class from their representative (:func:`fill_isomorphs`), as
+the published robustness dataset evaluated one network per class.
 """
 
 from __future__ import annotations
@@ -56,47 +57,130 @@ def _order(info: dict[str, Any]) -> tuple:
     return (info.get("split", "test"), fam, info["key"], cumulative, not plain, info["measure"], eps, info["severity"])
 
 
-def pivot(table) -> dict[str, Wide]:  # type: ignore[no-untyped-def]
-    """Tidy rows (a pyarrow Table; without a ``split`` column every row is on the test split) -> ``{dataset: Wide}``,
-    columns in a stable, readable order (test-split columns first).
+class ColumnCodes:
+    """Integer ids of the distinct combinations of some columns' values, built block by block: a block's rows get
+    their ids from each column's dictionary encoding (one lookup per distinct value, not per row), so no string key
+    is ever built per row. Ids are given in order of first appearance and stay valid across blocks."""
 
-    Raises :class:`DataIntegrityError` when two different kinds of rows (weights, semantics, source or family)
-    would share one wide column name."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    def __init__(self, columns: tuple[str, ...]) -> None:
+        self.columns = columns
+        self._values: list[dict[Any, int]] = [{} for _ in columns]  # per column: value (None for NaN) -> code
+        self._first: list[list[Any]] = [[] for _ in columns]  # per column: code -> value as read
+        self._ids: dict[tuple[int, ...], int] = {}
+        self.keys: list[tuple[int, ...]] = []  # id -> codes
 
-    reps = np.asarray(representative_indices(), dtype=np.int64)
-    if "split" not in table.column_names:
-        table = table.append_column("split", pa.array(["test"] * table.num_rows, type=pa.string()))
-    out: dict[str, Wide] = {}
-    for ds in sorted(pc.unique(table.column("dataset")).to_pylist()):
-        t = table.filter(pc.equal(table.column("dataset"), ds))
-        parts = [pc.cast(t.column(c), pa.string()) for c in _GROUP]
-        gkey = pc.binary_join_element_wise(*parts, "\x1f")
-        if isinstance(gkey, pa.ChunkedArray):
-            gkey = gkey.combine_chunks()
-        codes = gkey.dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        groups, first = np.unique(codes, return_index=True)
-        heads = t.select(list(_GROUP)).take(pa.array(first)).to_pylist()
-        arch = t.column("arch_index").to_numpy().astype(np.int64)
-        vals = t.column("value").to_numpy()
-        seeds = t.column("seed").to_numpy()
-        ns = t.column("n").to_numpy()
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _codes(self, j: int, column: Any) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        enc = pc.dictionary_encode(arr)
+        memo, first = self._values[j], self._first[j]
+        local = []
+        for v in enc.dictionary.to_pylist():
+            k = None if isinstance(v, float) and math.isnan(v) else v
+            code = memo.get(k)
+            if code is None:
+                code = memo[k] = len(first)
+                first.append(v)
+            local.append(code)
+        return np.asarray(local, dtype=np.int64)[enc.indices.to_numpy(zero_copy_only=False)]
+
+    def encode(self, table: Any) -> np.ndarray:
+        """The id of each row of ``table`` (a pyarrow Table holding the columns), int64."""
+        if table.num_rows == 0:
+            return np.empty(0, dtype=np.int64)
+        codes = [self._codes(j, table.column(c)) for j, c in enumerate(self.columns)]
+        sizes = [max(len(f), 1) for f in self._first]
+        if math.prod(sizes) < 1 << 62:  # one int64 per row (mixed radix)
+            combined = np.zeros(table.num_rows, dtype=np.int64)
+            for c, size in zip(codes, sizes, strict=True):
+                combined = combined * size + c
+            _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        else:
+            _, first, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_index=True, return_inverse=True)
+        ids = np.empty(len(first), dtype=np.int64)
+        for u, row in enumerate(first.tolist()):
+            key = tuple(int(c[row]) for c in codes)
+            got = self._ids.get(key)
+            if got is None:
+                got = self._ids[key] = len(self.keys)
+                self.keys.append(key)
+            ids[u] = got
+        return ids[inverse.reshape(-1)]
+
+    def values(self, group: int) -> dict[str, Any]:
+        """The column values of id ``group`` (as pyarrow reads them)."""
+        return {c: self._first[j][code] for j, (c, code) in enumerate(zip(self.columns, self.keys[group], strict=True))}
+
+
+def _pairs(ids: np.ndarray, values: np.ndarray) -> list[tuple[int, int]]:
+    """The distinct (id, integer value) pairs of two aligned arrays (values fit in 32 bits)."""
+    combined = np.unique((ids << 32) | (values.astype(np.int64) & 0xFFFFFFFF))
+    low = (combined & 0xFFFFFFFF).astype(np.uint32).astype(np.int32)
+    return list(zip((combined >> 32).tolist(), low.tolist(), strict=True))
+
+
+class WideBuilder:
+    """One dataset's wide matrix built from its tidy rows fed in blocks (:meth:`add`), so no table of all rows is ever
+    held: memory is two NUM_ARCHS x columns arrays (sums and counts) plus the matrix :meth:`finish` returns."""
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self.codes = ColumnCodes(_GROUP)
+        self._sums = np.zeros((0, NUM_ARCHS))
+        self._counts = np.zeros((0, NUM_ARCHS), dtype=np.int32)
+        self._seeds: list[set[int]] = []
+        self._ns: list[set[int]] = []
+
+    def add(self, table: Any) -> None:
+        """Add rows of this dataset (a pyarrow Table of tidy rows; without ``split`` every row is on the test split)."""
+        import pyarrow as pa
+
+        if table.num_rows == 0:
+            return
+        if "split" not in table.column_names:
+            table = table.append_column("split", pa.array(["test"] * table.num_rows, type=pa.string()))
+        ids = self.codes.encode(table)
+        n = len(self.codes)
+        if n > len(self._sums):
+            cap = max(n, 2 * len(self._sums), 16)
+            self._sums = np.concatenate([self._sums, np.zeros((cap - len(self._sums), NUM_ARCHS))])
+            self._counts = np.concatenate([self._counts, np.zeros((cap - len(self._counts), NUM_ARCHS), np.int32)])
+        while len(self._seeds) < n:
+            self._seeds.append(set())
+            self._ns.append(set())
+        arch = _to_numpy(table.column("arch_index"), np.int32).astype(np.int64)
+        np.add.at(self._sums, (ids, arch), _to_numpy(table.column("value"), np.float64))
+        np.add.at(self._counts, (ids, arch), 1)
+        for g, seed in _pairs(ids, _to_numpy(table.column("seed"), np.int32)):
+            self._seeds[g].add(seed)
+        for g, count in _pairs(ids, _to_numpy(table.column("n"), np.int32)):
+            self._ns[g].add(count)
+
+    def finish(self) -> Wide:
+        """The wide matrix: columns in a stable, readable order (test-split columns first); cells hold the mean of
+        their rows (of several training seeds, and the column says so), NaN where there is none. Raises
+        :class:`DataIntegrityError` when two different kinds of rows (weights, semantics, source or family) would
+        share one wide column name."""
+        reps = np.asarray(representative_indices(), dtype=np.int64)
         infos: list[dict[str, Any]] = []
-        for g, h in zip(groups, heads, strict=True):
+        for g in range(len(self.codes)):
+            h = self.codes.values(g)
             eps = h["epsilon"]
             eps = None if eps is None or math.isnan(eps) else float(eps)
-            mask = codes == g
-            present = np.unique(arch[mask])
-            gseeds = sorted({int(s) for s in np.unique(seeds[mask])})
-            gn = np.unique(ns[mask])
+            present = np.flatnonzero(self._counts[g] > 0)
+            ns = sorted(self._ns[g])
             info = dict(h, epsilon=eps)
             info.update(
                 name=column_name(dict(h, epsilon=eps)),
-                seeds=gseeds,
-                n=int(gn[0]) if len(gn) == 1 else -1,
+                seeds=sorted(self._seeds[g]),
+                n=ns[0] if len(ns) == 1 else -1,
                 class_level=bool(np.all(reps[present] == present)) and len(present) < NUM_ARCHS,
-                code=int(g),
+                code=g,
             )
             if info["split"] == "test":  # test-split columns are described as in schema v1
                 del info["split"]
@@ -108,25 +192,33 @@ def pivot(table) -> dict[str, Wide]:  # type: ignore[no-untyped-def]
                 other = seen[info["name"]]
                 diff = [k for k in _GROUP if info.get(k) != other.get(k)]
                 raise DataIntegrityError(
-                    f"{ds}: two kinds of rows map to the wide column {info['name']!r} (they differ in {diff}: "
-                    f"{[other.get(k) for k in diff]} vs {[info.get(k) for k in diff]}); filter the rows first"
+                    f"{self.dataset}: two kinds of rows map to the wide column {info['name']!r} (they differ in "
+                    f"{diff}: {[other.get(k) for k in diff]} vs {[info.get(k) for k in diff]}); filter the rows first"
                 )
             seen[info["name"]] = info
-        remap = np.empty(int(codes.max()) + 1 if len(codes) else 0, dtype=np.int64)
+        matrix = np.empty((NUM_ARCHS, len(infos)))
         for j, info in enumerate(infos):
-            remap[info.pop("code")] = j
-        col = remap[codes]
-        ncol = len(infos)
-        lin = arch * ncol + col
-        counts = np.bincount(lin, minlength=NUM_ARCHS * ncol)
-        sums = np.bincount(lin, weights=vals, minlength=NUM_ARCHS * ncol)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            matrix = (sums / counts).reshape(NUM_ARCHS, ncol)
-        if counts.max(initial=0) > 1:
-            multi = (counts.reshape(NUM_ARCHS, ncol) > 1).any(axis=0)
-            for j in np.flatnonzero(multi):
-                infos[j]["averaged"] = "mean over seeds " + ", ".join(map(str, infos[j]["seeds"]))
-        out[ds] = Wide(ds, tuple(i["name"] for i in infos), matrix, tuple(infos), reps)
+            g = info.pop("code")
+            with np.errstate(invalid="ignore", divide="ignore"):
+                matrix[:, j] = self._sums[g] / self._counts[g]
+            if self._counts[g].max(initial=0) > 1:
+                info["averaged"] = "mean over seeds " + ", ".join(map(str, info["seeds"]))
+        return Wide(self.dataset, tuple(i["name"] for i in infos), matrix, tuple(infos), reps)
+
+
+def pivot(table) -> dict[str, Wide]:  # type: ignore[no-untyped-def]
+    """Tidy rows (a pyarrow Table; without a ``split`` column every row is on the test split) -> ``{dataset: Wide}``
+    (:class:`WideBuilder` per dataset).
+
+    Raises :class:`DataIntegrityError` when two different kinds of rows (weights, semantics, source or family)
+    would share one wide column name."""
+    import pyarrow.compute as pc
+
+    out: dict[str, Wide] = {}
+    for ds in sorted(pc.unique(table.column("dataset")).to_pylist()):
+        builder = WideBuilder(ds)
+        builder.add(table.filter(pc.equal(table.column("dataset"), ds)))
+        out[ds] = builder.finish()
     return out
 
 
