@@ -195,9 +195,11 @@ def request_argv(request: EvalRequest, command: click.Command) -> list[str]:
         if value == default and f.name not in SHOWN:
             continue
         if p.is_flag:
+            # An on/off pair names both values; a lone flag has two values and this one is not the default, so the
+            # flag gives it. (Not ``p.flag_value``: click 8.5 leaves it unset for a plain ``is_flag=True``.)
             if p.secondary_opts:
                 argv.append(p.opts[0] if value else p.secondary_opts[0])
-            elif value == p.flag_value:
+            else:
                 argv.append(p.opts[0])
         elif p.multiple:
             for v in value:
