@@ -57,7 +57,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -169,6 +169,24 @@ def file_entry(directory: Path, name: str, kind: str, rows: int = -1, dataset: s
     return FileEntry(name, kind, sha256_file(p), p.stat().st_size, rows, dataset, arrays)
 
 
+class _Stream(Protocol):
+    def close(self, discard: bool = False) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Stream)
+
+
+@contextlib.contextmanager
+def _closing(stream: _S) -> Iterator[_S]:
+    """Yield ``stream``; close it when the block ends, discarding its partial file if the block raises."""
+    try:
+        yield stream
+    except BaseException:
+        stream.close(discard=True)
+        raise
+    stream.close()
+
+
 class DatasetWriter:
     """Writes the files of one dataset directory, each atomically and named here, then the manifest last (so a
     directory with a manifest is complete). Every producer of datasets writes through it: merge, the importer of
@@ -207,13 +225,8 @@ class DatasetWriter:
         filled block by block (:meth:`ResultsStream.write`), a new file after ``max_rows`` rows; test-split files are
         schema v1 (no ``split`` column, as :func:`storage_table` stores them), others v2. The file being filled is
         put in place when it is full or the block ends; a block that raises leaves no partial file."""
-        stream = ResultsStream(self, dataset, split, spec_json, max_rows)
-        try:
+        with _closing(ResultsStream(self, dataset, split, spec_json, max_rows)) as stream:
             yield stream
-        except BaseException:
-            stream.close(discard=True)
-            raise
-        stream.close()
 
     def add_arrays(self, arrays: Mapping[str, np.ndarray]) -> list[FileEntry]:
         """Write ``arrays`` (keyed by ``store.schema.array_path``) in the packed layout, one file per dataset."""
@@ -233,13 +246,8 @@ class DatasetWriter:
         """Arrays files of one dataset in the packed layout (:mod:`.arrays`), filled cell by cell in increasing
         NB201 index (:meth:`ArraysStream.add_cell`), a new file after about ``max_bytes`` of packed data. Each file
         is put in place when it is full or the block ends; a block that raises leaves no partial file."""
-        stream = ArraysStream(self, dataset, max_bytes)
-        try:
+        with _closing(ArraysStream(self, dataset, max_bytes)) as stream:
             yield stream
-        except BaseException:
-            stream.close(discard=True)
-            raise
-        stream.close()
 
     def add_wide(self, table: Any, *, required: bool = True) -> str | None:
         """Per dataset of ``table`` (tidy rows), its wide matrix as ``wide-<dataset>.parquet`` (:mod:`.wide`).
