@@ -22,7 +22,7 @@ __all__ = ["Semantics", "SEMANTICS", "Rule", "AttackEntry", "ATTACKS", "AUTOATTA
            "ATTACK_ALIASES", "NORMS", "PRESETS", "SPLITS", "FLOAT32_PRECISIONS", "PRECISIONS", "EXECUTORS",
            "SURROGATES", "CERTIFIED_METHODS", "CORRUPTION_SOURCES", "CORRUPTIONS", "canonical_attack",
            "attack_defaults", "HOLDOUTS", "SCHEDULES", "ADVERSARIAL", "RecipeEntry", "RECIPES", "RECIPE_NAMES",
-           "DSRNA_METRICS", "DSRNA_GAMMA_MODES"]  # fmt: skip
+           "DSRNA_METRICS", "DSRNA_GAMMA_MODES", "NAS_ALGORITHMS"]  # fmt: skip
 
 
 class Semantics(str, Enum):
@@ -356,6 +356,15 @@ RECIPES: Mapping[str, RecipeEntry] = MappingProxyType(
     }
 )
 RECIPE_NAMES: tuple[str, ...] = tuple(RECIPES)
+
+
+# ---- NAS on the table (search/nas.py) ------------------------------------------------------------------------------
+#: Baselines ``rb201 search table --algo`` runs on the results table, with the names figures and reports give them:
+#: random search, regularized evolution, local search, and gradient ascent of the expected objective over DARTS'
+#: architecture weights (no images).
+NAS_ALGORITHMS: Mapping[str, str] = MappingProxyType(
+    {"rs": "random search", "re": "regularized evolution", "ls": "local search", "ga": "gradient ascent"}
+)
 
 
 # ---- DSRNA search (search/dsrna/config.py) -------------------------------------------------------------------------

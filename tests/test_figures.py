@@ -18,6 +18,7 @@ import pytest
 from dataset_kinds import write_smoke
 
 from robustbench201.search import plots
+from robustbench201.vocab import NAS_ALGORITHMS
 
 ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "docs" / "img"
@@ -191,7 +192,7 @@ def test_each_algorithm_and_method_keeps_its_colour(rendered):
     for name in ("regret_fgsm1", "regret_ls_rs", "regret_re"):
         ax = rendered[name].axes[0]
         for line in ax.get_lines():
-            algo = {v: k for k, v in plots.ALGO_NAMES.items()}[line.get_label().split(":")[0]]
+            algo = {v: k for k, v in NAS_ALGORITHMS.items()}[line.get_label().split(":")[0]]
             assert to_hex(line.get_color()) == to_hex(plots.ALGO_COLORS[algo]), (name, algo)
     from robustbench201.search.plots_dsrna import DSRNA_STYLES
 

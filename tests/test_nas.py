@@ -242,7 +242,7 @@ def test_cli_search_table_prints_checkpoints_and_plots(synthetic_file: Path, tmp
     assert out["results"][0]["constraints"] == ["params<=0.5"]
     res = CliRunner().invoke(main, [*args[:5], "ga", "--budget", "50", "--seeds", "3", "--ga-batch", "4"])
     assert res.exit_code == 0, res.output
-    assert "gradient ascent over the architecture weights" in res.output
+    assert "gradient ascent (ga), 3 runs, budget 50" in res.output
     assert "exact gradient (reads all 6466 classes at its first step)" in res.output
 
 

@@ -6,16 +6,9 @@ import json
 
 import click
 
+from ..vocab import NAS_ALGORITHMS
 from . import run_library
 from .reader_options import reader_options
-
-_ALGOS = ("rs", "re", "ls", "ga")
-_NAMES = {
-    "rs": "random search",
-    "re": "regularized evolution",
-    "ls": "local search",
-    "ga": "gradient ascent over the architecture weights, sampled",
-}
 
 
 def _checkpoints(text: str | None) -> list[int] | None:
@@ -31,7 +24,7 @@ def _checkpoints(text: str | None) -> list[int] | None:
 @click.option(
     "--algo",
     "algos",
-    type=click.Choice(_ALGOS),
+    type=click.Choice(tuple(NAS_ALGORITHMS)),
     multiple=True,
     default=("re",),
     show_default=True,
@@ -153,7 +146,7 @@ def table(
         click.echo(f"**{heading}**; {optimum}")
     for s, r in zip(summaries, results, strict=True):
         rows = [(c["budget"], c["mean"], c["std"], c["min"], c["max"], c["regret"]) for c in s["checkpoints"]]
-        title = f"{_NAMES[s['algo']]} ({s['algo']}), {s['runs']} runs, budget {s['budget']}"
+        title = f"{NAS_ALGORITHMS[s['algo']]} ({s['algo']}), {s['runs']} runs, budget {s['budget']}"
         if fmt == "markdown":
             click.echo(f"\n### {title}\n")
         else:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import Rb201Error, check_choice
 from ..space import NUM_ARCHS, NUM_EDGES, NUM_OPS, Arch, ops_table, product_positions, representative_indices
+from ..vocab import NAS_ALGORITHMS
 from .objective import (
     Constraint,
     Objective,
@@ -41,7 +42,7 @@ from .table_ascent import exact_ascent, run_sampled
 log = logging.getLogger(__name__)
 
 #: Algorithm names: random search, regularized evolution, local search, gradient ascent over the alphas (sampled).
-ALGORITHMS: tuple[str, ...] = ("rs", "re", "ls", "ga")
+ALGORITHMS: tuple[str, ...] = tuple(NAS_ALGORITHMS)
 
 
 class InfeasibleError(Rb201Error):

@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import Rb201Error, check_choice
 from ..store.schema import format_eps, parse_wide_name
 from ..tables.formats import axis_label, column_title, dataset_title, key_title
+from ..vocab import NAS_ALGORITHMS
 
 FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
 #: PNG text chunk holding :func:`data_hash` of the data a figure plots.
@@ -31,7 +32,6 @@ HASH_KEY = "rb201-data-sha256"
 _EPS_TICKS = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 255.0)  # labelled; other epsilons still plotted
 #: Fixed colours: the same algorithm or attack has the same colour in every figure, whatever the order asked.
 ALGO_COLORS = {"rs": "#7f7f7f", "re": "#1f77b4", "ls": "#d62728", "ga": "#2ca02c"}
-ALGO_NAMES = {"rs": "random search", "re": "regularized evolution", "ls": "local search", "ga": "gradient ascent"}
 _STYLE = {
     "font.size": 9,
     "axes.titlesize": 10,
@@ -313,7 +313,7 @@ def _render_regret(data: dict[str, Any], plt: Any) -> Any:
         a = ln["algo"]
         color = ALGO_COLORS.get(a, "k")
         x = np.arange(1, len(ln["median"]) + 1)
-        name = ALGO_NAMES.get(a, a)
+        name = NAS_ALGORITHMS.get(a, a)
         ax.plot(x, ln["median"], color=color, label=f"{name}: median of {ln['runs']} runs (final {ln['final']:.4f})")
         ax.fill_between(x, ln["q25"], ln["q75"], alpha=0.2, color=color, lw=0, label=f"{name}: 25-75% of runs")
     ax.set_yscale("symlog", linthresh=1e-3, linscale=0.5)
