@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from ..vocab import NAS_ALGORITHMS
@@ -87,89 +85,24 @@ def table(
     draws from the architecture distribution and its argmax cell, each counted so; it also prints where the exact
     gradient of the expectation leads, which reads all classes at its first step (the cost of DSRNA's table prior).
     """
-    from ..search.nas import TableSurrogate, load_table, run_search
+    from ..search.nas import TableSurrogate, load_table
     from ..search.objective import default_objective
+    from ..search.table_search import render_search, search_table
 
     points = _checkpoints(checkpoints)
     dataset = _dataset(dataset, source)
     df = run_library(load_table, dataset, source)
-    objective = objective or default_objective(df.columns)
-    sur = run_library(TableSurrogate, df, objective, list(constraints))
-    if sur.split_warning:
-        click.echo(f"warning: {sur.split_warning}", err=True)
-    covered = len(sur.covered)
-    warnings = [sur.split_warning] if sur.split_warning else []
-    if covered < budget <= sur.n_classes:  # a table holding few classes: search those, and say so
-        warnings.append(
-            f"only {covered} of {sur.n_classes} classes of {dataset} have a value of {sur.objective.text}: budget "
-            f"{budget} cut to {covered}, random cells drawn from those classes only; over so few classes the result "
-            "is no finding"
-        )
-        click.echo(f"warning: {warnings[-1]}", err=True)
-        budget = covered
-        if points:
-            points = [p for p in points if p <= budget] or [budget]
-    results = [run_library(run_search, sur, a, budget, seeds, seed, sample=sample, ga_batch=ga_batch, ga_lr=ga_lr,
-                           only_covered=budget >= covered)
-               for a in dict.fromkeys(algos)]  # fmt: skip
-    summaries = [run_library(r.to_dict, points) for r in results]
+    sur = run_library(TableSurrogate, df, objective or default_objective(df.columns), list(constraints))
+    found = run_library(search_table, sur, dataset, algos, budget, seeds, seed, sample=sample, ga_batch=ga_batch,
+                        ga_lr=ga_lr, checkpoints=points)  # fmt: skip
+    for w in found.warnings:
+        click.echo(f"warning: {w}", err=True)
     if plot:
         from ..search.plots import regret
 
-        plot = str(run_library(regret, results, plot, dataset))
-    if fmt == "json":
-        doc = {"dataset": dataset, "objective": sur.objective.text, "classes_with_values": covered,
-               "warning": sur.split_warning, "warnings": warnings, "results": summaries}  # fmt: skip
-        click.echo(json.dumps(doc, indent=2, default=lambda v: None))
-        return
-    if fmt == "csv":  # one tidy table: a row per algorithm and query count
-        from ..tables.formats import render
-
-        heads = ("algo", "queries", "mean", "std", "min", "max", "regret", "runs", "optimum")
-        rows = [(s["algo"], c["budget"], c["mean"], c["std"], c["min"], c["max"], c["regret"], s["runs"],
-                 s["optimum"]) for s in summaries for c in s["checkpoints"]]  # fmt: skip
-        click.echo(render(heads, rows, "csv"))
-        return
-    from ..space import Arch
-    from ..tables.formats import render
-
-    first = results[0]
-    opt = Arch.from_index(first.optimum_index)
-    cons = f" subject to {' and '.join(first.constraints)}" if first.constraints else ""
-    heading = f"objective {'max' if first.maximize else 'min'} {first.objective}{cons} on {dataset}"
-    optimum = f"table optimum {first.optimum:.4f} at #{opt.index} {opt.string}"
-    headers = ("queries", "mean", "std", "min", "max", "regret")
-    if fmt == "text":
-        click.echo(heading)
-        click.echo(optimum)
-    elif fmt == "markdown":
-        click.echo(f"**{heading}**; {optimum}")
-    for s, r in zip(summaries, results, strict=True):
-        rows = [(c["budget"], c["mean"], c["std"], c["min"], c["max"], c["regret"]) for c in s["checkpoints"]]
-        title = f"{NAS_ALGORITHMS[s['algo']]} ({s['algo']}), {s['runs']} runs, budget {s['budget']}"
-        if fmt == "markdown":
-            click.echo(f"\n### {title}\n")
-        else:
-            click.echo(f"\n{title}")
-        click.echo(render(headers, rows, fmt))
-        final = r.trajectories[:, -1]
-        gap = abs(first.optimum - float(final.mean()))
-        hit = int((r.regret[:, -1] == 0).sum())
-        click.echo(
-            f"after {s['budget']} queries: mean {final.mean():.4f}, {gap:.4f} from the optimum "
-            f"({100 * gap / abs(first.optimum):.2f}%); {hit}/{s['runs']} runs found the optimum"
-        )
-        best = s["most_frequent_best"]
-        if best:
-            click.echo(f"most often found: #{best['index']} ({best['runs']}/{s['runs']} runs) {best['string']}")
-        if "exact" in s["params"]:
-            ex = s["params"]["exact"]
-            click.echo(
-                f"exact gradient (reads all {ex['queries']} classes at its first step): #{ex['index']} "
-                f"{Arch.from_index(ex['index']).string}, value {ex['value']:.4f}, regret {ex['regret']:.4f}, "
-                f"{ex['steps']} steps"
-            )
-    if plot:
+        plot = str(run_library(regret, found.results, plot, dataset))
+    click.echo(run_library(render_search, found, fmt))
+    if plot and fmt in ("text", "markdown"):
         click.echo(f"\nregret plot: {plot}")
 
 
