@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from dsrna_data import tiny_digits
 
-from robustbench201.data.base import ImageSet
 from robustbench201.errors import CheckpointError, Rb201Error
 from robustbench201.models import create_model
 from robustbench201.models.supernet import create_supernet
@@ -19,18 +19,7 @@ from robustbench201.search.dsrna.regularizers import certified_regularizer, jaco
 from robustbench201.search.dsrna.summary import score_on_table
 from robustbench201.space import Arch
 
-
-def _tiny(n: int = 64, size: int = 12, seed: int = 0) -> ImageSet:
-    """Class-dependent blobs: a class-specific row lights up over background noise (learnable in a few steps)."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n, dtype=np.int64) % 10
-    images = rng.integers(0, 60, size=(n, 1, size, size))
-    for i, y in enumerate(labels):
-        images[i, 0, y % size, :] = 230
-    return ImageSet("mnist5k", "train", images.astype(np.uint8), labels)
-
-
-DATA = _tiny()
+DATA = tiny_digits()
 
 
 BASE = {"epochs": 1, "channels": 4, "n_cells": 1, "batch_size": 16, "n_train": 64, "reg_batch": 8}

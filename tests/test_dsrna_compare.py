@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dsrna_data import synthetic_cifar
 
-from robustbench201.data.base import ImageSet
 from robustbench201.errors import Rb201Error
 from robustbench201.search.dsrna.comparison import COMPARE_JSON, compare, random_cells
 from robustbench201.search.dsrna.comparison_report import render
@@ -20,15 +20,6 @@ from robustbench201.search.dsrna.summary import score_on_table
 from robustbench201.space import Arch
 
 TINY = DSRNAConfig(n_train=32, epochs=1, channels=4, batch_size=16, reg_batch=4)
-
-
-def _synthetic_cifar(n: int = 32) -> ImageSet:
-    rng = np.random.default_rng(0)
-    labels = np.arange(n, dtype=np.int64) % 10
-    images = rng.integers(0, 80, size=(n, 3, 32, 32))
-    for i, y in enumerate(labels):
-        images[i, y % 3, 3 * y : 3 * y + 3, :] = 240
-    return ImageSet("cifar10", "train", images.astype(np.uint8), labels)
 
 
 def test_compare_on_mnist5k_trains_and_attacks_every_cell_and_resumes(tmp_path: Path) -> None:
@@ -76,7 +67,7 @@ def test_compare_on_cifar10_scores_on_the_table_against_random_cells_and_the_opt
     search = dataclasses.replace(TINY, dataset="cifar10")
     cfg = CompareConfig(search=search, metrics=("none", "certified"), seeds=(0, 1), n_random=2)
     assert cfg.mode == "table"
-    report = compare(cfg, tmp_path, data=_synthetic_cifar(), plot=True)
+    report = compare(cfg, tmp_path, data=synthetic_cifar(), plot=True)
     assert report["columns"] == ["clean", "fgsm@1", "pgd@1", "mean_adv"]
     groups = {g["key"]: g for g in report["groups"]}
     assert list(groups) == ["none", "certified", "random", "random_expectation", "optimum"]

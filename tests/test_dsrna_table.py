@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from dsrna_data import synthetic_cifar, tiny_digits
 
-from robustbench201.data.base import ImageSet
 from robustbench201.errors import CheckpointError, Rb201Error
 from robustbench201.search.cell_distribution import cell_tensor, edge_gradient, expectation, index_of_ops, softmax
 from robustbench201.search.dsrna import DSRNAConfig, search
@@ -232,16 +232,7 @@ def test_a_min_objective_and_bad_columns() -> None:
 
 
 # ---- the search ----------------------------------------------------------------------------------------------------
-def _tiny(n: int = 64, size: int = 12) -> ImageSet:
-    rng = np.random.default_rng(0)
-    labels = np.arange(n, dtype=np.int64) % 10
-    images = rng.integers(0, 60, size=(n, 1, size, size))
-    for i, y in enumerate(labels):
-        images[i, 0, y % size, :] = 230
-    return ImageSet("mnist5k", "train", images.astype(np.uint8), labels)
-
-
-DATA = _tiny()
+DATA = tiny_digits()
 BASE = {"epochs": 2, "channels": 4, "n_cells": 1, "batch_size": 16, "n_train": 64, "reg_batch": 8}
 
 
@@ -300,15 +291,6 @@ def test_table_settings_belong_to_the_identity_of_table_searches_only(tmp_path) 
 
 
 # ---- --compare and the command line ---------------------------------------------------------------------------------
-def _synthetic_cifar(n: int = 32) -> ImageSet:
-    rng = np.random.default_rng(0)
-    labels = np.arange(n, dtype=np.int64) % 10
-    images = rng.integers(0, 80, size=(n, 3, 32, 32))
-    for i, y in enumerate(labels):
-        images[i, y % 3, 3 * y : 3 * y + 3, :] = 240
-    return ImageSet("cifar10", "train", images.astype(np.uint8), labels)
-
-
 TINY = DSRNAConfig(n_train=32, epochs=1, channels=4, batch_size=16, reg_batch=4)
 
 
@@ -319,7 +301,7 @@ def test_compare_on_the_table_marks_the_scores_the_guiding_column_reads(tmp_path
 
     search_cfg = dataclasses.replace(TINY, dataset="cifar10", surrogate_column=column)
     cfg = CompareConfig(search=search_cfg, metrics=("none", "table"), seeds=(0,), n_random=1)
-    report = compare(cfg, tmp_path, data=_synthetic_cifar(), plot=not guided)  # the figure with a table group too
+    report = compare(cfg, tmp_path, data=synthetic_cifar(), plot=not guided)  # the figure with a table group too
     sur = report["surrogate"]
     assert sur["dataset"] == "cifar10" and sur["transfer"] is False and sur["guided"] == guided
     assert sur["metrics"] == ["table"] and "kendall" not in sur
