@@ -38,7 +38,7 @@ __all__ = ["SCHEMA_VERSION", "READABLE_SCHEMA_VERSIONS", "META_SCHEMA_VERSION", 
            "pa_schema", "rows_to_table", "table_metadata", "storage_table", "check_table_schema",
            "conform_table", "read_results_columns", "CUMULATIVE_SEGMENT", "format_eps", "qualified_key",
            "split_key", "wide_name", "WideName", "parse_wide_name", "array_path", "ARRAY_PATH_DEPTH", "array_kind",
-           "kind_array_path"]  # fmt: skip
+           "kind_array_path", "with_split"]  # fmt: skip
 
 SCHEMA_VERSION = "2"
 #: Versions this rb201 reads (v1: the same columns without ``split``, all rows on the test split).
@@ -200,28 +200,31 @@ def check_table_schema(table_schema, path: str) -> None:  # type: ignore[no-unty
         raise DataIntegrityError(f"{path} lacks schema v{version} columns {missing}")
 
 
+def with_split(table):  # type: ignore[no-untyped-def]
+    """``table`` with a ``split`` column: a table without one (schema v1) holds test-split rows only."""
+    import pyarrow as pa
+
+    if "split" in table.column_names:
+        return table
+    return table.append_column("split", pa.array(["test"] * table.num_rows, type=pa.string()))
+
+
 def conform_table(table, path: str):  # type: ignore[no-untyped-def]
     """A results file's table (v1 or v2, checked) as version-2 rows in memory: the :func:`pa_schema` columns in order,
     v1 rows on the ``test`` split; the file's metadata is kept."""
-    import pyarrow as pa
-
     check_table_schema(table.schema, path)
     meta = table.schema.metadata
-    if "split" not in table.column_names:
-        table = table.append_column("split", pa.array(["test"] * table.num_rows, type=pa.string()))
+    table = with_split(table)
     return table.select(list(pa_schema().names)).cast(pa_schema()).replace_schema_metadata(meta)
 
 
 def read_results_columns(path, columns: list[str]):  # type: ignore[no-untyped-def]
     """Some columns of a results file (v1 or v2) as version-2 columns: ``split`` is ``test`` in a v1 file."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     have = set(pq.read_schema(path).names)
     t = pq.read_table(path, columns=[c for c in columns if c in have])
-    if "split" in columns and "split" not in have:
-        t = t.append_column("split", pa.array(["test"] * t.num_rows, type=pa.string()))
-    return t.select(columns)
+    return (with_split(t) if "split" in columns else t).select(columns)
 
 
 # ---- names ---------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ..errors import DataIntegrityError, Rb201Error
 from ..space import NUM_ARCHS, NUM_UNIQUE, format_indices, representative_indices
 from .dataset import MANIFEST, NOT_DATA, read_manifest
 from .integrity import verify_file
-from .schema import KEY_COLUMNS, check_table_schema
+from .schema import KEY_COLUMNS, check_table_schema, with_split
 from .wide import ColumnCodes
 
 __all__ = ["COLUMN_KEYS", "DatasetCoverage", "Coverage", "CoverageBuilder", "compute_coverage", "ValidationReport",
@@ -88,11 +88,9 @@ class CoverageBuilder:
     def add(self, table: Any) -> int:
         """Add rows (a pyarrow Table with :data:`store.schema.KEY_COLUMNS`; without ``split`` all on the test
         split); return how many of them repeat the key columns of a row added before (or earlier in ``table``)."""
-        import pyarrow as pa
         import pyarrow.compute as pc
 
-        if "split" not in table.column_names:
-            table = table.append_column("split", pa.array(["test"] * table.num_rows, type=pa.string()))
+        table = with_split(table)
         repeated = 0
         for ds in pc.unique(table.column("dataset")).to_pylist():
             t = table.filter(pc.equal(table.column("dataset"), ds))

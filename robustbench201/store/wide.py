@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import DataIntegrityError
 from ..space import NUM_ARCHS, representative_indices
-from .schema import FAMILIES, META_KIND, META_SCHEMA_VERSION, READABLE_SCHEMA_VERSIONS, wide_name
+from .schema import FAMILIES, META_KIND, META_SCHEMA_VERSION, READABLE_SCHEMA_VERSIONS, wide_name, with_split
 
 META_DATASET = "rb201.dataset"
 META_COLUMNS = "rb201.columns"
@@ -138,12 +138,10 @@ class WideBuilder:
 
     def add(self, table: Any) -> None:
         """Add rows of this dataset (a pyarrow Table of tidy rows; without ``split`` every row is on the test split)."""
-        import pyarrow as pa
 
         if table.num_rows == 0:
             return
-        if "split" not in table.column_names:
-            table = table.append_column("split", pa.array(["test"] * table.num_rows, type=pa.string()))
+        table = with_split(table)
         ids = self.codes.encode(table)
         n = len(self.codes)
         if n > len(self._sums):
