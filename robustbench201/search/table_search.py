@@ -27,7 +27,6 @@ class TableSearch:
 
     dataset: str
     surrogate: TableSurrogate
-    budget: int  # the budget the runs used (cut to the covered classes when a table holds fewer)
     results: list[SearchResult]
     summaries: list[dict[str, Any]]
     warnings: list[str]  # the split warning first, if any
@@ -74,7 +73,7 @@ def search_table(
     results = [run_search(surrogate, a, budget, seeds, seed, sample=sample, ga_batch=ga_batch, ga_lr=ga_lr,
                           only_covered=budget >= covered)
                for a in dict.fromkeys(algos)]  # fmt: skip
-    return TableSearch(dataset, surrogate, budget, results, [r.to_dict(points) for r in results], warnings)
+    return TableSearch(dataset, surrogate, results, [r.to_dict(points) for r in results], warnings)
 
 
 def render_search(search: TableSearch, fmt: str = "text") -> str:
